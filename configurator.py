@@ -1,0 +1,289 @@
+"""
+The configuration: every default in one flat block, and the typed parser that
+turns config files and --key=value overrides into a checked dict.
+
+    python3 train.py                                  # the defaults below
+    python3 train.py --graph_d=100 --n_layer=4        # overrides
+    python3 train.py config/paper_g5000_l5.py --epochs=200
+
+A config file is the user's own Python (as in nanoGPT): it runs in a namespace
+of its own and only the names it assigns that are config keys are taken.
+Override values are parsed, never evaluated.
+"""
+import difflib
+import math
+import os
+import re
+import runpy
+import sys
+
+# -----------------------------------------------------------------------------
+# defaults: a small graph and model that train to 100% on a laptop CPU in ~1 minute
+DEFAULTS = dict(
+    # the graph (the dataset is cached per distinct set of these keys)
+    graph_d=10,                  # arms of the star; chance for the first hop is 1/graph_d
+    graph_l=5,                   # nodes on a root->leaf path, root and leaf included
+    graph_vocab_size='2max',     # node ids drawn from range(V): an int, or 'Nmax' = N x node count
+    graph_holdout_percentage=0.2,  # fraction of leaves whose paths are never trained (validation)
+    num_pause_tokens=3,          # PAUSE tokens between the leaf and the root in a path row
+    use_undirected=True,         # edges in both directions (the paper: forward-only fails)
+    use_directional_tokens=True,  # mark edge rows with '>' (parent->child) or '<'
+    use_task_tokens=True,        # start rows with [EDGE] or [PATH]
+    path_replication='auto',     # 'auto' balances path rows against edge rows, or an int >= 1
+    data_seed=1337,              # seeds node labels and the held-out leaves
+    data_dir='data',             # dataset cache, one folder per parameter set
+    # the model
+    n_layer=2,
+    n_head=4,
+    n_embd=128,
+    dropout=0.0,
+    bias=False,                  # bias in Linear and LayerNorm layers
+    # the optimiser (AdamW)
+    learning_rate=1e-3,          # peak learning rate
+    label_smoothing=0.0,         # training loss only; evaluation never smooths
+    weight_decay=0.01,
+    beta1=0.9,
+    beta2=0.98,
+    grad_clip=1.0,               # 0.0 disables clipping
+    # the learning-rate schedule: linear warmup, cosine decay, then flat at min_lr
+    decay_lr=True,
+    warmup_frac=0.05,            # fraction of all iterations spent warming up
+    lr_decay_frac=1.0,           # cosine reaches min_lr at this fraction of the iterations
+    min_lr=1e-5,
+    # training length and batches
+    epochs=300,                  # one epoch = one shuffled pass over the training rows
+    batch_size='auto',           # rows per micro-batch: 'auto' = min(training rows, 1024), or an int
+    gradient_accumulation_steps=1,
+    seed=1337,                   # model init, shuffling, dropout
+    # evaluation and logging
+    eval_interval=50,            # iterations between evaluations (the last one is always evaluated)
+    log_interval=25,             # iterations between console lines
+    eval_samples=1024,           # training paths/edges scored at each eval (all held-out paths are)
+    eval_only=False,             # evaluate the initial (or resumed) model and stop
+    # checkpoints
+    out_dir='out',
+    init_from='scratch',         # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+    always_save_checkpoint=False,  # else save when held-out accuracy improves, and at the end
+    # system
+    device='auto',               # 'auto' = cuda, then mps, then cpu; or e.g. 'cuda:1'
+    dtype='auto',                # 'auto' = bfloat16 where supported, float16 on older GPUs, float32 on CPU
+    compile='auto',              # torch.compile: 'auto' = on for CUDA only
+    # wandb
+    wandb_log=False,
+    wandb_project='pathstar',
+    wandb_entity='',             # '' = your default entity
+    wandb_run_name='',           # '' = built from the key parameters
+    wandb_mode='auto',           # 'auto' = online when logged in, else offline
+)
+
+# keys whose value is one of a fixed set; the rest are typed by their default
+CHOICES = dict(
+    init_from=('scratch', 'resume'),
+    dtype=('auto', 'float32', 'bfloat16', 'float16'),
+    compile=('auto', True, False),
+    wandb_mode=('auto', 'online', 'offline', 'disabled'),
+)
+AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
+
+
+class ConfigError(ValueError):
+    """A user error: its message is one line, shown without a traceback."""
+
+
+# -----------------------------------------------------------------------------
+# parsing one value
+
+def parse_bool(key, text):
+    if isinstance(text, bool):
+        return text
+    low = str(text).strip().lower()
+    if low in ('true', '1', 'yes'):
+        return True
+    if low in ('false', '0', 'no'):
+        return False
+    raise ConfigError(f"{key}: expected true/false, got {text!r}")
+
+
+def parse_int(key, text):
+    if isinstance(text, bool):
+        raise ConfigError(f"{key}: expected an integer, got {text!r}")
+    if isinstance(text, int):
+        return text
+    if isinstance(text, float):
+        if text.is_integer():
+            return int(text)
+        raise ConfigError(f"{key}: expected an integer, got {text!r}")
+    s = str(text).strip()
+    if re.fullmatch(r'[+-]?\d+', s):
+        return int(s)
+    try:  # allow 1e4, not 2.5
+        f = float(s)
+    except ValueError:
+        raise ConfigError(f"{key}: expected an integer, got {text!r}") from None
+    if math.isfinite(f) and f.is_integer():
+        return int(f)
+    raise ConfigError(f"{key}: expected an integer, got {text!r}")
+
+
+def parse_float(key, text):
+    if isinstance(text, bool):
+        raise ConfigError(f"{key}: expected a number, got {text!r}")
+    try:
+        value = float(text)  # YAML gives '1e-3' as a string: float() reads it
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {text!r}")
+    return value
+
+
+def parse_vocab(key, text):
+    """An int, or 'Nmax' meaning N times the number of nodes."""
+    if isinstance(text, str) and text.strip().lower().endswith('max'):
+        n = text.strip()[:-3]
+        if not re.fullmatch(r'\d+', n) or int(n) < 1:
+            raise ConfigError(f"{key}: expected an int or 'Nmax' with N >= 1 (e.g. '2max'), got {text!r}")
+        return f"{int(n)}max"
+    return parse_int(key, text)
+
+
+def parse_value(key, text):
+    """Parse one override (a string from the command line, or a YAML/Python value)."""
+    if key not in DEFAULTS:
+        raise ConfigError(unknown_key_message(key))
+    if text is None or (isinstance(text, str) and text.strip() == ''):
+        if key in ('wandb_entity', 'wandb_run_name'):
+            return ''  # empty means "choose for me"
+        raise ConfigError(f"{key}: empty value")
+    if key in CHOICES:
+        allowed = CHOICES[key]
+        if True in allowed:  # 'auto' or a bool
+            if str(text).strip().lower() == 'auto':
+                return 'auto'
+            return parse_bool(key, text)
+        if text in allowed:
+            return text
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, allowed))}, got {text!r}")
+    if key in AUTO_OR_INT:
+        if isinstance(text, str) and text.strip().lower() == 'auto':
+            return 'auto'
+        return parse_int(key, text)
+    if key == 'graph_vocab_size':
+        return parse_vocab(key, text)
+    default = DEFAULTS[key]
+    if isinstance(default, bool):
+        return parse_bool(key, text)
+    if isinstance(default, int):
+        return parse_int(key, text)
+    if isinstance(default, float):
+        return parse_float(key, text)
+    return str(text)
+
+
+def unknown_key_message(key):
+    close = difflib.get_close_matches(key, DEFAULTS, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see configurator.py for the keys"
+    return f"unknown config key {key!r}{hint}"
+
+
+# -----------------------------------------------------------------------------
+# checking a whole config
+
+def num_nodes(d, l):
+    return d * (l - 1) + 1
+
+
+def resolve_vocab(vocab, d, l):
+    """graph_vocab_size as an int ('2max' -> 2 x node count)."""
+    if isinstance(vocab, str):
+        return int(vocab[:-3]) * num_nodes(d, l)
+    return vocab
+
+
+def validate(cfg):
+    """Domain checks that need more than one value's type. Raises ConfigError."""
+    def need(ok, message):
+        if not ok:
+            raise ConfigError(message)
+    d, l = cfg['graph_d'], cfg['graph_l']
+    need(d >= 2, f"graph_d: must be >= 2, got {d}")
+    need(l >= 2, f"graph_l: must be >= 2, got {l}")
+    n, v = num_nodes(d, l), resolve_vocab(cfg['graph_vocab_size'], d, l)
+    need(v >= n, f"graph_vocab_size: vocab_size must be >= d * (l-1) + 1 = {d} * {l - 1} + 1 = {n}, got {v}")
+    h = cfg['graph_holdout_percentage']
+    need(0.0 <= h < 1.0, f"graph_holdout_percentage: must be in [0, 1), got {h}")
+    need(cfg['num_pause_tokens'] >= 0, f"num_pause_tokens: must be >= 0, got {cfg['num_pause_tokens']}")
+    for key in ('path_replication', 'batch_size'):
+        need(cfg[key] == 'auto' or cfg[key] >= 1, f"{key}: must be 'auto' or an int >= 1, got {cfg[key]}")
+    for key in ('n_layer', 'n_head', 'n_embd', 'epochs', 'gradient_accumulation_steps',
+                'eval_interval', 'log_interval', 'eval_samples'):
+        need(cfg[key] >= 1, f"{key}: must be >= 1, got {cfg[key]}")
+    need(cfg['n_embd'] % cfg['n_head'] == 0,
+         f"n_embd: must be divisible by n_head, got n_embd={cfg['n_embd']}, n_head={cfg['n_head']}")
+    need(0.0 <= cfg['dropout'] < 1.0, f"dropout: must be in [0, 1), got {cfg['dropout']}")
+    need(0.0 <= cfg['label_smoothing'] < 1.0, f"label_smoothing: must be in [0, 1), got {cfg['label_smoothing']}")
+    need(cfg['learning_rate'] > 0, f"learning_rate: must be > 0, got {cfg['learning_rate']}")
+    need(0 <= cfg['min_lr'] <= cfg['learning_rate'],
+         f"min_lr: must be in [0, learning_rate={cfg['learning_rate']}], got {cfg['min_lr']}")
+    for key in ('weight_decay', 'grad_clip'):
+        need(cfg[key] >= 0, f"{key}: must be >= 0, got {cfg[key]}")
+    for key in ('beta1', 'beta2'):
+        need(0 <= cfg[key] < 1, f"{key}: must be in [0, 1), got {cfg[key]}")
+    need(0 <= cfg['warmup_frac'] <= cfg['lr_decay_frac'] <= 1,
+         f"warmup_frac, lr_decay_frac: need 0 <= warmup_frac <= lr_decay_frac <= 1, "
+         f"got {cfg['warmup_frac']}, {cfg['lr_decay_frac']}")
+    dev = cfg['device']
+    need(dev in ('auto', 'cpu', 'mps', 'cuda') or re.fullmatch(r'cuda:\d+', dev),
+         f"device: expected auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+    return cfg
+
+
+# -----------------------------------------------------------------------------
+# building a config from files and the command line
+
+def load_config_file(path):
+    """Run a config file in its own namespace; return the config keys it sets."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    namespace = runpy.run_path(path, run_name='__config__')
+    values = {}
+    for name, value in namespace.items():
+        if name.startswith('_') or callable(value) or type(value).__name__ == 'module':
+            continue
+        if name not in DEFAULTS:
+            raise ConfigError(f"{path}: {unknown_key_message(name)}")
+        values[name] = value
+    return values
+
+
+def build_config(overrides=None, defaults=None):
+    """defaults <- overrides (a dict of raw values), every value parsed, then validated."""
+    cfg = dict(DEFAULTS if defaults is None else defaults)
+    for key, value in (overrides or {}).items():
+        cfg[key] = parse_value(key, value)
+    return validate(cfg)
+
+
+def parse_args(argv):
+    """argv like ['config/x.py', '--graph_d=100'] -> a checked config dict."""
+    overrides = {}
+    for arg in argv:
+        if not arg.startswith('--'):
+            overrides.update(load_config_file(arg))
+            continue
+        key, sep, value = arg[2:].partition('=')
+        if not sep:
+            raise ConfigError(f"expected --key=value, got {arg!r}")
+        if key not in DEFAULTS:
+            raise ConfigError(unknown_key_message(key))
+        overrides[key] = value
+    return build_config(overrides)
+
+
+def exit_on_config_error(main):
+    """Run main(); a ConfigError becomes one line on stderr and exit code 2."""
+    try:
+        return main()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

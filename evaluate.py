@@ -1,0 +1,79 @@
+"""
+Evaluation metrics, defined once: console, wandb and summary.json all read the
+names built by path_metrics().
+
+For path rows: teacher-forced per-token loss (one forward pass gives every token's
+loss), and greedy autoregressive accuracy from the prompt (token_1 = root,
+token_2 = the hard first hop, token_l = leaf; path = all l tokens right).
+"""
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+def path_metrics(split, token_loss, token_correct):
+    """The one place metric names are built. token_loss/token_correct: (rows, l) tensors."""
+    l = token_loss.size(1)
+    metrics = {f'{split}/loss/overall': token_loss.mean().item()}
+    for i in range(l):
+        metrics[f'{split}/loss/token_{i + 1}'] = token_loss[:, i].mean().item()
+    for i in range(l):
+        metrics[f'{split}/accuracy/token_{i + 1}'] = token_correct[:, i].float().mean().item()
+    metrics[f'{split}/accuracy/path'] = token_correct.all(dim=1).float().mean().item()
+    return metrics
+
+
+@torch.no_grad()
+def score_paths(model, rows, prompt_len, l, device, ctx, batch=4096):
+    """Per-token teacher-forced loss and greedy-decoding correctness for path rows (n, T)."""
+    losses, corrects = [], []
+    positions = torch.arange(prompt_len - 1, prompt_len - 1 + l, device=device)
+    for start in range(0, len(rows), batch):
+        chunk = torch.from_numpy(rows[start:start + batch].astype(np.int64)).to(device)
+        truth = chunk[:, prompt_len:prompt_len + l]
+        with ctx:
+            logits, _ = model(chunk[:, :-1], positions=positions.expand(len(chunk), -1))
+            generated = model.generate(chunk[:, :prompt_len], l)[:, prompt_len:]
+        loss = F.cross_entropy(logits.float().transpose(1, 2), truth, reduction='none')
+        losses.append(loss.cpu())
+        corrects.append((generated == truth).cpu())
+    return torch.cat(losses), torch.cat(corrects)
+
+
+@torch.no_grad()
+def score_edges(model, x, pos, tgt, ctx):
+    """Teacher-forced loss and accuracy on edge rows whose answer is determined (target in slot 0)."""
+    with ctx:
+        logits, _ = model(x, positions=pos[:, :1])
+    logits, target = logits[:, 0].float(), tgt[:, 0]
+    return {'train/loss/edge': F.cross_entropy(logits, target).item(),
+            'train/accuracy/edge': (logits.argmax(-1) == target).float().mean().item()}
+
+
+def evaluate(model, ev, meta, device, ctx):
+    model.eval()
+    l, prompt_len = meta['l'], meta['path_prompt_len']
+    metrics = path_metrics('train', *score_paths(model, ev['train_paths'], prompt_len, l, device, ctx))
+    if len(ev['edges'][0]):  # l = 2 without backward edges has no edge with one right answer
+        metrics.update(score_edges(model, *ev['edges'], ctx))
+    if len(ev['val_paths']):
+        metrics.update(path_metrics('val', *score_paths(model, ev['val_paths'], prompt_len, l, device, ctx)))
+    model.train()
+    return metrics
+
+
+def best_key(metrics):
+    """Held-out path accuracy decides the best checkpoint (train's when nothing is held out)."""
+    split = 'val' if 'val/accuracy/path' in metrics else 'train'
+    return (metrics[f'{split}/accuracy/path'], metrics[f'{split}/accuracy/token_2'], -metrics[f'{split}/loss/overall'])
+
+
+def print_eval(metrics, iter_num, epoch, l, chance):
+    print(f"eval @ iter {iter_num} (epoch {epoch:.1f}): train loss {metrics['train/loss/overall']:.4f}"
+          + (f" | val loss {metrics['val/loss/overall']:.4f}" if 'val/loss/overall' in metrics else '')
+          + (f" | edge acc {metrics['train/accuracy/edge']:.3f}" if 'train/accuracy/edge' in metrics else ''))
+    print('  accuracy ' + ''.join(f'{"tok" + str(i + 1):>7}' for i in range(l)) + '   path')
+    for split in ('train', 'val'):
+        if f'{split}/accuracy/path' in metrics:
+            cells = ''.join(f"{metrics[f'{split}/accuracy/token_{i + 1}']:7.3f}" for i in range(l))
+            print(f'  {split:<8} {cells}{metrics[f"{split}/accuracy/path"]:7.3f}')
+    print(f'  (tok2 is the first hop after the root; chance {chance:.3f})')

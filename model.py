@@ -1,0 +1,189 @@
+"""
+A small GPT in the style of nanoGPT: token + learned position embeddings,
+pre-LayerNorm blocks with causal self-attention and a GELU MLP, weight tying.
+It knows nothing about graphs; train.py feeds it token rows.
+"""
+import inspect
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int       # longest input the model sees (row length - 1)
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # weight tying: the input and output embedding of a node id are one vector,
+        # which is also what the geometry diagnostics read
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by the depth so the residual stream
+        # does not grow with n_layer
+        for name, p in self.named_parameters():
+            if name.endswith('c_proj.weight'):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding=True):
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def hidden(self, idx):
+        """Final-layer hidden states (B, T, C) after ln_f."""
+        T = idx.size(1)
+        assert T <= self.config.block_size, f"sequence of {T} > block_size {self.config.block_size}"
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx, targets=None, label_smoothing=0.0, positions=None):
+        """
+        idx (B, T) token ids. targets (B, T) next-token ids with -1 = ignore.
+        positions (B, K), optional: compute logits only at these positions, and then
+        targets is (B, K). Rows here have few targets (the path, or an edge's end), so
+        skipping the output head elsewhere saves most of its cost, with fixed shapes.
+        Returns (logits, loss); loss is the mean over the non-ignored targets.
+        """
+        x = self.hidden(idx)
+        if positions is not None:
+            x = torch.gather(x, 1, positions.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+        logits = self.lm_head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                   ignore_index=-1, label_smoothing=label_smoothing)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens):
+        """Greedy decoding: append max_new_tokens argmax tokens to every row of idx (B, T)."""
+        for _ in range(max_new_tokens):
+            x = self.hidden(idx[:, -self.config.block_size:])
+            next_token = self.lm_head(x[:, -1]).argmax(dim=-1, keepdim=True)
+            idx = torch.cat((idx, next_token.to(idx.dtype)), dim=1)
+        return idx
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        # decay matrices and embeddings (>= 2-D), not biases or LayerNorm gains
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
+            {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0},
+        ]
+        fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
+        extra = dict(fused=True) if fused else dict()
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **extra)
+
+    def flops_per_token(self, seq_len):
+        """Forward + backward FLOPs per token (PaLM appendix B: 6N + 12·L·H·Q·T)."""
+        cfg = self.config
+        head_dim = cfg.n_embd // cfg.n_head
+        return 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_head * head_dim * seq_len
+
+
+# dense bf16/fp16 tensor-core peaks (FLOP/s) of GPUs we know, matched by name
+GPU_PEAK_FLOPS = [
+    ('H200', 989e12), ('H100', 989e12), ('GH200', 989e12), ('B200', 2250e12),
+    ('A100', 312e12), ('A800', 312e12), ('L40S', 362e12), ('L40', 181e12),
+    ('A6000', 155e12), ('RTX 6000 Ada', 365e12), ('4090', 165e12), ('3090', 71e12),
+    ('A10', 125e12), ('L4', 121e12), ('V100', 125e12), ('T4', 65e12),
+]
+
+
+def gpu_peak_flops(device_name):
+    """The peak of the named GPU, or None when we do not know it."""
+    for key, peak in GPU_PEAK_FLOPS:
+        if key.lower() in device_name.lower():
+            return peak
+    return None
+
+
+def estimate_mfu(model, tokens_per_sec, seq_len, device):
+    """Model FLOPs utilisation against the GPU's dense peak; None on CPU or unknown GPUs."""
+    if not str(device).startswith('cuda') or not torch.cuda.is_available():
+        return None
+    peak = gpu_peak_flops(torch.cuda.get_device_name(torch.device(device)))
+    if peak is None:
+        return None
+    return model.flops_per_token(seq_len) * tokens_per_sec / peak

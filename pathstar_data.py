@@ -1,0 +1,396 @@
+"""
+The path-star dataset, learned in the weights: one fixed star-shaped graph whose
+edges and root->leaf paths are the training rows, while the paths to a few
+held-out leaves are the validation rows.
+
+    python3 pathstar_data.py --graph_d=5 --graph_l=4    # build (or reuse) and show a few rows
+
+The graph is a root with graph_d arms of graph_l - 1 nodes each, so a root->leaf
+path has graph_l nodes. Every row of a dataset has one length T, right-padded:
+
+    edge row   [EDGE] > u v                      parent u -> child v
+               [EDGE] < v u                      the same edge backwards (use_undirected)
+    path row   [PATH] leaf _ _ _ root n2 .. leaf  ('_' is PAUSE)
+
+A model is scored only on the targets (the masks): the last node of an edge row
+and the graph_l path nodes of a path row. Held-out arms keep their edges in
+training, so validation asks for a path the model has only seen in pieces.
+
+Each parameter set is built once, with vectorised numpy, into its own folder
+{data_dir}/pathstar_d.._{hash}/ of .npy files and meta.json. Builders of the same
+set take turns on a lock file, and a finished folder is only ever reused.
+"""
+import fcntl
+import glob
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from configurator import (DEFAULTS, ConfigError, exit_on_config_error, num_nodes, parse_args,
+                          parse_value, resolve_vocab, validate)
+
+FORMAT_VERSION = 1  # bump when the files change meaning: it is part of every cache folder's hash
+
+# token ids: node label k is token NODE_OFFSET + k, so vocab_size = NODE_OFFSET + V
+PAD, PAUSE, EDGE, PATH, FWD, BWD = 0, 1, 2, 3, 4, 5
+NODE_OFFSET = 6
+TOKENS = dict(pad=PAD, pause=PAUSE, edge=EDGE, path=PATH, fwd=FWD, bwd=BWD)
+TOKEN_TEXT = {PAUSE: '_', EDGE: '[EDGE]', PATH: '[PATH]', FWD: '>', BWD: '<'}  # PAD is not shown
+
+# the config keys that decide the dataset's contents (data_dir only decides where it lives)
+DATA_KEYS = ('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage', 'num_pause_tokens',
+             'use_undirected', 'use_directional_tokens', 'use_task_tokens', 'path_replication', 'data_seed')
+ARRAYS = ('train_rows', 'train_mask', 'val_rows', 'val_mask')
+
+
+@dataclass
+class PathStarData:
+    train_rows: np.ndarray   # (n_train, T) uint16 or uint32: edge rows first, then path rows
+    train_mask: np.ndarray   # (n_train, T) bool, True at the tokens to predict
+    val_rows: np.ndarray     # (n_val, T) the held-out paths, each once
+    val_mask: np.ndarray     # (n_val, T) bool
+    meta: dict
+    path: str                # the cache folder
+    build_seconds: Optional[float] = None  # time this call spent building; None when it reused a cache
+
+    def decode(self, row):
+        return decode(row)
+
+
+def decode(row):
+    """Token ids -> text, e.g. '[PATH] n17 _ _ _ n3 n40 n12 n9 n17' (PAD left out)."""
+    words = []
+    for token in np.asarray(row).tolist():
+        if token != PAD:
+            words.append(TOKEN_TEXT.get(token) or f"n{token - NODE_OFFSET}")
+    return ' '.join(words)
+
+
+# -----------------------------------------------------------------------------
+# the config
+
+def data_config(cfg):
+    """The dataset keys of cfg parsed and checked (ConfigError), graph_vocab_size as an int.
+
+    Missing keys take their defaults, so a caller may pass just the keys it changes.
+    """
+    picked = {key: parse_value(key, cfg.get(key, DEFAULTS[key])) for key in DATA_KEYS}
+    validate({**DEFAULTS, **picked})  # the other keys' defaults are valid, so only ours can fail
+    d, l = picked['graph_d'], picked['graph_l']
+    picked['graph_vocab_size'] = resolve_vocab(picked['graph_vocab_size'], d, l)
+    holdout_count(d, picked['graph_holdout_percentage'])  # fail now, before touching the disk
+    return picked
+
+
+def holdout_count(d, percentage):
+    """How many arms are held out: d * percentage rounded half up (0.05 of 10 arms is 1)."""
+    n = int(d * percentage + 0.5 + 1e-9)  # the 1e-9 keeps 0.05 * 10 = 0.4999.. from rounding down
+    if percentage > 0 and n == 0:
+        raise ConfigError(f"graph_holdout_percentage: {percentage:g} of graph_d={d} rounds to 0 held-out "
+                          f"leaves; use >= {three_digits(0.5 / d, up=True):g} or 0")
+    if n >= d:
+        raise ConfigError(f"graph_holdout_percentage: {percentage:g} of graph_d={d} rounds to {n} held-out "
+                          f"leaves, leaving no training path; use < {three_digits(1 - 0.5 / d, up=False):g}")
+    return n
+
+
+def three_digits(x, up):
+    """x rounded up or down to 3 significant digits, so advice in an error is both short and right."""
+    scale = 10.0 ** (2 - math.floor(math.log10(x)))
+    step = math.ceil if up else math.floor
+    return step(round(x * scale, 6)) / scale
+
+
+def row_lengths(cfg):
+    """(edge row length, path prompt length, path row length) for these token options."""
+    task = int(cfg['use_task_tokens'])
+    edge_len = task + int(cfg['use_directional_tokens']) + 2
+    prompt_len = task + 1 + cfg['num_pause_tokens']  # [PATH] leaf PAUSE..
+    return edge_len, prompt_len, prompt_len + cfg['graph_l']
+
+
+# -----------------------------------------------------------------------------
+# building the arrays (pure numpy, no disk)
+
+def draw_graph(cfg):
+    """Node labels, then the held-out arms, from one rng seeded by data_seed.
+
+    Returns paths, (d, l) int64 token ids root..leaf for each arm, and the sorted held-out arms.
+    """
+    d, l = cfg['graph_d'], cfg['graph_l']
+    rng = np.random.default_rng(cfg['data_seed'])
+    labels = rng.choice(cfg['graph_vocab_size'], num_nodes(d, l), replace=False)
+    # node index 0 is the root and arm a at depth j (1..l-1) is 1 + a*(l-1) + (j-1),
+    # so the non-root labels reshaped to (d, l-1) are the arms in order
+    paths = np.empty((d, l), np.int64)
+    paths[:, 0] = labels[0]
+    paths[:, 1:] = labels[1:].reshape(d, l - 1)
+    paths += NODE_OFFSET
+    held_out = rng.choice(d, holdout_count(d, cfg['graph_holdout_percentage']), replace=False)
+    return paths, np.sort(held_out).astype(np.int64)
+
+
+def other_arms(d, arms):
+    """The sorted arms not in arms (a mask: np.setdiff1d sorts, and takes seconds at d = 1e6)."""
+    keep = np.ones(d, bool)
+    keep[arms] = False
+    return np.flatnonzero(keep).astype(np.int64)
+
+
+def make_meta(cfg, paths, holdout_arms):
+    """Everything about the dataset except its rows."""
+    d, l, vocab = cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size']
+    edge_len, prompt_len, path_len = row_lengths(cfg)
+    num_edge_rows = (num_nodes(d, l) - 1) * (2 if cfg['use_undirected'] else 1)
+    train_arms = other_arms(d, holdout_arms)
+    rep = cfg['path_replication']
+    if rep == 'auto':  # about as many path rows as edge rows, so neither task drowns the other
+        rep = max(1, num_edge_rows // len(train_arms))
+    vocab_size = NODE_OFFSET + vocab
+    return dict(
+        d=d, l=l, num_nodes=num_nodes(d, l), graph_vocab_size=vocab, vocab_size=vocab_size,
+        tokens=dict(TOKENS), node_offset=NODE_OFFSET,
+        row_len=max(edge_len, path_len), path_prompt_len=prompt_len, edge_row_len=edge_len,
+        num_edge_rows=num_edge_rows, path_replication=rep,
+        num_train_rows=num_edge_rows + rep * len(train_arms), num_val_rows=len(holdout_arms),
+        root=int(paths[0, 0]), paths=paths, leaves=paths[:, -1],
+        train_arms=train_arms, holdout_arms=holdout_arms,
+        # the largest token id is vocab_size - 1; it must never wrap around
+        dtype='uint16' if vocab_size <= 2 ** 16 else 'uint32',
+        config=dict(cfg), format_version=FORMAT_VERSION,
+    )
+
+
+def fill_edges(out, sources, targets, marker, cfg):
+    """Write '[EDGE] marker source target' rows into out, one per edge, column by column."""
+    col = 0
+    if cfg['use_task_tokens']:
+        out[:, col] = EDGE
+        col += 1
+    if cfg['use_directional_tokens']:
+        out[:, col] = marker
+        col += 1
+    out[:, col] = sources
+    out[:, col + 1] = targets
+
+
+def path_rows(paths, meta):
+    """'[PATH] leaf PAUSE.. root .. leaf' rows, one per given path, PAD after."""
+    out = np.zeros((len(paths), meta['row_len']), meta['dtype'])
+    start = meta['path_prompt_len']
+    leaf_col = 0
+    if meta['config']['use_task_tokens']:
+        out[:, 0] = PATH
+        leaf_col = 1
+    out[:, leaf_col] = paths[:, -1]
+    out[:, leaf_col + 1:start] = PAUSE
+    out[:, start:start + meta['l']] = paths
+    return out
+
+
+def fill_rows(arrays, meta):
+    """Write every row and mask into zero-filled arrays (PAD is 0, so the padding is already there)."""
+    cfg, paths, l = meta['config'], meta['paths'], meta['l']
+    rows, mask = arrays['train_rows'], arrays['train_mask']
+    parents, children = paths[:, :-1].ravel(), paths[:, 1:].ravel()
+    n = len(parents)
+    fill_edges(rows[:n], parents, children, FWD, cfg)
+    if cfg['use_undirected']:
+        fill_edges(rows[n:2 * n], children, parents, BWD, cfg)
+    n_edges = meta['num_edge_rows']
+    mask[:n_edges, meta['edge_row_len'] - 1] = True  # the last node; the source is given
+
+    # the training paths are built once and broadcast into each of the repeats
+    start = meta['path_prompt_len']
+    train_paths = path_rows(paths[meta['train_arms']], meta)
+    rows[n_edges:].reshape(meta['path_replication'], len(train_paths), -1)[:] = train_paths
+    mask[n_edges:, start:start + l] = True
+    arrays['val_rows'][:] = path_rows(paths[meta['holdout_arms']], meta)
+    arrays['val_mask'][:, start:start + l] = True
+
+
+def build_arrays(cfg):
+    """The whole dataset in memory, without the disk: (arrays dict, meta dict)."""
+    cfg = data_config(cfg)
+    paths, holdout_arms = draw_graph(cfg)
+    meta = make_meta(cfg, paths, holdout_arms)
+    arrays = {}
+    for split in ('train', 'val'):
+        # preallocated in the final dtype, and np.zeros maps zero pages lazily, so the
+        # padding (PAD = 0, mask False) costs nothing
+        shape = (meta[f'num_{split}_rows'], meta['row_len'])
+        arrays[f'{split}_rows'] = np.zeros(shape, meta['dtype'])
+        arrays[f'{split}_mask'] = np.zeros(shape, np.bool_)
+    fill_rows(arrays, meta)
+    return arrays, meta
+
+
+# -----------------------------------------------------------------------------
+# the cache on disk
+
+def cache_dir(cfg):
+    """The folder this parameter set lives in under cfg['data_dir']."""
+    return folder_for(data_config(cfg), cfg.get('data_dir', DEFAULTS['data_dir']))
+
+
+def folder_for(dcfg, data_dir):
+    key = json.dumps(dict(dcfg, format_version=FORMAT_VERSION), sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    name = (f"pathstar_d{dcfg['graph_d']}_l{dcfg['graph_l']}_v{dcfg['graph_vocab_size']}"
+            f"_h{dcfg['graph_holdout_percentage']:g}_p{dcfg['num_pause_tokens']}_{digest}")
+    return os.path.join(data_dir, name)
+
+
+def is_built(folder):
+    # meta.json is written last inside the temp folder, and the folder appears by rename
+    return os.path.isfile(os.path.join(folder, 'meta.json'))
+
+
+def save_meta(meta, folder):
+    """meta.json: the scalars and lists; the arrays are in paths.npy or follow from holdout_arms."""
+    plain = {k: v for k, v in meta.items() if k not in ('paths', 'leaves', 'train_arms', 'holdout_arms')}
+    plain['holdout_arms'] = meta['holdout_arms'].tolist()
+    with open(os.path.join(folder, 'meta.json'), 'w') as f:
+        f.write(json.dumps(plain))  # dumps uses the C encoder, dump does not: 0.5 s at d = 1e6
+
+
+def write_dataset(arrays, meta, folder):
+    """The .npy files, then meta.json last: its presence is what marks a folder finished.
+
+    Nothing is fsynced: a cache folder is a pure function of its config, so after a
+    power cut the remedy for a damaged one is to delete it.
+    """
+    os.makedirs(folder)
+    for name, array in arrays.items():
+        np.save(os.path.join(folder, name + '.npy'), array)
+    np.save(os.path.join(folder, 'paths.npy'), meta['paths'])
+    save_meta(meta, folder)
+
+
+def remove_leftovers(folder):
+    """Delete temp folders of killed builds, and a folder that was never finished.
+
+    Only called while holding the lock, and every builder holds it until it has renamed
+    its temp folder into place, so nothing here belongs to a live build.
+    """
+    for stale in glob.glob(glob.escape(folder) + '.tmp-*'):
+        shutil.rmtree(stale, ignore_errors=True)
+    if os.path.isdir(folder) and not is_built(folder):
+        shutil.rmtree(folder)
+
+
+def build_locked(dcfg, folder):
+    """Build and save folder unless another process did it first.
+
+    Returns the PathStarData just built, or None when it found the folder finished.
+    """
+    os.makedirs(os.path.dirname(folder) or '.', exist_ok=True)
+    with open(folder + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the kernel releases it when we close it or die
+        if is_built(folder):
+            return None  # someone built it while we waited
+        remove_leftovers(folder)
+        start = time.time()
+        temp = f"{folder}.tmp-{os.getpid()}"
+        arrays, meta = build_arrays(dcfg)
+        try:
+            write_dataset(arrays, meta, temp)
+            os.rename(temp, folder)  # atomic: readers see no folder or a whole one
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return PathStarData(**arrays, meta=meta, path=folder, build_seconds=time.time() - start)
+
+
+def load(folder, mmap=False):
+    """Read a finished cache folder (no pickle anywhere)."""
+    with open(os.path.join(folder, 'meta.json')) as f:
+        meta = json.load(f)
+    meta['paths'] = np.load(os.path.join(folder, 'paths.npy'), allow_pickle=False)
+    meta['leaves'] = meta['paths'][:, -1]
+    meta['holdout_arms'] = np.array(meta['holdout_arms'], dtype=np.int64)
+    meta['train_arms'] = other_arms(meta['d'], meta['holdout_arms'])
+    mode = 'r' if mmap else None
+    arrays = {name: np.load(os.path.join(folder, name + '.npy'), mmap_mode=mode, allow_pickle=False)
+              for name in ARRAYS}
+    return PathStarData(**arrays, meta=meta, path=folder)
+
+
+def load_or_build(cfg, verbose=True, mmap=False):
+    """The dataset for cfg's dataset keys, from its cache folder, building it first if needed.
+
+    cfg needs the dataset keys (missing ones take their defaults) and data_dir; bad values
+    raise ConfigError before anything is written. mmap=True maps an existing cache's arrays
+    read-only instead of reading them (a fresh build is in memory already).
+    """
+    dcfg = data_config(cfg)
+    folder = folder_for(dcfg, cfg.get('data_dir', DEFAULTS['data_dir']))
+    data = None
+    if not is_built(folder):
+        if verbose:
+            print(f"pathstar: building {folder}")
+        data = build_locked(dcfg, folder)
+    if data is None:
+        data = load(folder, mmap)
+    if verbose:
+        done = f"built in {data.build_seconds:.2f} s" if data.build_seconds is not None else "reused the cache"
+        print(f"pathstar: {done}: {len(data.train_rows):,} train rows, {len(data.val_rows):,} val rows, "
+              f"T={data.meta['row_len']}, {data.meta['dtype']}")
+    return data
+
+
+# -----------------------------------------------------------------------------
+# the command line
+
+def human_bytes(n):
+    for unit in ('B', 'KB', 'MB', 'GB'):
+        if n < 1024 or unit == 'GB':
+            return f"{n:.0f} {unit}" if unit == 'B' else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def folder_bytes(folder):
+    return sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+
+
+def summary(data):
+    """A few lines about the dataset and a handful of decoded rows, never the whole thing."""
+    m = data.meta
+    n_edges, n_paths = m['num_edge_rows'], len(m['train_arms'])
+    built = (f"built in {data.build_seconds:.2f} s" if data.build_seconds is not None
+             else "reused the existing cache")
+    lines = [
+        f"graph      {m['d']} arms x {m['l']} nodes per path = {m['num_nodes']:,} nodes, "
+        f"labels from range({m['graph_vocab_size']:,})",
+        f"vocab      {m['vocab_size']:,} tokens ({NODE_OFFSET} special + nodes), stored as {m['dtype']}",
+        f"train      {len(data.train_rows):,} rows = {n_edges:,} edge rows + {n_paths:,} paths x "
+        f"{m['path_replication']}",
+        f"val        {len(data.val_rows):,} rows (held-out paths)",
+        f"row length T={m['row_len']} (edge rows {m['edge_row_len']}, path prompt {m['path_prompt_len']})",
+        f"on disk    {human_bytes(folder_bytes(data.path))} in {data.path}",
+        f"build      {built}",
+    ]
+    # the first forward edges, and the first backward one when there are any
+    edge_picks = sorted({i for i in (0, 1, n_edges // 2) if i < n_edges})
+    shown = [('edge row', data.train_rows[i]) for i in edge_picks]
+    shown += [('train path', data.train_rows[n_edges + i]) for i in range(min(2, n_paths))]
+    shown += [('val path', data.val_rows[i]) for i in range(min(2, len(data.val_rows)))]
+    lines += [f"{label:10s} {data.decode(row)}" for label, row in shown]
+    return '\n'.join(lines)
+
+
+def main():
+    cfg = parse_args(sys.argv[1:])
+    print(summary(load_or_build(cfg, verbose=False, mmap=True)))
+
+
+if __name__ == '__main__':
+    exit_on_config_error(main)

@@ -1,0 +1,30 @@
+"""Shared test setup: wandb offline in temp folders, the repo on sys.path, a tiny config."""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(autouse=True)
+def offline_wandb(tmp_path, monkeypatch):
+    """No test may reach the network: wandb runs offline with its files under tmp_path."""
+    monkeypatch.setenv('WANDB_MODE', 'offline')
+    monkeypatch.setenv('WANDB_SILENT', 'true')
+    for var in ('WANDB_DIR', 'WANDB_CACHE_DIR', 'WANDB_CONFIG_DIR', 'WANDB_DATA_DIR'):
+        monkeypatch.setenv(var, str(tmp_path / 'wandb_home'))
+    monkeypatch.delenv('WANDB_API_KEY', raising=False)
+    yield
+    if 'wandb' in sys.modules:
+        sys.modules['wandb'].teardown()
+
+
+def tiny_config(tmp_path, **overrides):
+    """A graph and model small enough to train in seconds on one CPU core."""
+    cfg = dict(graph_d=4, graph_l=3, num_pause_tokens=1, graph_holdout_percentage=0.25,
+               n_layer=1, n_head=2, n_embd=32, epochs=20, eval_interval=10, log_interval=5,
+               data_dir=str(tmp_path / 'data'), out_dir=str(tmp_path / 'out'), device='cpu')
+    cfg.update(overrides)
+    return cfg

@@ -1,0 +1,432 @@
+"""
+The path-star dataset: what its rows say, how it is split, and how its cache behaves.
+Every graph here is tiny, and every data_dir is under pytest's tmp_path.
+"""
+import collections
+import hashlib
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pathstar_data as ps  # noqa: E402
+from configurator import ConfigError  # noqa: E402
+from pathstar_data import BWD, EDGE, FWD, NODE_OFFSET, PAD, PATH, PAUSE  # noqa: E402
+
+# 6 arms of 3 nodes below the root; 0.34 of 6 arms holds out 2
+SMALL = dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34)
+SCRIPT = str(ROOT / 'pathstar_data.py')
+
+
+def build(**overrides):
+    return ps.build_arrays({**SMALL, **overrides})
+
+
+def load(tmp_path, **overrides):
+    return ps.load_or_build({**SMALL, 'data_dir': str(tmp_path / 'data'), **overrides}, verbose=False)
+
+
+def tokens(row):
+    """A row as a list of ints with the right padding cut off (no real token is PAD)."""
+    row = [int(t) for t in row]
+    while row and row[-1] == PAD:
+        row.pop()
+    return row
+
+
+def graph_edges(paths):
+    """The (parent, child) token pairs of the graph, read off its root->leaf paths."""
+    return {(int(u), int(v)) for path in paths for u, v in zip(path[:-1], path[1:])}
+
+
+def expected_edge_row(source, target, marker, cfg):
+    return ([EDGE] if cfg['use_task_tokens'] else []) + \
+        ([marker] if cfg['use_directional_tokens'] else []) + [source, target]
+
+
+def expected_path_row(path, cfg):
+    path = [int(t) for t in path]
+    return ([PATH] if cfg['use_task_tokens'] else []) + [path[-1]] + [PAUSE] * cfg['num_pause_tokens'] + path
+
+
+def split_train(arrays, meta):
+    n = meta['num_edge_rows']
+    return arrays['train_rows'][:n], arrays['train_rows'][n:]
+
+
+def run_cli(args, cwd):
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def digest(data):
+    h = hashlib.sha256()
+    for name in ps.ARRAYS:
+        h.update(np.ascontiguousarray(getattr(data, name)).tobytes())
+    return h.hexdigest()
+
+
+# -----------------------------------------------------------------------------
+# the graph and its rows
+
+def test_the_graph_is_a_star_with_unique_node_ids_within_the_vocab():
+    arrays, meta = build()
+    d, l, paths = meta['d'], meta['l'], meta['paths']
+    assert paths.shape == (d, l)
+    assert (paths[:, 0] == meta['root']).all()
+    below_root = paths[:, 1:].ravel()
+    assert len(set(below_root.tolist()) | {meta['root']}) == meta['num_nodes'] == d * (l - 1) + 1
+    labels = paths - NODE_OFFSET
+    assert labels.min() >= 0 and labels.max() < meta['graph_vocab_size']
+    assert (meta['leaves'] == paths[:, -1]).all()
+
+
+def test_node_labels_then_held_out_arms_come_from_the_seeded_rng_in_index_layout():
+    _, meta = build(data_seed=7)
+    d, l = meta['d'], meta['l']
+    rng = np.random.default_rng(7)
+    labels = rng.choice(meta['graph_vocab_size'], meta['num_nodes'], replace=False)
+    assert meta['paths'][0, 0] == NODE_OFFSET + labels[0]
+    for arm, depth in itertools.product(range(d), range(1, l)):
+        assert meta['paths'][arm, depth] == NODE_OFFSET + labels[1 + arm * (l - 1) + depth - 1]
+    assert meta['holdout_arms'].tolist() == sorted(rng.choice(d, 2, replace=False).tolist())
+
+
+def test_every_edge_row_is_a_real_edge_with_its_direction_marker():
+    arrays, meta = build()
+    edges = graph_edges(meta['paths'])
+    edge_rows, _ = split_train(arrays, meta)
+    forward, backward = collections.Counter(), collections.Counter()
+    for row in edge_rows:
+        task, marker, source, target = tokens(row)
+        assert task == EDGE
+        if marker == FWD:
+            forward[(source, target)] += 1
+        else:
+            assert marker == BWD
+            backward[(target, source)] += 1  # '< v u' is the edge u -> v read backwards
+    assert set(forward) == set(backward) == edges
+    assert set(forward.values()) == set(backward.values()) == {1}
+
+
+def test_path_rows_walk_root_to_leaf_and_end_at_the_prompt_leaf():
+    arrays, meta = build()
+    edges, l, start = graph_edges(meta['paths']), meta['l'], meta['path_prompt_len']
+    _, train_paths = split_train(arrays, meta)
+    for row in np.concatenate([train_paths, arrays['val_rows']]):
+        row = tokens(row)
+        assert row[0] == PATH and row[2:start] == [PAUSE] * 3 and len(row) == start + l
+        path = row[start:]
+        assert path[0] == meta['root']
+        assert all((u, v) in edges for u, v in zip(path[:-1], path[1:]))
+        assert row[1] == path[-1] and path[-1] in meta['leaves']
+
+
+def test_masks_select_exactly_the_targets():
+    arrays, meta = build()
+    l = meta['l']
+    for split in ('train', 'val'):
+        rows, mask = arrays[f'{split}_rows'], arrays[f'{split}_mask']
+        assert mask.dtype == np.bool_ and mask.shape == rows.shape
+        assert (rows[mask] >= NODE_OFFSET).all()  # never PAD, PAUSE or a task/direction token
+        for i, (row, row_mask) in enumerate(zip(rows, mask)):
+            n = len(tokens(row))
+            is_edge = split == 'train' and i < meta['num_edge_rows']
+            wanted = [n - 1] if is_edge else list(range(n - l, n))  # the last node, or the whole path
+            assert np.flatnonzero(row_mask).tolist() == wanted
+
+
+@pytest.mark.parametrize('undirected, directional, task, pause',
+                         list(itertools.product([True, False], [True, False], [True, False], [0, 2])))
+def test_row_variants_have_the_right_lengths_and_contents(undirected, directional, task, pause):
+    arrays, meta = build(use_undirected=undirected, use_directional_tokens=directional,
+                         use_task_tokens=task, num_pause_tokens=pause)
+    cfg, l, paths = meta['config'], meta['l'], meta['paths']
+    assert meta['edge_row_len'] == task + directional + 2
+    assert meta['path_prompt_len'] == task + 1 + pause
+    assert meta['row_len'] == task + 1 + pause + l == arrays['train_rows'].shape[1]
+    assert meta['num_edge_rows'] == (meta['num_nodes'] - 1) * (2 if undirected else 1)
+
+    want_edges = collections.Counter()
+    for u, v in graph_edges(paths):
+        want_edges[tuple(expected_edge_row(u, v, FWD, cfg))] += 1
+        if undirected:
+            want_edges[tuple(expected_edge_row(v, u, BWD, cfg))] += 1
+    edge_rows, train_paths = split_train(arrays, meta)
+    assert collections.Counter(tuple(tokens(r)) for r in edge_rows) == want_edges
+    rep = meta['path_replication']
+    want_paths = collections.Counter({tuple(expected_path_row(paths[a], cfg)): rep for a in meta['train_arms']})
+    assert collections.Counter(tuple(tokens(r)) for r in train_paths) == want_paths
+    assert [tokens(r) for r in arrays['val_rows']] == [expected_path_row(paths[a], cfg)
+                                                       for a in meta['holdout_arms']]
+    assert arrays['train_mask'].sum() == meta['num_edge_rows'] + l * len(train_paths)
+
+
+# -----------------------------------------------------------------------------
+# holdout and splits
+
+def test_holdout_arms_are_disjoint_from_training_path_arms():
+    arrays, meta = build()
+    train, held = set(meta['train_arms'].tolist()), set(meta['holdout_arms'].tolist())
+    assert len(held) == 2 and not train & held and train | held == set(range(meta['d']))
+    assert list(meta['holdout_arms']) == sorted(held)
+    _, train_paths = split_train(arrays, meta)
+    prompt_col = 1  # [PATH] leaf ...
+    assert set(train_paths[:, prompt_col].tolist()) == set(meta['leaves'][meta['train_arms']].tolist())
+    assert arrays['val_rows'][:, prompt_col].tolist() == meta['leaves'][meta['holdout_arms']].tolist()
+
+
+def test_held_out_leaves_never_prompt_a_training_path_yet_all_their_edges_are_trained():
+    arrays, meta = build()
+    held_paths = meta['paths'][meta['holdout_arms']]
+    edge_rows, train_paths = split_train(arrays, meta)
+    assert not set(train_paths[:, 1].tolist()) & set(held_paths[:, -1].tolist())
+    trained = {tuple(tokens(row)[1:]) for row in edge_rows}  # (marker, source, target)
+    for u, v in graph_edges(held_paths):
+        assert (FWD, u, v) in trained and (BWD, v, u) in trained
+
+
+def test_zero_holdout_trains_every_path_and_has_no_validation_rows():
+    arrays, meta = build(graph_holdout_percentage=0.0)
+    assert arrays['val_rows'].shape == (0, meta['row_len']) and len(meta['holdout_arms']) == 0
+    assert meta['train_arms'].tolist() == list(range(meta['d']))
+
+
+def test_path_replication_auto_balances_path_rows_against_edge_rows():
+    arrays, meta = build()  # 36 edge rows, 4 training paths
+    assert meta['path_replication'] == 36 // 4 == 9
+    _, train_paths = split_train(arrays, meta)
+    assert len(train_paths) == 36 == len(arrays['train_rows']) - meta['num_edge_rows']
+    assert set(collections.Counter(map(tuple, train_paths.tolist())).values()) == {9}
+
+
+def test_path_replication_int_repeats_each_training_path_that_many_times():
+    arrays, meta = build(path_replication=3)
+    _, train_paths = split_train(arrays, meta)
+    assert meta['path_replication'] == 3 and len(train_paths) == 3 * 4
+    assert set(collections.Counter(map(tuple, train_paths.tolist())).values()) == {3}
+
+
+def test_holdout_that_rounds_to_no_arm_raises_a_config_error_with_working_advice():
+    with pytest.raises(ConfigError) as e:
+        build(graph_d=10, graph_l=5, graph_holdout_percentage=0.01)
+    assert str(e.value) == ("graph_holdout_percentage: 0.01 of graph_d=10 rounds to 0 held-out leaves; "
+                            "use >= 0.05 or 0")
+    for d in (3, 7, 10, 999):
+        with pytest.raises(ConfigError) as e:
+            ps.holdout_count(d, 0.1 / d)
+        advice = float(re.search(r'use >= (\S+) or 0', str(e.value)).group(1))
+        assert ps.holdout_count(d, advice) == 1
+
+
+def test_holdout_of_every_arm_raises_a_config_error_with_working_advice():
+    with pytest.raises(ConfigError) as e:
+        build(graph_d=2, graph_l=3, graph_holdout_percentage=0.8)
+    message = str(e.value)
+    assert message.startswith('graph_holdout_percentage: 0.8 of graph_d=2 rounds to 2') and '\n' not in message
+    for d in (2, 3, 7):
+        with pytest.raises(ConfigError) as e:
+            ps.holdout_count(d, 1 - 0.1 / d)
+        bound = float(re.search(r'use < (\S+)$', str(e.value)).group(1))
+        assert ps.holdout_count(d, bound - 1e-6) == d - 1
+
+
+def test_bad_dataset_values_raise_config_error_before_touching_the_disk(tmp_path):
+    for bad in (dict(graph_d=1), dict(graph_vocab_size=5), dict(graph_holdout_percentage=0.01, graph_d=10),
+                dict(path_replication=0), dict(graph_l='abc')):
+        with pytest.raises(ConfigError):
+            load(tmp_path, **bad)
+    assert not (tmp_path / 'data').exists()
+
+
+# -----------------------------------------------------------------------------
+# token dtypes and decoding
+
+def test_token_dtype_is_uint16_up_to_vocab_size_65536_then_uint32():
+    for vocab, dtype in ((65530, 'uint16'), (65531, 'uint32')):
+        arrays, meta = build(graph_d=2, graph_l=2, graph_vocab_size=vocab, graph_holdout_percentage=0.0)
+        assert meta['vocab_size'] == NODE_OFFSET + vocab and meta['dtype'] == dtype
+        assert arrays['train_rows'].dtype == arrays['val_rows'].dtype == np.dtype(dtype)
+
+
+def test_ids_above_65535_survive_the_cache_round_trip_as_uint32(tmp_path):
+    cfg = dict(graph_d=10, graph_l=3, graph_vocab_size=200000, graph_holdout_percentage=0.2)
+    built = load(tmp_path, **cfg)
+    reused = load(tmp_path, **cfg)
+    assert built.build_seconds is not None and reused.build_seconds is None
+    paths = reused.meta['paths']
+    assert reused.meta['dtype'] == 'uint32' and paths.max() > 65535 + NODE_OFFSET
+    fresh, _ = build(**cfg)
+    for name in ps.ARRAYS:
+        assert getattr(reused, name).dtype == fresh[name].dtype
+        assert np.array_equal(getattr(reused, name), fresh[name])
+        assert np.array_equal(getattr(built, name), fresh[name])
+    nodes = reused.train_rows[reused.train_rows >= NODE_OFFSET]
+    assert set(nodes.tolist()) == set(paths.ravel().tolist())
+
+
+def test_decode_shows_tasks_directions_pauses_and_node_labels():
+    n = lambda k: NODE_OFFSET + k  # noqa: E731
+    assert ps.decode([PATH, n(17), PAUSE, PAUSE, PAUSE, n(3), n(40), n(12), n(9), n(17), PAD]) == \
+        '[PATH] n17 _ _ _ n3 n40 n12 n9 n17'
+    assert ps.decode(np.array([EDGE, FWD, n(0), n(1), PAD, PAD], np.uint16)) == '[EDGE] > n0 n1'
+    assert ps.decode([EDGE, BWD, n(70000), n(2)]) == '[EDGE] < n70000 n2'
+
+
+# -----------------------------------------------------------------------------
+# the cache
+
+def test_loaded_meta_describes_the_arrays_and_matches_the_build(tmp_path):
+    data = load(tmp_path)
+    again = load(tmp_path)
+    _, built_meta = build()
+    m = again.meta
+    for key in ('d', 'l', 'num_nodes', 'graph_vocab_size', 'vocab_size', 'tokens', 'node_offset', 'row_len',
+                'path_prompt_len', 'edge_row_len', 'num_edge_rows', 'path_replication', 'root', 'dtype',
+                'config', 'format_version'):
+        assert m[key] == built_meta[key] == data.meta[key], key
+    for key in ('paths', 'leaves', 'train_arms', 'holdout_arms'):
+        assert isinstance(m[key], np.ndarray) and np.array_equal(m[key], built_meta[key]), key
+    assert m['tokens'] == dict(pad=0, pause=1, edge=2, path=3, fwd=4, bwd=5)
+    assert m['vocab_size'] == NODE_OFFSET + m['graph_vocab_size'] and again.train_rows.max() < m['vocab_size']
+    assert m['row_len'] == again.train_rows.shape[1] == again.val_rows.shape[1]
+    assert m['root'] == m['paths'][0, 0] and set(m['config']) == set(ps.DATA_KEYS)
+    with open(os.path.join(again.path, 'meta.json')) as f:
+        assert json.load(f)['num_edge_rows'] == m['num_edge_rows']
+    assert np.array_equal(np.load(os.path.join(again.path, 'paths.npy'), allow_pickle=False), m['paths'])
+
+
+def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
+    base = {**SMALL, 'data_dir': str(tmp_path)}
+    folder = ps.cache_dir(base)
+    assert re.fullmatch(r'pathstar_d6_l4_v38_h0\.34_p3_[0-9a-f]{8}', os.path.basename(folder))
+    assert os.path.dirname(folder) == str(tmp_path)
+    changes = dict(graph_d=7, graph_l=5, graph_vocab_size=100, graph_holdout_percentage=0.5, num_pause_tokens=1,
+                   use_undirected=False, use_directional_tokens=False, use_task_tokens=False,
+                   path_replication=2, data_seed=1)
+    assert set(changes) == set(ps.DATA_KEYS)
+    folders = {ps.cache_dir({**base, key: value}) for key, value in changes.items()}
+    assert len(folders) == len(changes) and folder not in folders
+    assert ps.cache_dir({**base, 'n_layer': 8, 'graph_vocab_size': 38}) == folder  # '2max' of 19 nodes
+    _, meta = build()
+    assert ps.cache_dir({**meta['config'], 'data_dir': str(tmp_path)}) == folder
+
+
+def test_same_seed_gives_identical_files_and_another_seed_other_labels(tmp_path):
+    first = load(tmp_path / 'a')
+    second = load(tmp_path / 'b')
+    names = sorted(os.listdir(first.path))
+    assert names == sorted(os.listdir(second.path)) == sorted(
+        [f'{name}.npy' for name in ps.ARRAYS] + ['paths.npy', 'meta.json'])
+    for name in names:
+        assert Path(first.path, name).read_bytes() == Path(second.path, name).read_bytes(), name
+    other = load(tmp_path / 'a', data_seed=1)
+    assert other.path != first.path and not np.array_equal(other.meta['paths'], first.meta['paths'])
+
+
+def test_second_load_reuses_the_cache_without_rebuilding(tmp_path):
+    first = load(tmp_path)
+    stamps = {name: os.stat(os.path.join(first.path, name)).st_mtime_ns for name in os.listdir(first.path)}
+    time.sleep(0.01)
+    second = load(tmp_path)
+    mapped = ps.load_or_build({**SMALL, 'data_dir': str(tmp_path / 'data')}, verbose=False, mmap=True)
+    assert first.build_seconds is not None and second.build_seconds is None and mapped.build_seconds is None
+    assert stamps == {name: os.stat(os.path.join(first.path, name)).st_mtime_ns for name in os.listdir(first.path)}
+    assert digest(first) == digest(second) == digest(mapped)
+    assert isinstance(mapped.train_rows, np.memmap) and not mapped.train_rows.flags.writeable
+
+
+def test_a_killed_build_leaves_nothing_that_breaks_the_next_build(tmp_path):
+    data_dir = tmp_path / 'data'
+    # a build that dies (no cleanup, like SIGKILL) after writing its arrays, before meta.json
+    killed = subprocess.run([sys.executable, '-c', (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); import pathstar_data as ps\n"
+        "ps.save_meta = lambda *args: os._exit(9)\n"
+        "ps.load_or_build(dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, data_dir=sys.argv[2]))"),
+        str(ROOT), str(data_dir)], capture_output=True, text=True, timeout=60)
+    assert killed.returncode == 9
+    folder = ps.cache_dir({**SMALL, 'data_dir': str(data_dir)})
+    leftovers = list(data_dir.glob('*.tmp-*'))
+    assert len(leftovers) == 1 and (leftovers[0] / 'train_rows.npy').exists() and not os.path.exists(folder)
+    data = load(tmp_path)
+    assert data.build_seconds is not None and data.path == folder
+    assert not list(data_dir.glob('*.tmp-*'))
+    assert digest(data) == digest(load(tmp_path))
+
+
+def test_a_stale_temp_folder_with_our_pid_or_an_unfinished_cache_folder_is_rebuilt(tmp_path):
+    folder = Path(ps.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    stale = Path(f"{folder}.tmp-{os.getpid()}")  # a dead process whose pid we now have
+    stale.mkdir(parents=True)
+    (stale / 'train_rows.npy').write_bytes(b'garbage')
+    folder.mkdir()  # a folder without meta.json was never finished
+    (folder / 'train_rows.npy').write_bytes(b'garbage')
+    data = load(tmp_path)
+    assert data.build_seconds is not None and not stale.exists()
+    fresh, _ = build()
+    assert np.array_equal(load(tmp_path).train_rows, fresh['train_rows'])
+
+
+CONCURRENT_BUILDER = """
+import hashlib, json, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import pathstar_data as ps
+while time.time() < float(sys.argv[3]):  # start together, after everyone has imported numpy
+    time.sleep(0.002)
+data = ps.load_or_build(dict(graph_d=2000, graph_l=5, data_dir=sys.argv[2]), verbose=False)
+h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in ps.ARRAYS))
+print(json.dumps(dict(built=data.build_seconds is not None, digest=h.hexdigest())))
+"""
+
+
+def test_concurrent_builders_build_once_and_all_get_identical_arrays(tmp_path):
+    data_dir = tmp_path / 'data'
+    start_at = str(time.time() + 2.5)
+    procs = [subprocess.Popen([sys.executable, '-c', CONCURRENT_BUILDER, str(ROOT), str(data_dir), start_at],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outputs]
+    assert all(err == '' for _, err in outputs)
+    results = [json.loads(out) for out, _ in outputs]
+    assert sum(r['built'] for r in results) == 1
+    assert len({r['digest'] for r in results}) == 1
+    data = ps.load_or_build(dict(graph_d=2000, graph_l=5, data_dir=str(data_dir)), verbose=False)
+    assert data.build_seconds is None and digest(data) == results[0]['digest']
+    assert sorted(p.name for p in data_dir.iterdir()) == sorted([Path(data.path).name, Path(data.path).name + '.lock'])
+
+
+# -----------------------------------------------------------------------------
+# the command line
+
+def test_cli_builds_then_reuses_and_prints_a_few_decoded_rows(tmp_path):
+    args = ['--graph_d=5', '--graph_l=4', f'--data_dir={tmp_path / "data"}']
+    first = run_cli(args, tmp_path)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert len(lines) < 20 and 'built in' in first.stdout
+    assert any(re.search(r'\[EDGE\] > n\d+ n\d+$', line) for line in lines)
+    assert any(re.search(r'\[EDGE\] < n\d+ n\d+$', line) for line in lines)
+    assert sum(line.startswith('train path') and '[PATH] ' in line for line in lines) == 2
+    assert sum(line.startswith('val path') and '[PATH] ' in line for line in lines) == 1  # 1 of 5 arms held out
+    second = run_cli(args, tmp_path)
+    assert second.returncode == 0 and 'reused' in second.stdout
+
+
+@pytest.mark.parametrize('bad', ['--graph_d=1', '--graph_holdout_percentage=0.01', '--graph_l=four',
+                                 '--graph_dd=5', 'graph_d=5'])
+def test_cli_with_a_bad_value_exits_2_with_one_error_line_and_writes_nothing(tmp_path, bad):
+    result = run_cli([f'--data_dir={tmp_path / "data"}', bad], tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == '' and 'Traceback' not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith('error: ')
+    assert sorted(os.listdir(tmp_path)) == []

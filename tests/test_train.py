@@ -1,0 +1,125 @@
+"""train.py: the schedule, batching helpers, and seeded end-to-end runs on CPU."""
+import json
+import math
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from conftest import ROOT, tiny_config
+
+SCHEDULE = dict(learning_rate=1e-3, min_lr=1e-4, warmup_frac=0.1, lr_decay_frac=0.9, decay_lr=True)
+
+
+def test_lr_warms_up_linearly_then_follows_the_cosine_then_stays_flat():
+    lr = [train.cosine_lr(it, 100, SCHEDULE) for it in range(100)]
+    assert lr[0] == pytest.approx(1e-3 * 1 / 11)       # warmup: 10 iterations
+    assert lr[9] == pytest.approx(1e-3 * 10 / 11)
+    assert lr[10] == pytest.approx(1e-3)                # cosine starts at the peak
+    assert lr[50] == pytest.approx(1e-4 + 0.5 * (1 + math.cos(math.pi * 0.5)) * 9e-4)  # halfway through decay
+    assert lr[90] == pytest.approx(1e-4) and lr[99] == pytest.approx(1e-4)  # flat after lr_decay_frac
+    assert all(a >= b for a, b in zip(lr[10:], lr[11:]))
+
+
+def test_lr_is_constant_without_decay():
+    assert {train.cosine_lr(it, 50, dict(SCHEDULE, decay_lr=False)) for it in range(50)} == {1e-3}
+
+
+def test_target_slots_list_each_rows_targets_in_order():
+    rows = np.array([[3, 9, 1, 7, 8, 9], [2, 4, 7, 8, 0, 0]])
+    mask = np.array([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 0, 0]], dtype=bool)
+    pos, tgt = train.target_slots(rows, mask, 3)
+    assert pos.tolist() == [[2, 3, 4], [2, 0, 0]]       # positions in x = rows[:, :-1]
+    assert tgt.tolist() == [[7, 8, 9], [8, -1, -1]]
+
+
+def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
+    a = train.epoch_order(50, 1, 3, 'cpu')
+    assert sorted(a.tolist()) == list(range(50))
+    assert torch.equal(a, train.epoch_order(50, 1, 3, 'cpu'))
+    assert not torch.equal(a, train.epoch_order(50, 1, 4, 'cpu'))
+
+
+def test_device_and_dtype_selection_on_a_machine_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: False)
+    assert train.pick_device('auto') == 'cpu'
+    assert train.pick_dtype('auto', 'cpu') == 'float32'
+    assert train.use_compile('auto', 'cpu') is False and train.use_compile('auto', 'cuda') is True
+    with pytest.raises(train.ConfigError, match='CUDA is not available'):
+        train.pick_device('cuda')
+
+
+def test_dtype_auto_on_cuda_prefers_bf16_and_falls_back_to_fp16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: True)
+    assert train.pick_dtype('auto', 'cuda') == 'bfloat16'
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: False)
+    assert train.pick_dtype('auto', 'cuda:1') == 'float16'
+
+
+def test_oom_and_divergence_messages_name_what_to_change():
+    cfg = dict(n_layer=12, n_embd=384, learning_rate=1e-3, grad_clip=0.0)
+    assert 'batch_size=512' in train.oom_message(cfg, 512) and 'n_embd=384' in train.oom_message(cfg, 512)
+    with pytest.raises(train.TrainingError, match='learning_rate'):
+        train.check_finite(float('nan'), 10, cfg)
+
+
+def test_seeded_cpu_run_learns_the_training_paths(tmp_path):
+    summary = train.train(tiny_config(tmp_path, epochs=150, eval_interval=50, learning_rate=3e-3))
+    assert summary['train/accuracy/path'] == 1.0
+    assert summary['train/accuracy/edge'] == 1.0
+    assert summary['chance/first_hop'] == 0.25
+    for key in ('val/loss/overall', 'val/loss/token_1', 'val/accuracy/token_3', 'val/accuracy/path',
+                'best/val/accuracy/path', 'train/loss/overall'):
+        assert key in summary
+    saved = json.load(open(tmp_path / 'out' / 'summary.json'))
+    assert saved['train/accuracy/path'] == 1.0 and saved['iter'] == summary['iter']
+
+
+def test_iterations_count_epochs_times_batches(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=3, batch_size=5, gradient_accumulation_steps=2, eval_interval=100)
+    summary = train.train(cfg)
+    rows = summary['train_rows']
+    assert summary['max_iters'] == 3 * math.ceil(rows / 10) and summary['epoch'] == 3.0
+
+
+def test_the_same_seed_gives_the_same_metrics(tmp_path):
+    a = train.train(tiny_config(tmp_path / 'a', epochs=10))
+    b = train.train(tiny_config(tmp_path / 'b', epochs=10))
+    assert a['val/loss/overall'] == b['val/loss/overall']
+
+
+def test_resume_after_sigterm_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=40, dropout=0.1, eval_interval=10)
+    full = train.train(dict(cfg, out_dir=str(tmp_path / 'full')))
+    child = run_and_sigterm_at_third_eval(cfg, tmp_path)
+    assert child.returncode == 128 + signal.SIGTERM, child.stderr
+    assert 'resume with --init_from=resume' in child.stderr
+    assert torch.load(tmp_path / 'out' / 'ckpt.pt', weights_only=True)['iter_num'] == 20
+    resumed = train.train(dict(cfg, init_from='resume'))
+    assert resumed['iter'] == full['iter'] == 40
+    for key in ('val/loss/overall', 'train/loss/overall', 'val/accuracy/path', 'train/loss/edge'):
+        assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
+
+
+def run_and_sigterm_at_third_eval(cfg, tmp_path):
+    """train.py in a child process that receives SIGTERM during its eval at iter 20."""
+    script = tmp_path / 'interrupt.py'
+    args = [f'--{k}={v}' for k, v in cfg.items()]
+    script.write_text(
+        'import os, signal, sys\n'
+        f'sys.path.insert(0, {ROOT!r})\n'
+        'import train\n'
+        'real, calls = train.evaluate, []\n'
+        'def evaluate(*a, **k):\n'
+        '    calls.append(1)\n'
+        '    if len(calls) == 3:\n'
+        '        os.kill(os.getpid(), signal.SIGTERM)\n'
+        '    return real(*a, **k)\n'
+        'train.evaluate = evaluate\n'
+        f'train.main({args!r})\n')
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
