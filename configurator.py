@@ -54,12 +54,18 @@ DEFAULTS = dict(
     epochs=300,                  # one epoch = one shuffled pass over the training rows
     batch_size='auto',           # rows per micro-batch: 'auto' = min(training rows, 1024), or an int
     gradient_accumulation_steps=1,
+    max_iters=0,                 # 0 = run all epochs; > 0 stops there (smoke tests, benchmarks)
     seed=1337,                   # model init, shuffling, dropout
+    # the training recipe (the variants the paper compares)
+    recipe='interleaved',        # 'interleaved': edges and paths shuffled together; 'staged': edges, then paths
+    staged_edge_frac=0.5,        # staged: the fraction of epochs spent on edge rows alone
+    path_loss='full',            # 'full': every path token; 'first_hop': only the hard first hop after the root
     # evaluation and logging
     eval_interval=50,            # iterations between evaluations (the last one is always evaluated)
     log_interval=25,             # iterations between console lines
     eval_samples=1024,           # training paths/edges scored at each eval (all held-out paths are)
     eval_only=False,             # evaluate the initial (or resumed) model and stop
+    geometry_interval=0,         # every N-th eval also logs embedding-geometry diagnostics (analyze.py); 0 = off
     # checkpoints
     out_dir='out',
     init_from='scratch',         # 'scratch' or 'resume' (from out_dir/ckpt.pt)
@@ -82,6 +88,8 @@ CHOICES = dict(
     dtype=('auto', 'float32', 'bfloat16', 'float16'),
     compile=('auto', True, False),
     wandb_mode=('auto', 'online', 'offline', 'disabled'),
+    recipe=('interleaved', 'staged'),
+    path_loss=('full', 'first_hop'),
 )
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
 
@@ -225,6 +233,13 @@ def validate(cfg):
     need(cfg['learning_rate'] > 0, f"learning_rate: must be > 0, got {cfg['learning_rate']}")
     need(0 <= cfg['min_lr'] <= cfg['learning_rate'],
          f"min_lr: must be in [0, learning_rate={cfg['learning_rate']}], got {cfg['min_lr']}")
+    for key in ('max_iters', 'geometry_interval'):
+        need(cfg[key] >= 0, f"{key}: must be >= 0, got {cfg[key]}")
+    if cfg['recipe'] == 'staged':
+        edge_epochs = round(cfg['staged_edge_frac'] * cfg['epochs'])
+        need(0 < edge_epochs < cfg['epochs'],
+             f"staged_edge_frac: {cfg['staged_edge_frac']} of epochs={cfg['epochs']} leaves an empty stage "
+             f"({edge_epochs} edge epochs); need 0 < round(staged_edge_frac * epochs) < epochs")
     for key in ('weight_decay', 'grad_clip'):
         need(cfg[key] >= 0, f"{key}: must be >= 0, got {cfg[key]}")
     for key in ('beta1', 'beta2'):

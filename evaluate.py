@@ -5,13 +5,17 @@ names built by path_metrics().
 For path rows: teacher-forced per-token loss (one forward pass gives every token's
 loss), and greedy autoregressive accuracy from the prompt (token_1 = root,
 token_2 = the hard first hop, token_l = leaf; path = all l tokens right).
+first_hop_teacher_forced scores the first hop given the true root, which is what
+a model trained with path_loss='first_hop' (never taught to emit the root) can show.
 """
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-def path_metrics(split, token_loss, token_correct):
-    """The one place metric names are built. token_loss/token_correct: (rows, l) tensors."""
+
+def path_metrics(split, token_loss, token_correct, first_hop_tf):
+    """The one place metric names are built. token_loss/token_correct: (rows, l) tensors;
+    first_hop_tf: (rows,) teacher-forced first-hop correctness."""
     l = token_loss.size(1)
     metrics = {f'{split}/loss/overall': token_loss.mean().item()}
     for i in range(l):
@@ -19,13 +23,15 @@ def path_metrics(split, token_loss, token_correct):
     for i in range(l):
         metrics[f'{split}/accuracy/token_{i + 1}'] = token_correct[:, i].float().mean().item()
     metrics[f'{split}/accuracy/path'] = token_correct.all(dim=1).float().mean().item()
+    metrics[f'{split}/accuracy/first_hop_teacher_forced'] = first_hop_tf.float().mean().item()
     return metrics
 
 
 @torch.no_grad()
 def score_paths(model, rows, prompt_len, l, device, ctx, batch=4096):
-    """Per-token teacher-forced loss and greedy-decoding correctness for path rows (n, T)."""
-    losses, corrects = [], []
+    """Per-token teacher-forced loss, greedy-decoding correctness and teacher-forced
+    first-hop correctness for path rows (n, T)."""
+    losses, corrects, first_hops = [], [], []
     positions = torch.arange(prompt_len - 1, prompt_len - 1 + l, device=device)
     for start in range(0, len(rows), batch):
         chunk = torch.from_numpy(rows[start:start + batch].astype(np.int64)).to(device)
@@ -36,7 +42,8 @@ def score_paths(model, rows, prompt_len, l, device, ctx, batch=4096):
         loss = F.cross_entropy(logits.float().transpose(1, 2), truth, reduction='none')
         losses.append(loss.cpu())
         corrects.append((generated == truth).cpu())
-    return torch.cat(losses), torch.cat(corrects)
+        first_hops.append((logits[:, 1].argmax(-1) == truth[:, 1]).cpu())
+    return torch.cat(losses), torch.cat(corrects), torch.cat(first_hops)
 
 
 @torch.no_grad()

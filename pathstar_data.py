@@ -145,22 +145,31 @@ def other_arms(d, arms):
     return np.flatnonzero(keep).astype(np.int64)
 
 
+def row_counts(cfg):
+    """(edge rows, path replication, training rows, held-out rows) of a parsed data config,
+    known before anything is built (train.py checks batch_size against them)."""
+    d, l = cfg['graph_d'], cfg['graph_l']
+    num_edge_rows = (num_nodes(d, l) - 1) * (2 if cfg['use_undirected'] else 1)
+    n_hold = holdout_count(d, cfg['graph_holdout_percentage'])
+    rep = cfg['path_replication']
+    if rep == 'auto':  # about as many path rows as edge rows, so neither task drowns the other
+        rep = max(1, num_edge_rows // (d - n_hold))
+    return num_edge_rows, rep, num_edge_rows + rep * (d - n_hold), n_hold
+
+
 def make_meta(cfg, paths, holdout_arms):
     """Everything about the dataset except its rows."""
     d, l, vocab = cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size']
     edge_len, prompt_len, path_len = row_lengths(cfg)
-    num_edge_rows = (num_nodes(d, l) - 1) * (2 if cfg['use_undirected'] else 1)
     train_arms = other_arms(d, holdout_arms)
-    rep = cfg['path_replication']
-    if rep == 'auto':  # about as many path rows as edge rows, so neither task drowns the other
-        rep = max(1, num_edge_rows // len(train_arms))
+    num_edge_rows, rep, num_train_rows, _ = row_counts(cfg)
     vocab_size = NODE_OFFSET + vocab
     return dict(
         d=d, l=l, num_nodes=num_nodes(d, l), graph_vocab_size=vocab, vocab_size=vocab_size,
         tokens=dict(TOKENS), node_offset=NODE_OFFSET,
         row_len=max(edge_len, path_len), path_prompt_len=prompt_len, edge_row_len=edge_len,
         num_edge_rows=num_edge_rows, path_replication=rep,
-        num_train_rows=num_edge_rows + rep * len(train_arms), num_val_rows=len(holdout_arms),
+        num_train_rows=num_train_rows, num_val_rows=len(holdout_arms),
         root=int(paths[0, 0]), paths=paths, leaves=paths[:, -1],
         train_arms=train_arms, holdout_arms=holdout_arms,
         # the largest token id is vocab_size - 1; it must never wrap around

@@ -121,6 +121,14 @@ def eval_sets(data, cfg, device):
     return dict(train_paths=train_paths, edges=edges, val_paths=data.val_rows)
 
 
+def restrict_path_loss(targets, n_edges, path_loss):
+    """path_loss='first_hop': path rows (after the edge rows) keep only slot 1, the hop after the root."""
+    if path_loss == 'first_hop':
+        targets[n_edges:, :1] = -1
+        targets[n_edges:, 2:] = -1
+    return targets
+
+
 def epoch_order(n, seed, epoch, device):
     """The shuffle of one epoch depends only on (seed, epoch), so a resumed run sees the same batches."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -139,6 +147,39 @@ def cosine_lr(it, max_iters, cfg):
         return cfg['min_lr']
     progress = (it - warmup) / max(decay_end - warmup, 1)
     return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg['learning_rate'] - cfg['min_lr'])
+
+
+def training_stages(cfg, n_rows, n_edges):
+    """[(first row, end row, epochs)]: 'interleaved' shuffles all rows together; 'staged'
+    trains on the edge rows alone for staged_edge_frac of the epochs, then on the path rows."""
+    if cfg['recipe'] == 'staged':
+        edge_epochs = round(cfg['staged_edge_frac'] * cfg['epochs'])
+        return [(0, n_edges, edge_epochs), (n_edges, n_rows, cfg['epochs'] - edge_epochs)]
+    return [(0, n_rows, cfg['epochs'])]
+
+
+def iteration_plan(stages, rows_per_iter):
+    """Per stage: (first row, rows, epochs, iterations per epoch, its first iteration, its first epoch)."""
+    plan, it, epoch = [], 0, 0
+    for first, end, epochs in stages:
+        per_epoch = math.ceil((end - first) / rows_per_iter)
+        plan.append((first, end - first, epochs, per_epoch, it, epoch))
+        it, epoch = it + epochs * per_epoch, epoch + epochs
+    return plan, it
+
+
+def locate(it, plan):
+    """Iteration -> (stage, epoch counted over the whole run, step within that epoch)."""
+    for stage in reversed(plan):
+        if it >= stage[4]:
+            epoch, step = divmod(it - stage[4], stage[3])
+            return stage, stage[5] + epoch, step
+    raise ValueError(it)
+
+
+def epochs_done(it, plan):
+    stage, epoch, step = locate(it, plan)
+    return epoch + step / stage[3]
 
 
 # -----------------------------------------------------------------------------
@@ -161,7 +202,7 @@ def atomic_write_json(obj, path):
 # keys that define a run; on resume they come from the checkpoint
 RUN_KEYS = [k for k in configurator.DEFAULTS if not k.startswith('wandb_') and k not in (
     'device', 'dtype', 'compile', 'data_dir', 'out_dir', 'init_from', 'eval_only', 'always_save_checkpoint',
-    'log_interval')]
+    'log_interval', 'geometry_interval')]
 
 
 def logged_in_to_wandb():
@@ -218,15 +259,17 @@ def train(config):
                       f"not {cfg[key]!r}", file=sys.stderr)
             cfg[key] = checkpoint['config'][key]
 
+    n_edges, _, n_rows, _ = pathstar_data.row_counts(pathstar_data.data_config(cfg))
+    batch_size = min(n_rows, 1024) if cfg['batch_size'] == 'auto' else cfg['batch_size']
+    if batch_size > n_rows:  # checked before the dataset is built: a user error writes nothing
+        raise ConfigError(f"batch_size: {batch_size} is more than the {n_rows} training rows; use 'auto' or <= {n_rows}")
+    rows_per_iter = batch_size * cfg['gradient_accumulation_steps']
+    plan, max_iters = iteration_plan(training_stages(cfg, n_rows, n_edges), rows_per_iter)
+    if cfg['max_iters']:
+        max_iters = min(max_iters, cfg['max_iters'])
     data = pathstar_data.load_or_build(cfg)
     meta = data.meta
-    n_rows, l, d = len(data.train_rows), meta['l'], meta['d']
-    batch_size = min(n_rows, 1024) if cfg['batch_size'] == 'auto' else cfg['batch_size']
-    if batch_size > n_rows:
-        raise ConfigError(f"batch_size: {batch_size} is more than the {n_rows} training rows; use 'auto' or <= {n_rows}")
-    accum = cfg['gradient_accumulation_steps']
-    steps_per_epoch = math.ceil(n_rows / (batch_size * accum))
-    max_iters = cfg['epochs'] * steps_per_epoch
+    l, d = meta['l'], meta['d']
     chance = 1.0 / d
 
     device = pick_device(cfg['device'])
@@ -255,19 +298,20 @@ def train(config):
             torch.cuda.set_rng_state(checkpoint['rng_cuda'])
     step_model = torch.compile(model) if use_compile(cfg['compile'], device) else model
 
-    slots = max(l, 1)
-    x_all, pos_all, tgt_all = device_tensors(data.train_rows, data.train_mask, slots, device)
+    x_all, pos_all, tgt_all = device_tensors(data.train_rows, data.train_mask, l, device)
+    restrict_path_loss(tgt_all, n_edges, cfg['path_loss'])
     ev = eval_sets(data, cfg, device)
-    rows_per_iter = min(batch_size * accum, n_rows)
     print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
           f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
-    print(f"training: {cfg['epochs']} epochs x {steps_per_epoch} iters of {rows_per_iter} rows = {max_iters} iters; "
+    stages = ', '.join(f"{e} epochs x {k} iters over {n} rows" for _, n, e, k, _, _ in plan)
+    print(f"training ({cfg['recipe']}): {stages} = {max_iters} iters of <= {rows_per_iter} rows; "
           f"first-hop chance 1/{d} = {chance:.3f}")
 
     run = start_wandb(cfg, wandb_id) if cfg['wandb_log'] else None
     stop = {}
     handlers = install_signal_handlers(stop)
     order, order_epoch = None, -1
+    epoch = 0.0
     metrics, summary = {}, None
     t_start = time.time()
     t_log, tokens_since_log = time.time(), 0
@@ -283,9 +327,9 @@ def train(config):
     def eval_now():
         nonlocal last_eval, best, best_metrics, metrics
         metrics = evaluate(model, ev, meta, device, ctx)
-        metrics.update({'iter': iter_num, 'epoch': iter_num / steps_per_epoch})
+        metrics.update({'iter': iter_num, 'epoch': epochs_done(iter_num, plan)})
         check_finite(metrics['train/loss/overall'], iter_num, cfg)
-        print_eval(metrics, iter_num, iter_num / steps_per_epoch, l, chance)
+        print_eval(metrics, iter_num, metrics['epoch'], l, chance)
         last_eval = iter_num
         improved = best is None or best_key(metrics) > tuple(best)
         if improved:
@@ -299,14 +343,15 @@ def train(config):
         if (iter_num % cfg['eval_interval'] == 0 or iter_num == max_iters or cfg['eval_only']) and last_eval != iter_num:
             eval_now()
         while iter_num < max_iters and not cfg['eval_only']:
-            epoch, step = divmod(iter_num, steps_per_epoch)
-            if epoch != order_epoch:
-                order, order_epoch = epoch_order(n_rows, cfg['seed'], epoch, device), epoch
+            (first, n_stage, *_), epoch_index, step = locate(iter_num, plan)
+            if epoch_index != order_epoch:
+                order = first + epoch_order(n_stage, cfg['seed'], epoch_index, device)
+                order_epoch = epoch_index
             lr = cosine_lr(iter_num, max_iters, cfg)
             for group in optimizer.param_groups:
                 group['lr'] = lr
             batches = [order[i:i + batch_size] for i in range(step * rows_per_iter, (step + 1) * rows_per_iter, batch_size)
-                       if i < n_rows]
+                       if i < n_stage]
             for idx in batches:
                 with ctx:
                     _, loss = step_model(x_all[idx], tgt_all[idx], cfg['label_smoothing'], positions=pos_all[idx])
@@ -326,9 +371,10 @@ def train(config):
                 dt = max(time.time() - t_log, 1e-9)
                 tps = tokens_since_log / dt
                 mfu = estimate_mfu(model, tps, x_all.size(1), device)
-                line = {'train/loss/step': loss_value, 'lr': lr, 'epoch': iter_num / steps_per_epoch,
+                epoch = epochs_done(iter_num, plan)
+                line = {'train/loss/step': loss_value, 'lr': lr, 'epoch': epoch,
                         'iter': iter_num, 'tokens_per_sec': tps, **({'mfu': mfu} if mfu is not None else {})}
-                print(f"iter {iter_num}/{max_iters} | epoch {iter_num / steps_per_epoch:.1f} | loss {loss_value:.4f} "
+                print(f"iter {iter_num}/{max_iters} | epoch {epoch:.1f} | loss {loss_value:.4f} "
                       f"| lr {lr:.2e} | {tps / 1e3:.1f}k tok/s" + (f" | mfu {mfu * 100:.1f}%" if mfu is not None else ''))
                 if run is not None:
                     run.log(line, step=iter_num)
@@ -345,7 +391,7 @@ def train(config):
         summary = {k: v for k, v in metrics.items()}
         summary.update(best_metrics)
         summary.update({'chance/first_hop': chance, 'wall_time_s': time.time() - t_start, 'iter': iter_num,
-                        'max_iters': max_iters, 'epoch': iter_num / steps_per_epoch, 'params': model.num_params(),
+                        'max_iters': max_iters, 'epoch': epochs_done(iter_num, plan), 'params': model.num_params(),
                         'train_rows': n_rows, 'val_rows': len(data.val_rows), 'device': device})
         atomic_write_json(summary, os.path.join(out_dir, 'summary.json'))
         print_summary(summary, l)

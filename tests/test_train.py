@@ -123,3 +123,29 @@ def run_and_sigterm_at_third_eval(cfg, tmp_path):
         'train.evaluate = evaluate\n'
         f'train.main({args!r})\n')
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+
+
+def test_staged_plan_runs_the_edge_epochs_then_the_path_epochs():
+    cfg = dict(recipe='staged', staged_edge_frac=0.25, epochs=8)
+    stages = train.training_stages(cfg, n_rows=30, n_edges=10)
+    assert stages == [(0, 10, 2), (10, 30, 6)]
+    plan, max_iters = train.iteration_plan(stages, rows_per_iter=4)
+    assert max_iters == 2 * 3 + 6 * 5           # ceil(10/4) = 3 and ceil(20/4) = 5 iterations per epoch
+    assert train.locate(0, plan)[1:] == (0, 0)
+    assert train.locate(5, plan)[0][0] == 0 and train.locate(5, plan)[1:] == (1, 2)
+    assert train.locate(6, plan)[0][0] == 10 and train.locate(6, plan)[1:] == (2, 0)  # paths start at epoch 2
+    assert train.epochs_done(max_iters, plan) == 8.0
+    assert train.training_stages(dict(recipe='interleaved', epochs=8), 30, 10) == [(0, 30, 8)]
+
+
+def test_first_hop_path_loss_keeps_only_the_first_hop_of_path_rows():
+    targets = torch.tensor([[7, -1, -1], [1, 2, 3], [4, 5, 6]])
+    train.restrict_path_loss(targets, n_edges=1, path_loss='first_hop')
+    assert targets.tolist() == [[7, -1, -1], [-1, 2, -1], [-1, 5, -1]]
+
+
+def test_staged_and_first_hop_runs_finish(tmp_path):
+    staged = train.train(tiny_config(tmp_path / 's', recipe='staged', epochs=10))
+    assert staged['epoch'] == 10.0 and staged['iter'] == staged['max_iters']
+    first_hop = train.train(tiny_config(tmp_path / 'f', path_loss='first_hop', epochs=10))
+    assert 'val/accuracy/first_hop_teacher_forced' in first_hop
