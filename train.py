@@ -228,6 +228,9 @@ def run_name(cfg):
 
 def start_wandb(cfg, run_id):
     import wandb
+    if wandb.run is not None:  # inside a wandb sweep agent: its run is ours
+        wandb.run.config.update(cfg, allow_val_change=True)
+        return wandb.run
     mode = wandb_mode(cfg)
     kwargs = dict(project=cfg['wandb_project'], entity=cfg['wandb_entity'] or None, name=run_name(cfg),
                   config=cfg, id=run_id, resume='allow' if run_id else None)
@@ -259,6 +262,7 @@ def train(config):
                       f"not {cfg[key]!r}", file=sys.stderr)
             cfg[key] = checkpoint['config'][key]
 
+    device = pick_device(cfg['device'])  # user errors first, before anything is written
     n_edges, _, n_rows, _ = pathstar_data.row_counts(pathstar_data.data_config(cfg))
     batch_size = min(n_rows, 1024) if cfg['batch_size'] == 'auto' else cfg['batch_size']
     if batch_size > n_rows:  # checked before the dataset is built: a user error writes nothing
@@ -272,7 +276,6 @@ def train(config):
     l, d = meta['l'], meta['d']
     chance = 1.0 / d
 
-    device = pick_device(cfg['device'])
     device_type = 'cuda' if device.startswith('cuda') else device
     dtype = pick_dtype(cfg['dtype'], device)
     ctx = autocast_context(device, dtype)
@@ -386,6 +389,8 @@ def train(config):
                 save('interrupted')
                 raise Interrupted(stop['signum'], iter_num)
 
+        if not metrics:  # resumed a finished run: nothing was evaluated in this call
+            eval_now()
         if not cfg['eval_only']:
             save('finished')
         summary = {k: v for k, v in metrics.items()}

@@ -149,3 +149,15 @@ def test_staged_and_first_hop_runs_finish(tmp_path):
     assert staged['epoch'] == 10.0 and staged['iter'] == staged['max_iters']
     first_hop = train.train(tiny_config(tmp_path / 'f', path_loss='first_hop', epochs=10))
     assert 'val/accuracy/first_hop_teacher_forced' in first_hop
+
+
+def test_resuming_a_finished_run_reports_its_metrics_again(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=5)
+    first = train.train(cfg)
+    again = train.train(dict(cfg, init_from='resume'))
+    assert again['iter'] == first['iter'] and again['val/loss/overall'] == first['val/loss/overall']
+
+
+def test_max_iters_stops_the_run_early(tmp_path):
+    summary = train.train(tiny_config(tmp_path, epochs=50, max_iters=7))
+    assert summary['iter'] == summary['max_iters'] == 7
