@@ -331,6 +331,10 @@ def train(config):
         nonlocal last_eval, best, best_metrics, metrics
         metrics = evaluate(model, ev, meta, device, ctx)
         metrics.update({'iter': iter_num, 'epoch': epochs_done(iter_num, plan)})
+        geometry_now = cfg['geometry_interval'] and (
+            (iter_num // cfg['eval_interval']) % cfg['geometry_interval'] == 0 or iter_num == max_iters)
+        if geometry_now:
+            metrics.update(log_geometry(model, meta, cfg, vars(model_config), iter_num, run))
         check_finite(metrics['train/loss/overall'], iter_num, cfg)
         print_eval(metrics, iter_num, metrics['epoch'], l, chance)
         last_eval = iter_num
@@ -412,6 +416,22 @@ def train(config):
             run.finish(exit_code=0 if summary is not None else 1)
             if wandb_mode(cfg) == 'offline':
                 print(f"wandb: offline run saved; upload it with: wandb sync {os.path.dirname(run.dir)}")
+
+
+def log_geometry(model, meta, cfg, model_args, iter_num, run):
+    """Embedding-geometry numbers (returned) and plots (out_dir/geometry/, and wandb images)."""
+    import analyze
+    numbers = analyze.geometry_metrics(model, meta)
+    title = analyze.run_title(model_args, cfg, iter_num)
+    pngs = analyze.geometry_plots(model, meta, os.path.join(cfg['out_dir'], 'geometry'), title,
+                                  prefix=f'iter{iter_num:07d}')
+    print(f"  geometry: held-out diagonal margin {numbers['geometry/diagonal_margin']:.3f}, nearest-first-hop "
+          f"accuracy {numbers['geometry/nearest_first_hop_accuracy']:.3f}, Laplacian alignment "
+          f"{numbers['geometry/laplacian_alignment']:.3f} (random {numbers['geometry/laplacian_alignment_random']:.3f})")
+    if run is not None:
+        import wandb
+        run.log({f'geometry_plots/{name}': wandb.Image(path) for name, path in pngs.items()}, step=iter_num)
+    return numbers
 
 
 def check_finite(loss, iter_num, cfg):

@@ -1,6 +1,7 @@
 """train.py: the schedule, batching helpers, and seeded end-to-end runs on CPU."""
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -161,3 +162,11 @@ def test_resuming_a_finished_run_reports_its_metrics_again(tmp_path):
 def test_max_iters_stops_the_run_early(tmp_path):
     summary = train.train(tiny_config(tmp_path, epochs=50, max_iters=7))
     assert summary['iter'] == summary['max_iters'] == 7
+
+
+def test_geometry_interval_logs_geometry_metrics_and_plots(tmp_path):
+    summary = train.train(tiny_config(tmp_path, epochs=20, eval_interval=10, geometry_interval=1))
+    assert 0.0 <= summary['geometry/nearest_first_hop_accuracy'] <= 1.0
+    assert 'geometry/laplacian_alignment' in summary
+    pngs = sorted(os.listdir(tmp_path / 'out' / 'geometry'))
+    assert 'iter0000020_heatmap.png' in pngs and 'iter0000020_projection.png' in pngs

@@ -1,0 +1,439 @@
+"""
+Geometry diagnostics of a trained path-star model: does a leaf's embedding point at its own arm?
+
+    python3 analyze.py out/ckpt.pt                    # metrics table, 2 PNGs and geometry.json next to ckpt.pt
+    python3 analyze.py out/ckpt.pt --out_dir=plots --max_arms=64 --k=16
+
+A node's vector is its row of the tied token embedding (wte = lm_head). We measure
+1. leaf x first-hop cosine: is a held-out leaf nearer the first hop of its own arm than any other
+   arm's? The fraction for which it is, is the accuracy a purely geometric lookup would give;
+2. Laplacian alignment: the share of node-embedding variance in the span of the graph Laplacian's
+   lowest eigenvectors (the smoothest functions on the graph), against a random subspace's;
+and draw a heatmap of (1) and a PCA projection of a few arms. The functions take plain arrays and
+are cheap, so train.py can call geometry_metrics() and geometry_plots() during training; importing
+this file imports neither wandb nor matplotlib.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+import pathstar_data
+from configurator import ConfigError, exit_on_config_error
+from model import GPT, GPTConfig
+
+# -----------------------------------------------------------------------------
+# nodes and embeddings
+
+
+def token_embeddings(model):
+    """The tied embedding matrix (vocab, C) as float32 on the model's device, detached."""
+    return model.transformer.wte.weight.detach().float()
+
+
+def node_tokens(paths):
+    """Token ids of the N nodes in graph order: root, then arm 0 depth 1..l-1, arm 1, ..."""
+    paths = np.asarray(paths)
+    return np.concatenate([paths[:1, 0], paths[:, 1:].ravel()])
+
+
+def node_embeddings(emb, paths):
+    """(N, C) rows of emb for the nodes, in the order of node_tokens (and of laplacian())."""
+    emb = torch.as_tensor(emb)
+    return emb[torch.as_tensor(node_tokens(paths), device=emb.device)]
+
+
+def unit_rows(x):
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+# -----------------------------------------------------------------------------
+# leaf x first-hop similarity
+
+
+def leaf_first_hop_similarity(emb, paths, arms, max_cols=None):
+    """Cosine between the leaves of `arms` (rows) and first-hop nodes (columns).
+
+    Columns are `arms` first, then the other arms in order, cut to max_cols, so the
+    right answer for row i is column i. Returns (sim (len(arms), cols), column arms).
+    """
+    emb, paths, arms = torch.as_tensor(emb).float(), np.asarray(paths), np.asarray(arms, dtype=np.int64)
+    cols = np.concatenate([arms, pathstar_data.other_arms(len(paths), arms)])[:max_cols]
+    leaves = unit_rows(emb[torch.as_tensor(paths[arms, -1])])
+    hops = unit_rows(emb[torch.as_tensor(paths[cols, 1])])
+    return leaves @ hops.T, cols
+
+
+def diagonal_margin(sim):
+    """Per row i: sim[i, i] minus the largest other entry of row i (positive = the right arm wins)."""
+    sim = torch.as_tensor(sim).float()
+    rows = torch.arange(sim.size(0))
+    own = sim[rows, rows]
+    others = sim.clone()
+    others[rows, rows] = -float('inf')
+    return own - others.max(dim=1).values
+
+
+def first_hop_margins(emb, paths, arms, chunk=1024):
+    """diagonal_margin of each leaf in `arms` against the first hops of all d arms, in chunks
+    of rows so that d = 10^4 needs no (d, d) matrix."""
+    emb, paths, arms = torch.as_tensor(emb).float(), np.asarray(paths), np.asarray(arms, dtype=np.int64)
+    hops = unit_rows(emb[torch.as_tensor(paths[:, 1])])
+    out = []
+    for start in range(0, len(arms), chunk):
+        own = torch.as_tensor(arms[start:start + chunk], device=emb.device)
+        sim = unit_rows(emb[torch.as_tensor(paths[arms[start:start + chunk], -1])]) @ hops.T
+        rows = torch.arange(len(own), device=emb.device)
+        right = sim[rows, own]
+        sim[rows, own] = -float('inf')
+        out.append(right - sim.max(dim=1).values)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def nearest_first_hop_accuracy(emb, paths, arms):
+    """Fraction of the leaves of `arms` whose most similar first hop (over all d arms) is their own."""
+    margins = first_hop_margins(emb, paths, arms)
+    return (margins > 0).float().mean().item() if len(margins) else float('nan')
+
+
+# -----------------------------------------------------------------------------
+# the graph Laplacian and its low eigenvectors
+
+
+def laplacian(d, l):
+    """Dense L = D - A (N, N) of the undirected path-star, nodes in node_tokens order."""
+    m, n = l - 1, d * (l - 1) + 1
+    arm_nodes = 1 + np.arange(d * m).reshape(d, m)
+    parents = np.concatenate([np.zeros((d, 1), np.int64), arm_nodes[:, :-1]], axis=1).ravel()
+    children = arm_nodes.ravel()
+    adj = np.zeros((n, n))
+    adj[parents, children] = adj[children, parents] = 1.0
+    return np.diag(adj.sum(1)) - adj
+
+
+def laplacian_levels(d, l):
+    """The whole spectrum of the path-star Laplacian from two small eigenproblems (exact, any d).
+
+    By symmetry an eigenvector is either
+      'arm':  0 at the root and c[a] * phi(depth) on arm a with sum(c) = 0, phi an eigenvector of
+              the arm's m x m path matrix with the root pinned to 0. Multiplicity d - 1 each.
+      'star': the same values s(depth) on every arm (root s0): one vector per eigenvalue of an
+              (m+1) x (m+1) quotient matrix, symmetrised by the weights (1, d, ..., d).
+    Returns a list of (eigenvalue, kind, profile, multiplicity) sorted by eigenvalue, where
+    profile is phi (length m, unit) for 'arm' and (s0, s1..sm) of the unit N-vector for 'star'.
+    The trivial constant vector is left out.
+    """
+    m = l - 1
+    arm = 2.0 * np.eye(m) - np.eye(m, k=1) - np.eye(m, k=-1)
+    arm[-1, -1] = 1.0  # the leaf has one neighbour
+    star = 2.0 * np.eye(m + 1) - np.eye(m + 1, k=1) - np.eye(m + 1, k=-1)
+    star[0, 0], star[m, m] = d, 1.0
+    star[0, 1] = star[1, 0] = -np.sqrt(d)  # W^1/2 Q W^-1/2 of the root row [d, -d]
+    levels = []
+    values, vectors = np.linalg.eigh(arm)
+    levels += [(values[i], 'arm', vectors[:, i], d - 1) for i in range(m)]
+    values, vectors = np.linalg.eigh(star)
+    scale = np.concatenate([[1.0], np.full(m, 1.0 / np.sqrt(d))])  # unit N-vector: root u0, arm nodes u_j/sqrt(d)
+    levels += [(values[i], 'star', vectors[:, i] * scale, 1) for i in range(1, m + 1)]  # i = 0 is the constant
+    return sorted(levels, key=lambda level: level[0])
+
+
+def lowest_levels(d, l, k, tol=1e-9):
+    """The lowest levels holding at least k eigenvectors, widened to whole eigenspaces: the k
+    lowest eigenvectors are not unique when k cuts a degenerate eigenvalue (and here the lowest
+    non-trivial eigenvalue alone has d - 1 vectors), so a cut inside one would be arbitrary."""
+    picked, count = [], 0
+    for level in laplacian_levels(d, l):
+        if count >= k and level[0] > picked[-1][0] + tol:
+            break
+        picked.append(level)
+        count += level[3]
+    return picked, count
+
+
+def laplacian_alignment(node_emb, d, l, k=16):
+    """Fraction of the centred node-embedding variance inside the span of the k lowest
+    non-trivial Laplacian eigenvectors (k widened to whole eigenspaces, see lowest_levels).
+
+    A random embedding puts k / (N - 1) of its variance there (the centred N-vectors span
+    N - 1 dimensions). Returns dict(alignment, random, ratio, k).
+    """
+    x = torch.as_tensor(node_emb)
+    x = x if x.dtype == torch.float64 else x.float()  # float32 on a GPU (MPS has no float64), float64 in tests
+    n, m = x.size(0), l - 1
+    assert n == d * m + 1, f"expected {d * m + 1} node rows, got {n}"
+    x = x - x.mean(dim=0)
+    total = (x ** 2).sum().item()
+    levels, k_used = lowest_levels(d, l, min(k, n - 1))
+    arms = x[1:].reshape(d, m, -1)
+    captured = 0.0
+    for _, kind, profile, _ in levels:
+        profile = torch.as_tensor(profile, dtype=x.dtype, device=x.device)
+        if kind == 'arm':  # project each arm on phi, then onto sum(c) = 0
+            g = torch.einsum('j,ajc->ac', profile, arms)
+            captured += ((g - g.mean(dim=0)) ** 2).sum().item()
+        else:
+            v = profile[0] * x[0] + torch.einsum('j,ajc->c', profile[1:], arms)
+            captured += (v ** 2).sum().item()
+    alignment = captured / total if total > 0 else float('nan')
+    random = k_used / (n - 1)
+    return dict(alignment=alignment, random=random, ratio=alignment / random, k=k_used)
+
+
+# -----------------------------------------------------------------------------
+# all the numbers for one model
+
+
+def embedding_metrics(emb, meta, k=16, max_leaves=4096):
+    """The geometry/... metrics from an embedding matrix (vocab, C) and a dataset meta.
+    At most max_leaves leaves per split are scored (a fixed, evenly spaced subset)."""
+    paths, d, l = meta['paths'], meta['d'], meta['l']
+    metrics = {}
+    for prefix, arms in (('', meta['holdout_arms']), ('train_', meta['train_arms'])):
+        arms = np.asarray(arms)
+        if len(arms) > max_leaves:
+            arms = arms[np.linspace(0, len(arms) - 1, max_leaves).astype(np.int64)]
+        if len(arms) == 0:
+            continue
+        margins = first_hop_margins(emb, paths, arms)
+        metrics[f'geometry/{prefix}diagonal_margin'] = margins.mean().item()
+        metrics[f'geometry/{prefix}nearest_first_hop_accuracy'] = (margins > 0).float().mean().item()
+    align = laplacian_alignment(node_embeddings(emb, paths), d, l, k)
+    metrics.update({'geometry/laplacian_alignment': align['alignment'],
+                    'geometry/laplacian_alignment_random': align['random'],
+                    'geometry/laplacian_alignment_ratio': align['ratio'],
+                    'geometry/laplacian_k': align['k']})
+    return metrics
+
+
+@torch.no_grad()
+def geometry_metrics(model, meta, k=16, max_leaves=4096):
+    """Flat dict of geometry/... metrics of a GPT; cheap enough to log at every evaluation."""
+    return embedding_metrics(token_embeddings(model), meta, k, max_leaves)
+
+
+@torch.no_grad()
+def model_first_hop_accuracy(model, meta, batch=4096):
+    """What the model itself does on the held-out paths: the argmax after '[PATH] leaf _ .. root',
+    given the true root (teacher-forced, as val/accuracy/first_hop_teacher_forced, so that a model
+    trained with path_loss='first_hop', never taught to emit the root, is scored too)."""
+    arms = np.asarray(meta['holdout_arms'])
+    if len(arms) == 0:
+        return float('nan')
+    model.eval()
+    device = next(model.parameters()).device
+    rows = pathstar_data.path_rows(meta['paths'][arms], meta)[:, :meta['path_prompt_len'] + 1].astype(np.int64)
+    right = 0
+    for start in range(0, len(rows), batch):
+        logits, _ = model(torch.from_numpy(rows[start:start + batch]).to(device))
+        first_hop = logits[:, -1].argmax(-1).cpu().numpy()
+        right += int((first_hop == meta['paths'][arms[start:start + batch], 1]).sum())
+    return right / len(arms)
+
+
+# -----------------------------------------------------------------------------
+# plots (matplotlib imported only here, with the Agg backend: no display needed)
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def arm_ticks(ax, cols, rows):
+    """Arm numbers as tick labels, thinned so they stay legible."""
+    for axis, arms in ((ax.xaxis, cols), (ax.yaxis, rows)):
+        step = max(1, int(np.ceil(len(arms) / 32)))
+        axis.set_ticks(np.arange(0, len(arms), step))
+        axis.set_ticklabels([str(a) for a in arms[::step]], fontsize=7)
+    ax.tick_params(axis='x', labelrotation=90)
+
+
+def plot_heatmap(sim, title, path, row_arms=None, col_arms=None):
+    """sim (rows, cols) from leaf_first_hop_similarity: the diagonal is the right answer."""
+    plt = pyplot()
+    sim = torch.as_tensor(sim).float().cpu().numpy()
+    rows, cols = sim.shape
+    row_arms = np.arange(rows) if row_arms is None else np.asarray(row_arms)
+    col_arms = np.arange(cols) if col_arms is None else np.asarray(col_arms)
+    fig, ax = plt.subplots(figsize=(min(4 + 0.14 * cols, 14), min(3 + 0.14 * rows, 10)), constrained_layout=True)
+    # a symmetric scale fitted to the data: trained cosines are often small, and -1..1 would wash them out
+    vmax = max(float(np.abs(sim).max()), 0.05)
+    im = ax.imshow(sim, cmap='RdBu_r', vmin=-vmax, vmax=vmax, aspect='auto', interpolation='nearest')
+    for i in range(min(rows, 64)):  # outline the right answers
+        ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, ec='k', lw=0.8))
+    if cols > rows:  # where the held-out leaves' own arms end and the other arms begin
+        ax.axvline(rows - 0.5, color='k', lw=1, ls='--')
+    arm_ticks(ax, col_arms, row_arms)
+    ax.set_xlabel(f'first-hop node of arm (first {rows}: the rows\' own arms, then other arms)')
+    ax.set_ylabel('held-out leaf of arm')
+    ax.set_title(title + '\ncosine(leaf, first hop); outlined = own arm; '
+                 'a red diagonal = geometric lookup finds the arm', fontsize=9)
+    fig.colorbar(im, ax=ax, label='cosine similarity', shrink=0.8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pca_2d(x):
+    """Coordinates of the rows of x (few rows, many columns) on their top-2 principal components,
+    from the small rows x rows Gram matrix: its eigenvectors scaled by sqrt(eigenvalue)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    values, vectors = np.linalg.eigh(x @ x.T)
+    top = np.argsort(values)[::-1][:2]
+    return vectors[:, top] * np.sqrt(np.clip(values[top], 0, None))
+
+
+def plot_projection(emb, meta, title, path, max_shown=10):
+    """PCA of the nodes of a few arms (up to half held-out), each arm a line root -> leaf."""
+    plt = pyplot()
+    held, trained = np.asarray(meta['holdout_arms']), np.asarray(meta['train_arms'])
+    n_held = min(len(held), max_shown // 2)
+    shown = list(held[:n_held]) + list(trained[:max_shown - n_held])
+    paths = np.asarray(meta['paths'])
+    tokens = np.concatenate([paths[:1, 0], paths[shown, 1:].ravel()])
+    xy = pca_2d(torch.as_tensor(emb).float().cpu()[torch.as_tensor(tokens)].numpy())
+    m = meta['l'] - 1
+    fig, ax = plt.subplots(figsize=(7, 6), constrained_layout=True)
+    colours = plt.get_cmap('tab10' if len(shown) <= 10 else 'tab20')
+    for i, arm in enumerate(shown):
+        pts = np.vstack([xy[:1], xy[1 + i * m:1 + (i + 1) * m]])  # root, then depth 1..m
+        held_out = i < n_held
+        ax.plot(pts[:, 0], pts[:, 1], ls='--' if held_out else '-', color=colours(i % colours.N), lw=1.2,
+                marker='o', ms=4, mfc='white' if held_out else colours(i % colours.N),
+                label=f"arm {arm} ({'held out' if held_out else 'trained'})")
+        ax.annotate('leaf', pts[-1], fontsize=7, xytext=(3, 3), textcoords='offset points')
+    ax.plot(*xy[0], marker='*', color='k', ms=14, ls='none', label='root')
+    ax.set_xlabel('principal component 1')
+    ax.set_ylabel('principal component 2')
+    ax.set_title(title + '\nnode embeddings, PCA of the nodes shown; each line is an arm root -> leaf', fontsize=9)
+    ax.legend(fontsize=7, loc='best')
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def geometry_plots(model, meta, out_dir, title, max_arms=64, prefix='geometry'):
+    """Write the heatmap and the projection PNGs into out_dir; return their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    emb = token_embeddings(model).cpu()
+    held = np.asarray(meta['holdout_arms'])
+    rows = held[:max(1, max_arms // 2)]  # half the columns stay free for other arms
+    sim, cols = leaf_first_hop_similarity(emb, meta['paths'], rows, max_cols=max(max_arms, len(rows)))
+    paths = {}
+    if len(rows):
+        paths['heatmap'] = plot_heatmap(sim, title, os.path.join(out_dir, f'{prefix}_heatmap.png'), rows, cols)
+    paths['projection'] = plot_projection(emb, meta, title, os.path.join(out_dir, f'{prefix}_projection.png'))
+    return paths
+
+
+def run_title(model_args, cfg, iter_num):
+    return (f"G({cfg['graph_d']},{cfg['graph_l']}) | {model_args['n_layer']} layers x {model_args['n_embd']} | "
+            f"{cfg['num_pause_tokens']} pause | iter {iter_num}")
+
+
+# -----------------------------------------------------------------------------
+# the command line
+
+
+def graph_meta(cfg):
+    """The dataset meta of a run without its rows: the same draw as load_or_build, nothing written
+    (a checkpoint from another machine may name a data_dir that does not exist here)."""
+    dcfg = pathstar_data.data_config(cfg)
+    paths, holdout = pathstar_data.draw_graph(dcfg)
+    return pathstar_data.make_meta(dcfg, paths, holdout)
+
+
+def load_checkpoint(path):
+    """(model on CPU, checkpoint dict, meta), or a one-line ConfigError."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        model = GPT(GPTConfig(**ckpt['model_args']))
+        model.load_state_dict(ckpt['model'])
+        meta = graph_meta(ckpt['config'])
+    except Exception as e:  # not a torch file, a different model, a truncated write, a missing key
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot read checkpoint {path}: {type(e).__name__}: {reason}") from None
+    if meta['vocab_size'] != ckpt['model_args']['vocab_size']:
+        raise ConfigError(f"checkpoint {path}: vocab_size {ckpt['model_args']['vocab_size']} does not match its "
+                          f"dataset's {meta['vocab_size']}")
+    return model.eval(), ckpt, meta
+
+
+def parse_cli(argv):
+    """analyze.py CKPT [--out_dir=DIR] [--max_arms=N] [--k=N] (also '--key value')."""
+    opts, ckpt, i = dict(out_dir=None, max_arms=64, k=16), None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith('--'):
+            key, sep, value = arg[2:].partition('=')
+            if key not in opts:
+                raise ConfigError(f"unknown option --{key}; expected --out_dir, --max_arms or --k")
+            if not sep:
+                if i + 1 >= len(argv):
+                    raise ConfigError(f"--{key} needs a value")
+                i, value = i + 1, argv[i + 1]
+            if key != 'out_dir':
+                if not value.isdigit() or int(value) < 1:
+                    raise ConfigError(f"--{key}: expected an integer >= 1, got {value!r}")
+                value = int(value)
+            opts[key] = value
+        elif ckpt is None:
+            ckpt = arg
+        else:
+            raise ConfigError(f"expected one checkpoint path, got {ckpt!r} and {arg!r}")
+        i += 1
+    if ckpt is None:
+        raise ConfigError("usage: python3 analyze.py out/ckpt.pt [--out_dir=DIR] [--max_arms=64] [--k=16]")
+    return ckpt, opts
+
+
+def write_json(obj, path):
+    """Atomically (temp file + rename); NaN (no held-out arms) becomes null, which is valid JSON."""
+    obj = {k: None if isinstance(v, float) and v != v else v for k, v in obj.items()}
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def print_table(metrics, meta):
+    chance = 1.0 / meta['d']
+    notes = {'nearest_first_hop_accuracy': f'chance {chance:.3f}',
+             'model/val_first_hop_accuracy': f'chance {chance:.3f}',
+             'laplacian_alignment': f"random {metrics['geometry/laplacian_alignment_random']:.3f}",
+             'diagonal_margin': 'cosine, > 0 = own arm wins'}
+    print(f"{'metric':<46}{'value':>9}  note")
+    for key, value in metrics.items():
+        note = next((v for k, v in notes.items() if key.endswith(k)), '')
+        print(f"{key:<46}{value:>9.3f}  {note}".rstrip() if isinstance(value, float) else f"{key:<46}{value:>9}")
+
+
+def main(argv):
+    torch.set_grad_enabled(False)
+    ckpt_path, opts = parse_cli(argv)
+    model, ckpt, meta = load_checkpoint(ckpt_path)
+    out_dir = opts['out_dir'] or os.path.dirname(os.path.abspath(ckpt_path))
+    title = run_title(ckpt['model_args'], ckpt['config'], ckpt.get('iter_num', '?'))
+    metrics = geometry_metrics(model, meta, k=opts['k'])
+    metrics['model/val_first_hop_accuracy'] = model_first_hop_accuracy(model, meta)
+    pngs = geometry_plots(model, meta, out_dir, title, max_arms=opts['max_arms'])
+    print(f"{ckpt_path}: {title}")
+    print_table(metrics, meta)
+    json_path = os.path.join(out_dir, 'geometry.json')
+    write_json(dict(metrics, checkpoint=os.path.abspath(ckpt_path), iter=ckpt.get('iter_num'), title=title,
+                    pngs=pngs), json_path)
+    for name, path in pngs.items():
+        print(f"wrote {path}")
+    print(f"wrote {json_path}")
+
+
+if __name__ == '__main__':
+    exit_on_config_error(lambda: main(sys.argv[1:]))

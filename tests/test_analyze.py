@@ -1,0 +1,281 @@
+"""analyze.py: geometry diagnostics on hand-built embeddings whose answer is known, and the CLI end to end."""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import analyze
+import pathstar_data
+import train
+from conftest import ROOT, tiny_config
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+def star_paths(d, l, offset=0):
+    """Token ids laid out as in pathstar_data: node i of node_tokens order is token offset + i."""
+    m = l - 1
+    paths = np.empty((d, l), np.int64)
+    paths[:, 0] = offset
+    paths[:, 1:] = offset + 1 + np.arange(d * m).reshape(d, m)
+    return paths
+
+
+def clustered_embeddings(d, l, noise=0.0, seed=0):
+    """Every node of arm a is the unit vector e_a (plus noise); the root is e_d. Orthogonal across arms."""
+    rng = np.random.default_rng(seed)
+    m = l - 1
+    emb = np.zeros((d * m + 1, d + 1))
+    emb[0, d] = 1.0
+    for a in range(d):
+        emb[1 + a * m:1 + (a + 1) * m, a] = 1.0
+    return torch.tensor(emb + noise * rng.standard_normal(emb.shape), dtype=torch.float32)
+
+
+def low_eigenvectors(d, l, k):
+    """Columns 1..k of the dense eigendecomposition (column 0 is the constant)."""
+    _, vectors = np.linalg.eigh(analyze.laplacian(d, l))
+    return vectors[:, 1:k + 1]
+
+
+# -----------------------------------------------------------------------------
+# leaf x first hop
+
+
+def test_clustered_arms_give_a_large_margin_and_perfect_geometric_accuracy():
+    d, l = 12, 5
+    emb, paths = clustered_embeddings(d, l, noise=0.05), star_paths(d, l)
+    arms = np.array([3, 7, 11])
+    sim, cols = analyze.leaf_first_hop_similarity(emb, paths, arms)
+    assert sim.shape == (3, d) and cols[:3].tolist() == [3, 7, 11] and sorted(cols.tolist()) == list(range(d))
+    margin = analyze.diagonal_margin(sim)
+    assert (margin > 0.5).all()
+    assert analyze.nearest_first_hop_accuracy(emb, paths, arms) == 1.0
+    assert analyze.nearest_first_hop_accuracy(emb, paths, np.arange(d)) == 1.0
+
+
+def test_margins_against_all_arms_equal_the_heatmap_diagonal_margin():
+    d, l = 30, 4
+    emb, paths = torch.randn(d * 3 + 1, 16, generator=torch.Generator().manual_seed(0)), star_paths(d, l)
+    arms = np.array([0, 5, 29])
+    sim, _ = analyze.leaf_first_hop_similarity(emb, paths, arms)
+    chunked = analyze.first_hop_margins(emb, paths, arms, chunk=2)  # chunks must not change the answer
+    assert torch.allclose(analyze.diagonal_margin(sim), chunked, atol=1e-6)
+
+
+def test_diagonal_margin_on_a_known_matrix():
+    sim = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.3, 0.4]])
+    assert torch.allclose(analyze.diagonal_margin(sim), torch.tensor([0.4, -0.1]))
+
+
+def test_random_embeddings_give_chance_geometric_accuracy():
+    # each leaf's nearest first hop is uniform over d arms: the hit count over `seeds` x d leaves
+    # is close to Binomial(n, 1/d); accept mean within 4 standard deviations of 1/d
+    d, l, seeds = 200, 3, 8
+    hits = []
+    for seed in range(seeds):
+        emb = torch.randn(d * (l - 1) + 1, 64, generator=torch.Generator().manual_seed(seed))
+        hits.append(analyze.nearest_first_hop_accuracy(emb, star_paths(d, l), np.arange(d)))
+    n, p = seeds * d, 1.0 / d
+    assert abs(np.mean(hits) - p) < 4 * np.sqrt(p * (1 - p) / n)
+    margins = analyze.first_hop_margins(emb, star_paths(d, l), np.arange(d))
+    assert margins.mean() < 0  # the best of 199 others beats a random own arm
+
+
+# -----------------------------------------------------------------------------
+# the Laplacian
+
+
+@pytest.mark.parametrize('d,l', [(2, 2), (4, 3), (7, 6)])
+def test_laplacian_is_symmetric_with_zero_row_sums_and_one_zero_eigenvalue(d, l):
+    lap = analyze.laplacian(d, l)
+    n = d * (l - 1) + 1
+    assert lap.shape == (n, n) and np.array_equal(lap, lap.T)
+    assert np.allclose(lap.sum(axis=1), 0)
+    assert lap[0, 0] == d and lap[n - 1, n - 1] == 1  # the root has d neighbours, a leaf one
+    assert np.sum(np.abs(np.linalg.eigvalsh(lap)) < 1e-9) == 1  # connected
+
+
+@pytest.mark.parametrize('d,l', [(2, 2), (4, 3), (10, 5), (7, 6)])
+def test_the_closed_form_spectrum_matches_dense_eigh(d, l):
+    dense = np.linalg.eigvalsh(analyze.laplacian(d, l))
+    closed = sorted([0.0] + [value for value, _, _, mult in analyze.laplacian_levels(d, l) for _ in range(mult)])
+    assert np.allclose(closed, dense, atol=1e-9)
+
+
+def test_k_is_widened_to_whole_eigenspaces():
+    # G(10, 5): eigenvalue 0.12 has 9 vectors (arm level), then one 'star' vector at 0.56
+    assert analyze.lowest_levels(10, 5, 1)[1] == 9
+    assert analyze.lowest_levels(10, 5, 9)[1] == 9
+    assert analyze.lowest_levels(10, 5, 10)[1] == 10
+    assert analyze.lowest_levels(10, 5, 11)[1] == 19
+
+
+@pytest.mark.parametrize('k', [9, 10, 19])
+def test_alignment_equals_a_dense_projection(k):
+    d, l = 10, 5
+    x = torch.randn(d * 4 + 1, 24, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
+    basis = low_eigenvectors(d, l, k)
+    xc = x.numpy() - x.numpy().mean(0)
+    dense = np.sum((basis.T @ xc) ** 2) / np.sum(xc ** 2)
+    got = analyze.laplacian_alignment(x, d, l, k)
+    assert got['k'] == k and got['alignment'] == pytest.approx(dense, rel=1e-9)
+
+
+def test_embeddings_spanned_by_low_eigenvectors_are_fully_aligned():
+    d, l, k = 20, 5, 19
+    basis = low_eigenvectors(d, l, k)
+    mix = np.random.default_rng(0).standard_normal((k, 32))  # any embedding inside the span
+    got = analyze.laplacian_alignment(basis @ mix, d, l, k)
+    assert got['alignment'] == pytest.approx(1.0, abs=1e-9)
+    assert got['random'] == pytest.approx(19 / 80) and got['ratio'] > 4
+
+
+def test_random_embeddings_align_like_a_random_subspace():
+    d, l, k = 40, 5, 39
+    x = torch.randn(d * 4 + 1, 2048, generator=torch.Generator().manual_seed(0))
+    got = analyze.laplacian_alignment(x, d, l, k)
+    assert got['random'] == pytest.approx(39 / 160)
+    assert got['alignment'] == pytest.approx(got['random'], rel=0.05)  # sd ~ sqrt(2 / (k C)) relative
+    assert got['ratio'] == pytest.approx(1.0, rel=0.05)
+
+
+def test_clustered_arms_are_aligned_with_the_low_eigenvectors():
+    got = analyze.laplacian_alignment(clustered_embeddings(40, 5), 40, 5, 16)
+    assert got['k'] == 39 and got['ratio'] > 3
+
+
+# -----------------------------------------------------------------------------
+# metrics of a model, speed, and the CLI
+
+
+def test_graph_meta_is_what_load_or_build_draws(tmp_path):
+    cfg = tiny_config(tmp_path, graph_d=9, graph_l=4)
+    meta, built = analyze.graph_meta(cfg), pathstar_data.load_or_build(cfg, verbose=False).meta
+    assert np.array_equal(meta['paths'], built['paths']) and np.array_equal(meta['holdout_arms'], built['holdout_arms'])
+    assert meta['vocab_size'] == built['vocab_size']
+
+
+def test_geometry_metrics_names_and_speed_at_d1000(tmp_path):
+    meta = analyze.graph_meta(tiny_config(tmp_path, graph_d=1000, graph_l=5))
+    model = analyze.GPT(analyze.GPTConfig(vocab_size=meta['vocab_size'], block_size=16, n_layer=1, n_embd=128))
+    seconds = []
+    for _ in range(3):  # the best of 3, so that a busy CI machine does not fail the test
+        start = time.time()
+        metrics = analyze.geometry_metrics(model, meta)
+        seconds.append(time.time() - start)
+    assert min(seconds) < 1.0
+    assert set(metrics) == {'geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy',
+                            'geometry/train_diagonal_margin', 'geometry/train_nearest_first_hop_accuracy',
+                            'geometry/laplacian_alignment', 'geometry/laplacian_alignment_random',
+                            'geometry/laplacian_alignment_ratio', 'geometry/laplacian_k'}
+    assert metrics['geometry/nearest_first_hop_accuracy'] < 0.05  # an untrained model is near chance
+
+
+def test_importing_analyze_imports_neither_wandb_nor_matplotlib():
+    code = 'import sys, analyze; print("wandb" in sys.modules, "matplotlib" in sys.modules)'
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ['False', 'False'], out.stderr
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, 'analyze.py', *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_on_a_trained_checkpoint_writes_pngs_and_json(tmp_path):
+    summary = train.train(tiny_config(tmp_path, epochs=5, eval_interval=100))
+    out = run_cli(tmp_path / 'out' / 'ckpt.pt', '--out_dir', tmp_path / 'geo', '--max_arms=8')
+    assert out.returncode == 0, out.stderr
+    assert 'geometry/nearest_first_hop_accuracy' in out.stdout
+    for name in ('geometry_heatmap.png', 'geometry_projection.png'):
+        assert (tmp_path / 'geo' / name).read_bytes()[:8] == PNG_MAGIC
+    saved = json.loads((tmp_path / 'geo' / 'geometry.json').read_text())
+    for key in ('geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy',
+                'geometry/train_nearest_first_hop_accuracy', 'geometry/laplacian_alignment',
+                'geometry/laplacian_alignment_ratio', 'model/val_first_hop_accuracy', 'pngs', 'iter'):
+        assert key in saved, key
+    assert saved['model/val_first_hop_accuracy'] == summary['val/accuracy/first_hop_teacher_forced']
+
+
+def test_cli_bad_checkpoint_path_is_one_line_and_exit_2():
+    out = run_cli('no/such/ckpt.pt')
+    assert out.returncode == 2 and out.stderr.strip() == 'error: checkpoint not found: no/such/ckpt.pt'
+    assert 'Traceback' not in out.stderr
+
+
+def run_main(argv):
+    """analyze.py's main in-process, as the CLI wraps it: (exit code, stderr lines)."""
+    from configurator import exit_on_config_error
+    try:
+        exit_on_config_error(lambda: analyze.main(argv))
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+@pytest.mark.parametrize('args,message', [
+    ([], 'usage'),
+    (['x.pt', '--max_arms=0'], '--max_arms'),
+    (['x.pt', '--k'], 'needs a value'),
+    (['x.pt', '--colour=red'], 'unknown option'),
+    (['a.pt', 'b.pt'], 'one checkpoint path'),
+])
+def test_cli_user_errors_are_one_line_and_exit_2(args, message, capsys):
+    assert run_main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_cli_rejects_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bad = tmp_path / 'ckpt.pt'
+    bad.write_text('not a checkpoint')
+    assert run_main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'cannot read checkpoint' in err
+
+
+def test_pca_2d_matches_the_svd_up_to_sign():
+    x = np.random.default_rng(0).standard_normal((30, 100)) * np.linspace(3, 0.1, 100)
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    assert np.allclose(np.abs(analyze.pca_2d(x)), np.abs(centred @ vt[:2].T))
+
+
+# -----------------------------------------------------------------------------
+# the named configs and the sweep
+
+
+@pytest.mark.parametrize('name', ['paper_g10000_l6', 'paper_g10000_l10', 'forward_only_g5000_l5', 'staged_g5000_l5'])
+def test_named_configs_parse_and_differ_from_the_paper_run_where_they_say(name):
+    import configurator
+    base = configurator.parse_args([f'{ROOT}/config/paper_g5000_l5.py'])
+    cfg = configurator.parse_args([f'{ROOT}/config/{name}.py'])
+    changed = {key for key in cfg if cfg[key] != base[key]} - {'out_dir'}
+    expected = {'paper_g10000_l6': {'graph_d', 'graph_l', 'num_pause_tokens'},
+                'paper_g10000_l10': {'graph_d', 'graph_l', 'num_pause_tokens', 'n_embd'},
+                'forward_only_g5000_l5': {'use_undirected'},
+                'staged_g5000_l5': {'recipe'}}[name]
+    assert changed == expected and cfg['out_dir'] != base['out_dir']
+    assert open(f'{ROOT}/config/{name}.py').readline().startswith('# ')  # a header says what it tests
+
+
+def test_pause_ablation_sweep_is_a_grid_over_config_keys_that_all_validate():
+    import itertools
+
+    import yaml
+
+    import configurator
+    sweep = yaml.safe_load(open(f'{ROOT}/config/pause_ablation_sweep.yaml'))
+    assert sweep['method'] == 'grid' and sweep['metric'] == {'name': 'val/accuracy/path', 'goal': 'maximize'}
+    params = sweep['parameters']
+    assert set(params) <= set(configurator.DEFAULTS)
+    assert params['num_pause_tokens']['values'] == [0, 1, 3, 5, 10]
+    fixed = {key: p['value'] for key, p in params.items() if 'value' in p}
+    grid = {key: p['values'] for key, p in params.items() if 'values' in p}
+    for combo in itertools.product(*grid.values()):
+        configurator.build_config(dict(fixed, **dict(zip(grid, combo))))
