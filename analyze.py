@@ -416,8 +416,8 @@ def print_table(metrics, meta):
         print(f"{key:<46}{value:>9.3f}  {note}".rstrip() if isinstance(value, float) else f"{key:<46}{value:>9}")
 
 
+@torch.no_grad()
 def main(argv):
-    torch.set_grad_enabled(False)
     ckpt_path, opts = parse_cli(argv)
     model, ckpt, meta = load_checkpoint(ckpt_path)
     out_dir = opts['out_dir'] or os.path.dirname(os.path.abspath(ckpt_path))
