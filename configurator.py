@@ -16,6 +16,7 @@ import os
 import re
 import runpy
 import sys
+import traceback
 
 # -----------------------------------------------------------------------------
 # defaults: a small graph and model that train to 100% on a laptop CPU in ~1 minute
@@ -233,8 +234,9 @@ def validate(cfg):
     need(cfg['learning_rate'] > 0, f"learning_rate: must be > 0, got {cfg['learning_rate']}")
     need(0 <= cfg['min_lr'] <= cfg['learning_rate'],
          f"min_lr: must be in [0, learning_rate={cfg['learning_rate']}], got {cfg['min_lr']}")
-    for key in ('max_iters', 'geometry_interval'):
+    for key in ('max_iters', 'geometry_interval', 'seed', 'data_seed'):
         need(cfg[key] >= 0, f"{key}: must be >= 0, got {cfg[key]}")
+    need(cfg['seed'] < 2 ** 32, f"seed: must be < 2**32, got {cfg['seed']}")  # epoch_order multiplies it
     if cfg['recipe'] == 'staged':
         edge_epochs = round(cfg['staged_edge_frac'] * cfg['epochs'])
         need(0 < edge_epochs < cfg['epochs'],
@@ -260,7 +262,14 @@ def load_config_file(path):
     """Run a config file in its own namespace; return the config keys it sets."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    namespace = runpy.run_path(path, run_name='__config__')
+    try:
+        namespace = runpy.run_path(path, run_name='__config__')
+    except SyntaxError as e:
+        raise ConfigError(f"{path}, line {e.lineno}: {e.msg} (a config file is Python)") from None
+    except Exception as e:  # the user's own code failed: say where, in one line
+        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+        message = ' '.join(str(e).split())
+        raise ConfigError(f"{path}, line {lines[-1] if lines else '?'}: {type(e).__name__}: {message}") from None
     values = {}
     for name, value in namespace.items():
         if name.startswith('_') or callable(value) or type(value).__name__ == 'module':

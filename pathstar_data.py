@@ -49,6 +49,7 @@ TOKEN_TEXT = {PAUSE: '_', EDGE: '[EDGE]', PATH: '[PATH]', FWD: '>', BWD: '<'}  #
 DATA_KEYS = ('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage', 'num_pause_tokens',
              'use_undirected', 'use_directional_tokens', 'use_task_tokens', 'path_replication', 'data_seed')
 ARRAYS = ('train_rows', 'train_mask', 'val_rows', 'val_mask')
+MAX_VOCAB_SIZE = 2 ** 32  # token ids are stored as uint16 or uint32
 
 
 @dataclass
@@ -86,6 +87,9 @@ def data_config(cfg):
     validate({**DEFAULTS, **picked})  # the other keys' defaults are valid, so only ours can fail
     d, l = picked['graph_d'], picked['graph_l']
     picked['graph_vocab_size'] = resolve_vocab(picked['graph_vocab_size'], d, l)
+    if NODE_OFFSET + picked['graph_vocab_size'] > MAX_VOCAB_SIZE:  # else the ids would wrap around in uint32
+        raise ConfigError(f"graph_vocab_size: must be <= {MAX_VOCAB_SIZE - NODE_OFFSET} (token ids are stored "
+                          f"as uint32), got {picked['graph_vocab_size']}")
     holdout_count(d, picked['graph_holdout_percentage'])  # fail now, before touching the disk
     return picked
 
@@ -296,13 +300,21 @@ def remove_leftovers(folder):
         shutil.rmtree(folder)
 
 
-def build_locked(dcfg, folder):
+def build_locked(dcfg, folder, verbose=False):
     """Build and save folder unless another process did it first.
 
     Returns the PathStarData just built, or None when it found the folder finished.
     """
-    os.makedirs(os.path.dirname(folder) or '.', exist_ok=True)
-    with open(folder + '.lock', 'a') as lock:
+    data_dir = os.path.dirname(folder) or '.'
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        lock = open(folder + '.lock', 'a')
+    except OSError as e:  # a user error (a file in the way, no permission): one line, exit code 2
+        raise ConfigError(f"data_dir: cannot write the dataset cache under {data_dir!r}: "
+                          f"{e.strerror or type(e).__name__}") from None
+    if verbose:
+        print(f"pathstar: building {folder}")
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the kernel releases it when we close it or die
         if is_built(folder):
             return None  # someone built it while we waited
@@ -344,9 +356,7 @@ def load_or_build(cfg, verbose=True, mmap=False):
     folder = folder_for(dcfg, cfg.get('data_dir', DEFAULTS['data_dir']))
     data = None
     if not is_built(folder):
-        if verbose:
-            print(f"pathstar: building {folder}")
-        data = build_locked(dcfg, folder)
+        data = build_locked(dcfg, folder, verbose)
     if data is None:
         data = load(folder, mmap)
     if verbose:

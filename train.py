@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -44,6 +44,10 @@ def pick_device(name):
     if name != 'auto':
         if name.startswith('cuda') and not torch.cuda.is_available():
             raise ConfigError(f"device: {name!r} asked for but CUDA is not available; use device=cpu or auto")
+        if name.startswith('cuda:') and int(name[5:]) >= torch.cuda.device_count():
+            raise ConfigError(f"device: {name!r} asked for but {torch.cuda.device_count()} CUDA device(s) are visible")
+        if name == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+            raise ConfigError("device: 'mps' asked for but MPS is not available; use device=cpu or auto")
         return name
     if torch.cuda.is_available():
         return 'cuda'
@@ -52,9 +56,20 @@ def pick_device(name):
     return 'cpu'
 
 
+def check_out_dir(out_dir):
+    """out_dir must be a folder or creatable as one; checked before anything is written."""
+    path = os.path.abspath(out_dir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"out_dir: cannot create {out_dir!r}: {path} is not a writable folder")
+
+
 def pick_dtype(name, device):
     """'auto': bf16 on GPUs that have it, fp16 (with a grad scaler) on older ones, fp32 elsewhere."""
     if name != 'auto':
+        if name != 'float32' and not device.startswith('cuda'):  # autocast runs on CUDA only: it would be fp32
+            raise ConfigError(f"dtype: {name} needs a CUDA device, got device={device!r}; use dtype=auto or float32")
         return name
     if device.startswith('cuda'):
         return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
@@ -255,7 +270,11 @@ def train(config):
     if cfg['init_from'] == 'resume':
         if not os.path.isfile(ckpt_path):
             raise ConfigError(f"init_from: 'resume' needs {ckpt_path}, which does not exist")
-        checkpoint = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+        try:
+            checkpoint = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+        except Exception as e:  # truncated, foreign, or carrying pickled code: never unpickled
+            raise ConfigError(f"init_from: cannot resume from {ckpt_path}: not a readable checkpoint "
+                              f"({type(e).__name__})") from None
         for key in RUN_KEYS:
             if cfg[key] != checkpoint['config'][key] and cfg[key] != configurator.DEFAULTS[key]:
                 print(f"warning: resuming keeps {key}={checkpoint['config'][key]!r} from the checkpoint, "
@@ -263,6 +282,8 @@ def train(config):
             cfg[key] = checkpoint['config'][key]
 
     device = pick_device(cfg['device'])  # user errors first, before anything is written
+    dtype = pick_dtype(cfg['dtype'], device)
+    check_out_dir(out_dir)
     n_edges, _, n_rows, _ = pathstar_data.row_counts(pathstar_data.data_config(cfg))
     batch_size = min(n_rows, 1024) if cfg['batch_size'] == 'auto' else cfg['batch_size']
     if batch_size > n_rows:  # checked before the dataset is built: a user error writes nothing
@@ -277,7 +298,6 @@ def train(config):
     chance = 1.0 / d
 
     device_type = 'cuda' if device.startswith('cuda') else device
-    dtype = pick_dtype(cfg['dtype'], device)
     ctx = autocast_context(device, dtype)
     torch.manual_seed(cfg['seed'])
     if device_type == 'cuda':
@@ -286,7 +306,8 @@ def train(config):
 
     model_config = GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=cfg['n_layer'],
                              n_head=cfg['n_head'], n_embd=cfg['n_embd'], dropout=cfg['dropout'], bias=cfg['bias'])
-    model = GPT(model_config).to(device)
+    with out_of_memory_as_training_error(cfg, batch_size):
+        model = GPT(model_config).to(device)
     optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'],
                                            (cfg['beta1'], cfg['beta2']), device_type)
     scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device_type == 'cuda'))
@@ -301,7 +322,8 @@ def train(config):
             torch.cuda.set_rng_state(checkpoint['rng_cuda'])
     step_model = torch.compile(model) if use_compile(cfg['compile'], device) else model
 
-    x_all, pos_all, tgt_all = device_tensors(data.train_rows, data.train_mask, l, device)
+    with out_of_memory_as_training_error(cfg, batch_size):
+        x_all, pos_all, tgt_all = device_tensors(data.train_rows, data.train_mask, l, device)
     restrict_path_loss(tgt_all, n_edges, cfg['path_loss'])
     ev = eval_sets(data, cfg, device)
     print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
@@ -438,6 +460,14 @@ def check_finite(loss, iter_num, cfg):
     if not math.isfinite(loss):
         raise TrainingError(f"loss became {loss} at iter {iter_num}: the run diverged; lower learning_rate "
                             f"(now {cfg['learning_rate']:g}) or set grad_clip (now {cfg['grad_clip']:g})")
+
+
+@contextmanager
+def out_of_memory_as_training_error(cfg, batch_size):
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise TrainingError(oom_message(cfg, batch_size)) from None
 
 
 def oom_message(cfg, batch_size):
