@@ -1,6 +1,7 @@
 """wandb logging: offline by default, never a network call, the metric names in the run files."""
 import glob
 import os
+import time
 
 import train
 from conftest import tiny_config
@@ -10,10 +11,16 @@ def test_offline_run_writes_the_metric_keys(tmp_path, capsys):
     summary = train.train(tiny_config(tmp_path, epochs=10, wandb_log=True, wandb_mode='auto'))
     runs = glob.glob(os.path.join(os.environ['WANDB_DIR'], 'wandb', 'offline-run-*'))
     assert len(runs) == 1
-    history = open(glob.glob(os.path.join(runs[0], '*.wandb'))[0], 'rb').read()
-    for key in ('val/loss/overall', 'val/loss/token_2', 'val/accuracy/token_2', 'val/accuracy/path',
-                'train/loss/overall', 'train/accuracy/path', 'lr', 'tokens_per_sec'):
-        assert key.encode() in history, key
+    keys = ('val/loss/overall', 'val/loss/token_2', 'val/accuracy/token_2', 'val/accuracy/path',
+            'train/loss/overall', 'train/accuracy/path', 'lr', 'tokens_per_sec')
+    deadline = time.time() + 60  # wandb's service may still be writing after finish() returns
+    while True:
+        history = open(glob.glob(os.path.join(runs[0], '*.wandb'))[0], 'rb').read()
+        missing = [key for key in keys if key.encode() not in history]
+        if not missing or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert missing == []
     assert 'wandb sync' in capsys.readouterr().out
     assert summary['val/accuracy/path'] >= 0.0
 
