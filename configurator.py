@@ -256,6 +256,25 @@ def validate(cfg):
 
 
 # -----------------------------------------------------------------------------
+# wandb_mode='auto' (here, not in train.py, so the sweep runner decides without importing torch)
+
+def logged_in_to_wandb():
+    if os.environ.get('WANDB_API_KEY'):
+        return True
+    try:
+        import netrc
+        return netrc.netrc().authenticators('api.wandb.ai') is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_mode(cfg):
+    if cfg['wandb_mode'] != 'auto':
+        return cfg['wandb_mode']
+    return os.environ.get('WANDB_MODE') or ('online' if logged_in_to_wandb() else 'offline')
+
+
+# -----------------------------------------------------------------------------
 # building a config from files and the command line
 
 def load_config_file(path):

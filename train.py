@@ -20,7 +20,7 @@ import torch
 
 import configurator
 import pathstar_data
-from configurator import ConfigError
+from configurator import ConfigError, wandb_mode
 from evaluate import best_key, evaluate, print_eval
 from model import GPT, GPTConfig, estimate_mfu
 
@@ -220,22 +220,6 @@ RUN_KEYS = [k for k in configurator.DEFAULTS if not k.startswith('wandb_') and k
     'log_interval', 'geometry_interval')]
 
 
-def logged_in_to_wandb():
-    if os.environ.get('WANDB_API_KEY'):
-        return True
-    try:
-        import netrc
-        return netrc.netrc().authenticators('api.wandb.ai') is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def wandb_mode(cfg):
-    if cfg['wandb_mode'] != 'auto':
-        return cfg['wandb_mode']
-    return os.environ.get('WANDB_MODE') or ('online' if logged_in_to_wandb() else 'offline')
-
-
 def run_name(cfg):
     return cfg['wandb_run_name'] or (f"G{cfg['graph_d']}x{cfg['graph_l']}_p{cfg['num_pause_tokens']}"
                                      f"_L{cfg['n_layer']}x{cfg['n_embd']}_lr{cfg['learning_rate']:g}_s{cfg['seed']}")
@@ -337,7 +321,7 @@ def train(config):
     handlers = install_signal_handlers(stop)
     order, order_epoch = None, -1
     epoch = 0.0
-    metrics, summary = {}, None
+    metrics, summary, last_line = {}, None, {}
     t_start = time.time()
     t_log, tokens_since_log = time.time(), 0
     os.makedirs(out_dir, exist_ok=True)
@@ -407,6 +391,7 @@ def train(config):
                       f"| lr {lr:.2e} | {tps / 1e3:.1f}k tok/s" + (f" | mfu {mfu * 100:.1f}%" if mfu is not None else ''))
                 if run is not None:
                     run.log(line, step=iter_num)
+                last_line = line
                 t_log, tokens_since_log = time.time(), 0
             if iter_num % cfg['eval_interval'] == 0 or iter_num == max_iters:
                 eval_now()
@@ -419,7 +404,7 @@ def train(config):
             eval_now()
         if not cfg['eval_only']:
             save('finished')
-        summary = {k: v for k, v in metrics.items()}
+        summary = {**last_line, **metrics}  # the last logged value of every metric, as wandb keeps it
         summary.update(best_metrics)
         summary.update({'chance/first_hop': chance, 'wall_time_s': time.time() - t_start, 'iter': iter_num,
                         'max_iters': max_iters, 'epoch': epochs_done(iter_num, plan), 'params': model.num_params(),

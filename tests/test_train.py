@@ -75,7 +75,7 @@ def test_seeded_cpu_run_learns_the_training_paths(tmp_path):
     assert summary['train/accuracy/edge'] == 1.0
     assert summary['chance/first_hop'] == 0.25
     for key in ('val/loss/overall', 'val/loss/token_1', 'val/accuracy/token_3', 'val/accuracy/path',
-                'best/val/accuracy/path', 'train/loss/overall'):
+                'best/val/accuracy/path', 'train/loss/overall', 'lr', 'tokens_per_sec', 'train/loss/step'):
         assert key in summary
     saved = json.load(open(tmp_path / 'out' / 'summary.json'))
     assert saved['train/accuracy/path'] == 1.0 and saved['iter'] == summary['iter']

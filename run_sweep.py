@@ -1,0 +1,555 @@
+"""
+Hyperparameter sweeps over train.py, on wandb or on a local optuna study.
+
+    python3 run_sweep.py --sweep_config sweep_config_minimal.yaml --count 4     # create, then run 4 trials here
+    python3 run_sweep.py --sweep_config sweep_config.yaml --create_only         # prints 'Sweep created! ID: <id>'
+    python3 run_sweep.py --sweep_id <id> --count 10                              # join (or resume) a sweep
+    python3 run_sweep.py --sweep_id <id> --results                               # a local sweep's table, best first
+    python3 run_sweep.py --sweep_config sweep_config.yaml --dry_run             # check the YAML, print the plan
+
+The sweep YAML is wandb's format; sweep_space.py reads and checks all of it
+before anything is created.
+
+Two backends. 'wandb' hands the YAML to wandb's sweep server and runs wandb.agent.
+'local' needs no account: an optuna study in a journal file under
+sweeps/<id>/ (or any optuna storage URL, e.g. postgresql://, for many machines)
+hands out trials to any number of agents. Each trial calls train.train() in
+this process with out_dir sweeps/<id>/trial_<n>.
+"""
+import argparse
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+import yaml
+
+import configurator
+from configurator import ConfigError
+from sweep_space import (check_combinations, check_sweep, format_value, grid_points, load_sweep_file, print_plan,
+                         print_table, swept)
+
+SWEEPS_DIR = 'sweeps'     # in the current directory: sweeps/<id>/{sweep.yaml,journal.log,trial_<n>/}
+HEARTBEAT_S = 60          # a running trial stamps its heartbeat this often...
+STALE_S = 600             # ...and counts as abandoned when the stamp is older than this
+MAX_ATTEMPTS = 3          # an interrupted or abandoned trial is queued again, up to this many attempts
+MAX_FAILS_IN_A_ROW = 5    # an agent whose every trial fails (no GPU, bad path) stops instead of spinning
+STATE_NAMES = dict(COMPLETE='FINISHED', FAIL='FAILED', RUNNING='RUNNING', WAITING='QUEUED', PRUNED='PRUNED')
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM outside train() (which handles them itself): the agent stops."""
+
+    def __init__(self, signum):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+# -----------------------------------------------------------------------------
+# the local backend: an optuna study shared by the agents through its storage
+
+def open_storage(url):
+    """A journal file (a path) or an optuna RDB URL such as postgresql://user:pw@host/db."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
+    if '://' not in url:
+        from optuna.storages.journal import JournalFileBackend
+        return optuna.storages.JournalStorage(JournalFileBackend(os.path.abspath(url)))
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as e:  # a missing driver, a refused connection: one line, not a page of sqlalchemy
+        raise ConfigError(f"--storage: cannot open {hide_password(url)}: {first_line(e)}") from None
+
+
+def hide_password(url):
+    return re.sub(r'//([^:/@]+):[^@]*@', r'//\1:***@', url)
+
+
+def first_line(e):
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+
+
+def make_sampler(method):
+    import optuna
+    if method == 'bayes':  # constant_liar keeps parallel agents from proposing the same point
+        return optuna.samplers.TPESampler(constant_liar=True)
+    return optuna.samplers.RandomSampler()  # a grid's points are all queued, so it never samples them
+
+
+def create_local_sweep(sweep, storage_url):
+    import optuna
+    while True:
+        sweep_id = secrets.token_hex(4)
+        folder = os.path.join(SWEEPS_DIR, sweep_id)
+        if not os.path.exists(folder):
+            break
+    os.makedirs(folder)
+    try:
+        storage = open_storage(storage_url or os.path.join(folder, 'journal.log'))
+        goal = sweep['metric']['goal'] if sweep['metric'] else 'minimize'
+        study = optuna.create_study(study_name=sweep_id, storage=storage, direction=goal,
+                                    sampler=make_sampler(sweep['method']))
+        study.set_user_attr('sweep', sweep)  # joiners read the config from here: the id is all they need
+        if sweep['method'] == 'grid':
+            for point in grid_points(sweep['parameters']):
+                study.enqueue_trial(point)  # agents pop queued trials atomically: no point runs twice
+        with open(os.path.join(folder, 'sweep.yaml'), 'w') as f:
+            yaml.safe_dump(sweep, f, sort_keys=False)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return sweep_id
+
+
+def open_local_sweep(sweep_id, storage_url):
+    """(study, storage, sweep) of an existing local sweep."""
+    import optuna
+    if not re.fullmatch(r'[A-Za-z0-9_-]+', sweep_id):
+        raise ConfigError(f"--sweep_id: expected letters, digits, - or _, got {sweep_id!r}")
+    if storage_url is None:
+        storage_url = os.path.join(SWEEPS_DIR, sweep_id, 'journal.log')
+        if not os.path.isfile(storage_url):
+            raise ConfigError(f"sweep {sweep_id}: {storage_url} does not exist; run from the directory the sweep "
+                              f"was created in, or pass the --storage it was created with")
+    storage = open_storage(storage_url)
+    try:
+        sweep = storage.get_study_user_attrs(storage.get_study_id_from_name(sweep_id)).get('sweep')
+    except KeyError:
+        raise ConfigError(f"sweep {sweep_id}: not found in {hide_password(storage_url)}") from None
+    if sweep is None:
+        raise ConfigError(f"sweep {sweep_id}: the optuna study has no sweep config; it was not made by run_sweep.py")
+    study = optuna.load_study(study_name=sweep_id, storage=storage, sampler=make_sampler(sweep['method']))
+    return study, storage, sweep
+
+
+def trial_id(storage, study, number):
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+
+
+def claim_queued(study, storage):
+    """The first queued trial (a grid point or a retry) that this agent wins, or None."""
+    import optuna
+    from optuna.trial import TrialState
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        tid = trial_id(storage, study, frozen.number)
+        try:
+            if storage.set_trial_state_values(tid, TrialState.RUNNING):  # False: another agent won it
+                return optuna.trial.Trial(study, tid)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def next_trial(study, storage, sweep):
+    """Claim a trial and fix its parameters; None when a grid has no point left."""
+    trial = claim_queued(study, storage)
+    if trial is None and sweep['method'] != 'grid':
+        trial = study.ask()
+    if trial is None:
+        return None
+    tid = trial_id(storage, study, trial.number)
+    storage.set_trial_user_attr(tid, 'agent', dict(machine=MACHINE, pid=os.getpid()))
+    storage.set_trial_user_attr(tid, 'heartbeat', time.time())
+    for name, spec in swept(sweep['parameters']).items():
+        if 'values' in spec:
+            trial.suggest_categorical(name, spec['values'])
+        elif spec['distribution'] == 'int_uniform':
+            trial.suggest_int(name, spec['min'], spec['max'])
+        else:
+            trial.suggest_float(name, spec['min'], spec['max'], log=spec['distribution'] == 'log_uniform_values')
+    return trial
+
+
+def machine_id():
+    """host/boot/pid namespace: agents with the same id see each other's pids. None off Linux."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            return f"{socket.gethostname()}/{f.read().strip()}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+MACHINE = machine_id()
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # killed but not yet reaped by its parent: a zombie is as dead as it gets
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[-1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return True
+
+
+def is_abandoned(frozen, now):
+    """A RUNNING trial whose agent is gone: a dead pid on this machine, or a heartbeat gone quiet."""
+    agent = frozen.user_attrs.get('agent') or {}
+    if MACHINE and agent.get('machine') == MACHINE and agent['pid'] != os.getpid():
+        if not process_alive(agent['pid']):
+            return True  # an alive pid may be a new process that reuses it: the heartbeat decides
+    last = frozen.user_attrs.get('heartbeat')
+    if last is None and frozen.datetime_start is not None:  # died between claiming and stamping
+        last = frozen.datetime_start.timestamp()
+    return last is not None and now - last > STALE_S
+
+
+def fail_abandoned_trials(study, storage):
+    """Mark FAILED the trials left RUNNING by dead agents and queue each to run again."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+    now = time.time()
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not is_abandoned(frozen, now):
+            continue
+        tid = trial_id(storage, study, frozen.number)
+        try:
+            storage.set_trial_user_attr(tid, 'error', 'its agent died (no heartbeat)')
+            storage.set_trial_state_values(tid, TrialState.FAIL)  # raises for all agents but one
+        except UpdateFinishedTrialError:
+            continue
+        print(f"trial {frozen.number}: its agent {frozen.user_attrs.get('agent')} is gone; marked FAILED")
+        queue_retry(study, storage.get_trial(tid))
+
+
+def queue_retry(study, frozen):
+    """Queue the same parameters again: the failure was the agent's, not the config's."""
+    attempt = frozen.user_attrs.get('attempt', 1)
+    if attempt >= MAX_ATTEMPTS:
+        print(f"trial {frozen.number}: not queued again, it was attempt {attempt} of {MAX_ATTEMPTS}")
+        return
+    params = frozen.params or frozen.system_attrs.get('fixed_params', {})
+    study.enqueue_trial(params, user_attrs=dict(attempt=attempt + 1, retry_of=frozen.number,
+                                                resume_from=frozen.user_attrs.get('out_dir')))
+    print(f"trial {frozen.number}: queued again (attempt {attempt + 1}); the next agent to take a trial runs it")
+
+
+def start_heartbeat(storage, tid):
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                storage.set_trial_user_attr(tid, 'heartbeat', time.time())
+            except Exception:  # one missed beat is harmless: STALE_S allows for several
+                pass
+    threading.Thread(target=beat, daemon=True).start()
+    return stop
+
+
+def trial_config(sweep, params, out_dir, project, entity, number):
+    import train
+    overrides = {name: spec['value'] for name, spec in sweep['parameters'].items() if 'value' in spec}
+    overrides.update(params, out_dir=out_dir)
+    cfg = configurator.build_config(overrides)
+    if 'wandb_project' not in sweep['parameters']:
+        cfg['wandb_project'] = project
+    if entity and 'wandb_entity' not in sweep['parameters']:
+        cfg['wandb_entity'] = entity
+    if not cfg['wandb_run_name']:
+        cfg['wandb_run_name'] = f"t{number}_{train.run_name(cfg)}"
+    return cfg
+
+
+def resume_previous_attempt(cfg, previous_dir):
+    """A retried trial continues from its last attempt's checkpoint, when this machine has it."""
+    ckpt = os.path.join(previous_dir, 'ckpt.pt') if previous_dir else ''
+    if os.path.isfile(ckpt):
+        os.makedirs(cfg['out_dir'], exist_ok=True)
+        shutil.copy2(ckpt, os.path.join(cfg['out_dir'], 'ckpt.pt'))
+        cfg['init_from'] = 'resume'
+        print(f"resuming from {ckpt}")
+
+
+def objective(summary, metric):
+    if metric is None:
+        return 0.0  # optuna needs a number to finish a trial; with no metric it means nothing
+    name = metric['name']
+    if name not in summary:
+        raise ValueError(f"metric {name!r} is not in the run's summary; it has: {', '.join(sorted(summary))}")
+    value = summary[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"metric {name!r} is {value!r}, not a finite number")
+    return float(value)
+
+
+def finish(study, trial, value=None, error=None):
+    """Tell the study how a trial ended; False if another agent had already failed it (our
+    heartbeat looked stale to it), in which case the result stays in the trial folder only."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+    state = TrialState.COMPLETE if error is None else TrialState.FAIL
+    try:
+        if error is not None:
+            trial.set_user_attr('error', error[:300])
+        if study.tell(trial, value, state=state, skip_if_finished=True).state == state:
+            return True
+    except UpdateFinishedTrialError:
+        pass
+    print(f"warning: trial {trial.number} had been marked failed by another agent; its result is only in "
+          f"its folder", file=sys.stderr)
+    return False
+
+
+def run_trial(study, storage, trial, sweep, sweep_id, project, entity):
+    """Train one trial in this process. Returns True if it finished; raises Stopped on a signal."""
+    import train
+    out_dir = os.path.join(SWEEPS_DIR, sweep_id, f'trial_{trial.number}')
+    trial.set_user_attr('out_dir', out_dir)
+    print(f"\n=== sweep {sweep_id} trial {trial.number}: "
+          f"{' '.join(f'{k}={format_value(v)}' for k, v in trial.params.items()) or '(fixed values)'} -> {out_dir}")
+    stop_beat = start_heartbeat(storage, trial_id(storage, study, trial.number))
+    try:
+        cfg = trial_config(sweep, trial.params, out_dir, project, entity, trial.number)
+        resume_previous_attempt(cfg, trial.user_attrs.get('resume_from'))
+        value = objective(train.train(cfg), sweep['metric'])
+    except KeyboardInterrupt as e:  # Stopped, a bare Ctrl-C
+        stop_signal(study, storage, trial, getattr(e, 'signum', signal.SIGINT))
+    except train.Interrupted as e:  # train saved a checkpoint first; the retry resumes from it
+        stop_signal(study, storage, trial, e.signum)
+    except Exception as e:
+        traceback.print_exc()
+        finish(study, trial, error=first_line(e))
+        print(f"trial {trial.number} FAILED ({first_line(e)}); going on with the next trial")
+        return False
+    finally:
+        stop_beat.set()
+    finish(study, trial, value=value)
+    shown = f"{sweep['metric']['name']} = {value:.5g}" if sweep['metric'] else "no metric"
+    print(f"trial {trial.number} finished: {shown}")
+    return True
+
+
+def stop_signal(study, storage, trial, signum):
+    if finish(study, trial, error=f"interrupted by signal {signum}"):
+        queue_retry(study, storage.get_trial(trial_id(storage, study, trial.number)))
+    raise Stopped(signum)
+
+
+def run_local_agent(sweep_id, storage_url, count, project, entity):
+    """Run trials until count is reached, a grid runs out or a signal arrives. Returns the exit code."""
+    study, storage, sweep = open_local_sweep(sweep_id, storage_url)
+    until = f"{count} trials" if count else ("the grid is done" if sweep['method'] == 'grid' else "stopped (Ctrl-C)")
+    print(f"agent {socket.gethostname()}:{os.getpid()} on sweep {sweep_id} ({sweep['method']}): running until {until}")
+    old_group = os.environ.get('WANDB_RUN_GROUP')
+    os.environ['WANDB_RUN_GROUP'] = sweep_id  # trials with wandb_log=True are grouped by sweep
+    ran, finished, fails_in_a_row = 0, 0, 0
+    try:
+        while count is None or ran < count:
+            fail_abandoned_trials(study, storage)
+            trial = next_trial(study, storage, sweep)
+            if trial is None:
+                print(f"sweep {sweep_id}: no grid point left to run")
+                break
+            ok = run_trial(study, storage, trial, sweep, sweep_id, project, entity)
+            ran, finished = ran + 1, finished + ok
+            fails_in_a_row = 0 if ok else fails_in_a_row + 1
+            if fails_in_a_row == MAX_FAILS_IN_A_ROW:
+                print(f"stopping: {fails_in_a_row} trials in a row failed; fix the cause, then rejoin", file=sys.stderr)
+                break
+    finally:
+        if old_group is None:
+            del os.environ['WANDB_RUN_GROUP']
+        else:
+            os.environ['WANDB_RUN_GROUP'] = old_group
+    print(f"\nagent done: {finished} of {ran} trials finished")
+    print_results(study, sweep, limit=20)
+    # non-zero when something is wrong with every trial (or the agent gave up), so scripts notice
+    return 1 if (ran and not finished) or fails_in_a_row == MAX_FAILS_IN_A_ROW else 0
+
+
+def best_first(trials, metric):
+    """Finished trials best first, then running ones, then the rest, each by number."""
+    from optuna.trial import TrialState
+    sign = -1 if metric and metric['goal'] == 'maximize' else 1
+
+    def key(t):
+        if t.state == TrialState.COMPLETE:
+            return 0, sign * t.value, t.number
+        return (1 if t.state == TrialState.RUNNING else 2), 0, t.number
+    return sorted(trials, key=key)
+
+
+def print_results(study, sweep, limit=None):
+    metric, names = sweep['metric'], list(swept(sweep['parameters']))
+    trials = best_first(study.get_trials(deepcopy=False), metric)
+    counts = ', '.join(f"{sum(t.state.name == s for t in trials)} {shown.lower()}"
+                       for s, shown in STATE_NAMES.items() if any(t.state.name == s for t in trials))
+    goal = f"{metric['name']} ({metric['goal']}), best first" if metric else "no metric"
+    print(f"sweep {study.study_name}: {sweep['method']}, {goal}; {counts or 'no trials'}")
+    rows = []
+    for t in trials[:limit]:
+        params = t.params or t.system_attrs.get('fixed_params', {})  # a queued grid point has no params yet
+        value = format_value(t.value) if metric and t.state.name == 'COMPLETE' else '-'
+        note = t.user_attrs.get('error') or (f"retry of {t.user_attrs['retry_of']}" if 'retry_of' in t.user_attrs
+                                             else '')
+        rows.append([t.number, STATE_NAMES[t.state.name], value, *(format_value(params.get(n, '-')) for n in names),
+                     note[:60]])
+    if rows:
+        print_table(['trial', 'state', metric['name'] if metric else 'metric', *names, 'note'], rows)
+    if limit and len(trials) > limit:
+        print(f"... {len(trials) - limit} more: python3 run_sweep.py --sweep_id {study.study_name} --results")
+
+
+# -----------------------------------------------------------------------------
+# the wandb backend
+
+def run_wandb(args, sweep):
+    import wandb
+    if sweep is not None:
+        config = {key: value for key, value in sweep.items() if value is not None}
+        print("creating the sweep on wandb...")
+        try:
+            sweep_id = wandb.sweep(config, project=args.project, entity=args.entity)
+        except Exception as e:
+            raise ConfigError(f"wandb could not create the sweep ({first_line(e)}); log in with `wandb login` "
+                              f"or use --backend local") from None
+        print(f"Sweep created! ID: {sweep_id}")
+        print(f"Sweep path: {args.entity or wandb_entity(wandb)}/{args.project}/{sweep_id}")
+        if args.create_only:
+            return 0
+    else:
+        sweep_id = args.sweep_id
+
+    def trial():
+        wandb_trial(sweep_id, args.project, args.entity)
+    try:  # errors inside a trial are the agent's to report; these are about reaching the sweep at all
+        wandb.agent(sweep_id, function=trial, count=args.count, project=args.project, entity=args.entity)
+    except Exception as e:
+        raise ConfigError(f"wandb agent for sweep {sweep_id} failed ({first_line(e)}); check `wandb login`, "
+                          f"--project and --entity") from None
+    return 0
+
+
+def wandb_entity(wandb):
+    try:
+        return wandb.Api().default_entity
+    except Exception:
+        return '<your entity>'
+
+
+def wandb_trial(sweep_id, project, entity):
+    """One run handed out by wandb.agent: its parameters are in the run's config."""
+    import wandb
+    import train
+    run = wandb.init()
+    overrides = {key: value for key, value in dict(run.config).items() if not key.startswith('_')}
+    overrides.update(wandb_log=True, wandb_project=project, wandb_entity=entity or '',
+                     out_dir=os.path.join(SWEEPS_DIR, sweep_id, run.id))
+    # train.start_wandb adopts this run (adding the full config to it), logs every metric and the
+    # summary to it, and finishes it; wandb's sweep server reads the metric from that summary
+    train.train(configurator.build_config(overrides))
+
+
+# -----------------------------------------------------------------------------
+# the command line
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other user error
+        raise ConfigError(f"{message} (see --help)")
+
+
+def parse_args(argv):
+    p = ArgumentParser(description="Create, join and inspect hyperparameter sweeps over train.py.")
+    p.add_argument('--sweep_config', help="sweep YAML: create a sweep from it (then run trials unless --create_only)")
+    p.add_argument('--sweep_id', help="join this sweep and run trials (a crashed agent rejoins the same way)")
+    p.add_argument('--project', default='pathstar_sweep', help="wandb project (default: pathstar_sweep)")
+    p.add_argument('--entity', default=None, help="wandb entity (default: yours)")
+    p.add_argument('--count', type=int, default=None, help="trials to run in this agent (default: until done)")
+    p.add_argument('--create_only', action='store_true', help="create the sweep, print its id, run nothing")
+    p.add_argument('--backend', choices=('auto', 'wandb', 'local'), default='auto',
+                   help="auto (default): wandb when logged in, else local")
+    p.add_argument('--storage', default=None, help="local backend: journal file path or optuna RDB URL "
+                                                   "(default: sweeps/<id>/journal.log)")
+    p.add_argument('--dry_run', action='store_true', help="check --sweep_config and print the plan; creates nothing")
+    p.add_argument('--results', action='store_true', help="print a local sweep's trials, best first")
+    args = p.parse_args(argv)
+    if args.sweep_config and args.sweep_id:
+        raise ConfigError("give --sweep_config (create a sweep) or --sweep_id (join one), not both")
+    if not args.sweep_config and not args.sweep_id:
+        raise ConfigError("give --sweep_config to create a sweep or --sweep_id to join one (see --help)")
+    if (args.dry_run or args.create_only) and not args.sweep_config:
+        raise ConfigError(f"--{'dry_run' if args.dry_run else 'create_only'} needs --sweep_config")
+    if args.results and not args.sweep_id:
+        raise ConfigError("--results needs --sweep_id")
+    if args.count is not None and args.count < 1:
+        raise ConfigError(f"--count: must be >= 1, got {args.count}")
+    if args.storage and args.backend == 'wandb':
+        raise ConfigError("--storage is for the local backend; wandb keeps its sweeps on its server")
+    return args
+
+
+def choose_backend(args):
+    if args.backend != 'auto':
+        return args.backend
+    if args.storage or args.results:
+        return 'local'
+    if args.sweep_id and os.path.isfile(os.path.join(SWEEPS_DIR, args.sweep_id, 'journal.log')):
+        return 'local'
+    if configurator.logged_in_to_wandb():
+        print("backend: wandb (logged in)")
+        return 'wandb'
+    print("backend: local (not logged in to wandb: no WANDB_API_KEY and no api.wandb.ai entry in ~/.netrc)")
+    return 'local'
+
+
+def install_stop_handlers():
+    def stop(signum, frame):
+        raise Stopped(signum)
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def main(argv):
+    args = parse_args(argv)
+    sweep = None
+    if args.sweep_config:
+        sweep = check_sweep(load_sweep_file(args.sweep_config))
+        checked = check_combinations(sweep['parameters'])
+        if args.dry_run:
+            print_plan(sweep, args.sweep_config, checked)
+            return 0
+    backend = choose_backend(args)
+    if backend == 'wandb':
+        if args.results:
+            raise ConfigError("--results reads local sweeps; a wandb sweep's results are on its dashboard")
+        return run_wandb(args, sweep)
+    sweep_id = args.sweep_id
+    if args.results:
+        study, _, sweep = open_local_sweep(sweep_id, args.storage)
+        print_results(study, sweep)
+        return 0
+    if sweep is not None:
+        sweep_id = create_local_sweep(sweep, args.storage)
+    join = f"python3 run_sweep.py --sweep_id {sweep_id}" + (f" --storage {hide_password(args.storage)}"
+                                                            if args.storage else '')
+    if sweep is not None:
+        print(f"Sweep created! ID: {sweep_id}")
+        print(f"join it with: {join}")
+        if args.create_only:
+            return 0
+    handlers = install_stop_handlers()
+    try:
+        return run_local_agent(sweep_id, args.storage, args.count, args.project, args.entity)
+    except KeyboardInterrupt as e:  # Stopped, or a Ctrl-C that came before our handlers
+        signum = getattr(e, 'signum', signal.SIGINT)
+        print(f"stopped by signal {signum}; rejoin with: {join}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+
+
+if __name__ == '__main__':
+    sys.stdout.reconfigure(line_buffering=True)  # agents write to log files that people tail -f
+    sys.exit(configurator.exit_on_config_error(lambda: main(sys.argv[1:])))

@@ -1,0 +1,273 @@
+"""
+The sweep YAML (wandb's format), read and checked before anything is created.
+
+    import sweep_space
+    sweep = sweep_space.check_sweep(sweep_space.load_sweep_file('sweep_config.yaml'))
+    sweep_space.check_combinations(sweep['parameters'])   # every value, and the keys that constrain each other
+
+A checked sweep is a plain dict: method, metric ({name, goal} or None) and parameters,
+each one of {'value': v}, {'values': [...]} or {'distribution': d, 'min': a, 'max': b},
+with every value parsed to the type of its train.py key (YAML reads 1e-3 as a string).
+Nothing here touches the disk or imports torch, so a bad file fails in a fraction of a second.
+"""
+import difflib
+import itertools
+import math
+import os
+import sys
+
+import yaml
+
+import configurator
+import pathstar_data
+from configurator import DEFAULTS, ConfigError
+
+METHODS = ('grid', 'random', 'bayes')
+GOALS = ('minimize', 'maximize')
+DISTRIBUTIONS = ('uniform', 'int_uniform', 'log_uniform_values', 'categorical')
+TOP_KEYS = ('program', 'method', 'metric', 'parameters', 'early_terminate', 'name', 'description')
+RUNNER_KEYS = ('out_dir', 'init_from')  # set per trial by the runner, never swept
+# keys that constrain each other in configurator.validate / pathstar_data.data_config (a new
+# cross-key rule there needs its keys here); every other key is valid or not on its own, so
+# only these groups need their combinations checked
+CHECK_GROUPS = (('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage'),
+                ('n_embd', 'n_head'), ('learning_rate', 'min_lr'), ('warmup_frac', 'lr_decay_frac'),
+                ('recipe', 'staged_edge_frac', 'epochs'))
+MAX_GRID = 10_000  # every grid point is queued in the study when the sweep is created
+
+
+def load_sweep_file(path):
+    if not os.path.exists(path):
+        raise ConfigError(f"sweep config not found: {path}")
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read sweep config {path}: {e.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with method, metric and parameters, got {type(raw).__name__}")
+    return raw
+
+
+def check_sweep(raw):
+    """The YAML dict -> a normalised sweep: every value parsed to its key's type. Raises ConfigError."""
+    for key in raw:
+        if key not in TOP_KEYS:
+            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"expected {', '.join(TOP_KEYS)}"
+            raise ConfigError(f"unknown sweep key {key!r}; {hint}")
+    method = raw.get('method')
+    if method not in METHODS:
+        raise ConfigError(f"method: expected grid, random or bayes, got {method!r}")
+    metric = check_metric(raw.get('metric'), method)
+    params = raw.get('parameters')
+    if not isinstance(params, dict) or not params:
+        raise ConfigError("parameters: expected a mapping of train.py keys, e.g. learning_rate: {values: [1e-3, 3e-3]}")
+    parameters = {str(name): check_parameter(str(name), spec, method) for name, spec in params.items()}
+    if method == 'grid' and grid_size(parameters) > MAX_GRID:
+        raise ConfigError(f"parameters: the grid has {grid_size(parameters):,} points, more than {MAX_GRID:,}; "
+                          f"use method random or bayes")
+    if metric is not None:
+        check_metric_name(metric['name'], parameters)
+    sweep = dict(method=method, metric=metric, parameters=parameters)
+    sweep.update({key: str(raw[key]) for key in ('name', 'description') if key in raw})
+    if 'early_terminate' in raw:  # for wandb only; the local backend runs every trial to the end
+        if not isinstance(raw['early_terminate'], dict):
+            raise ConfigError(f"early_terminate: expected a mapping such as {{type: hyperband, min_iter: 3}}, "
+                              f"got {raw['early_terminate']!r}")
+        sweep['early_terminate'] = raw['early_terminate']
+    return sweep
+
+
+def check_metric(metric, method):
+    if metric is None:
+        if method == 'bayes':
+            raise ConfigError("metric: bayes needs a metric to optimise, e.g. {name: val/loss/overall, goal: minimize}")
+        return None  # grid and random can run without one; the trials then have no objective
+    if not isinstance(metric, dict) or set(metric) - {'name', 'goal'}:
+        raise ConfigError(f"metric: expected a mapping with name and goal, got {metric!r}")
+    name, goal = metric.get('name'), metric.get('goal')
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("metric: needs a name, e.g. val/loss/overall")
+    if goal not in GOALS:
+        raise ConfigError(f"metric: goal must be minimize or maximize, got {goal!r}")
+    return dict(name=name.strip(), goal=goal)
+
+
+def summary_metric_names(l):
+    """Numeric keys of train()'s summary for paths of l nodes (see evaluate.path_metrics and train.train)."""
+    names = []
+    for split in ('train', 'val'):
+        names += [f'{split}/loss/overall', f'{split}/accuracy/path', f'{split}/accuracy/first_hop_teacher_forced']
+        names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, l + 1)]
+    names += ['train/loss/edge', 'train/accuracy/edge']
+    names += [f'best/{name}' for name in names]
+    return names + ['chance/first_hop', 'wall_time_s', 'iter', 'max_iters', 'epoch', 'params', 'train_rows',
+                    'val_rows']
+
+
+def check_metric_name(name, parameters):
+    """A val/ metric needs held-out paths (an error). An unknown name is only a warning: train.py
+    may report metrics this list does not know, and a trial without the metric fails on its own."""
+    holdout = candidates(parameters.get('graph_holdout_percentage', {'value': DEFAULTS['graph_holdout_percentage']}))
+    if name.startswith(('val/', 'best/val/')) and 0 in holdout:
+        raise ConfigError(f"metric: {name} is measured on held-out paths, but graph_holdout_percentage=0 "
+                          f"holds none out")
+    longest = max(candidates(parameters.get('graph_l', {'value': DEFAULTS['graph_l']})))
+    known = summary_metric_names(longest)
+    if name not in known:
+        close = [k for k in known if k.startswith(name)][:3] or difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ''
+        print(f"warning: metric {name!r} is not a summary key train() is known to return; {hint}"
+              f"a trial whose summary lacks it fails", file=sys.stderr)
+
+
+def key_kind(name):
+    """'int' or 'float' for the keys a distribution can sample, else None."""
+    default = DEFAULTS[name]
+    if name in configurator.CHOICES or isinstance(default, bool):
+        return None
+    if name in configurator.AUTO_OR_INT or name == 'graph_vocab_size' or isinstance(default, int):
+        return 'int'
+    return 'float' if isinstance(default, float) else None
+
+
+def check_parameter(name, spec, method):
+    """One parameter -> {'value': v}, {'values': [...]} or {'distribution': d, 'min': a, 'max': b}, parsed."""
+    if name not in DEFAULTS:
+        raise ConfigError(f"parameters: {configurator.unknown_key_message(name)}")
+    if name in RUNNER_KEYS:
+        raise ConfigError(f"{name}: the sweep runner sets it for each trial; remove it from parameters")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{name}: expected {{value: x}}, {{values: [...]}} or {{distribution: ..., min: ..., "
+                          f"max: ...}}, got {spec!r}")
+    keys = set(spec)
+    if keys == {'value'}:
+        return dict(value=configurator.parse_value(name, spec['value']))
+    if keys == {'values'} or (keys == {'values', 'distribution'} and spec['distribution'] == 'categorical'):
+        values = spec['values']
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{name}: values must be a non-empty list, got {values!r}")
+        return dict(values=[configurator.parse_value(name, v) for v in values])
+    if 'distribution' in keys:
+        return check_distribution(name, spec, method)
+    raise ConfigError(f"{name}: expected one of value, values or distribution, got keys {', '.join(map(str, keys))}")
+
+
+def check_distribution(name, spec, method):
+    dist = spec['distribution']
+    if dist not in DISTRIBUTIONS:
+        raise ConfigError(f"{name}: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
+    if dist == 'categorical':
+        raise ConfigError(f"{name}: distribution categorical takes values: [...] and nothing else")
+    if method == 'grid':
+        raise ConfigError(f"{name}: grid search needs discrete values (value or values), not distribution {dist}")
+    if set(spec) != {'distribution', 'min', 'max'}:
+        raise ConfigError(f"{name}: distribution {dist} takes min and max, got keys {', '.join(map(str, spec))}")
+    kind = key_kind(name)
+    if dist == 'int_uniform':
+        if kind is None:
+            raise ConfigError(f"{name}: is not numeric; use values: [...]")
+        lo, hi = configurator.parse_int(name, spec['min']), configurator.parse_int(name, spec['max'])
+    else:
+        if kind != 'float':
+            advice = 'takes integers; use int_uniform' if kind else 'is not numeric; use values: [...]'
+            raise ConfigError(f"{name}: {advice}")
+        lo, hi = configurator.parse_float(name, spec['min']), configurator.parse_float(name, spec['max'])
+    if not lo < hi:
+        raise ConfigError(f"{name}: min must be less than max, got min={lo:g}, max={hi:g}")
+    if dist == 'log_uniform_values' and lo <= 0:
+        raise ConfigError(f"{name}: log_uniform_values needs min > 0, got {lo:g}")
+    return dict(distribution=dist, min=lo, max=hi)
+
+
+def candidates(spec):
+    """The values of a parameter worth checking: all of a list, the ends of a range. Every
+    constraint is monotone in each key except n_embd % n_head, which two neighbours expose."""
+    if 'value' in spec:
+        return [spec['value']]
+    if 'values' in spec:
+        return spec['values']
+    if spec['distribution'] == 'int_uniform':
+        return sorted({spec['min'], spec['min'] + 1, spec['max']})
+    return [spec['min'], spec['max']]
+
+
+def check_combinations(parameters):
+    """Every value alone, and every combination inside each CHECK_GROUPS group, over the defaults.
+    Returns how many configs were checked."""
+    grouped = {key for group in CHECK_GROUPS for key in group}
+    checked = 0
+    for name, spec in parameters.items():
+        if name not in grouped:
+            for value in candidates(spec):
+                check_config({name: value}, show=False)
+                checked += 1
+    for group in CHECK_GROUPS:
+        names = [key for key in group if key in parameters]
+        for combo in itertools.product(*(candidates(parameters[key]) for key in names)):
+            check_config(dict(zip(names, combo)), show=True)
+            checked += 1
+    return checked
+
+
+def check_config(values, show):
+    try:
+        pathstar_data.data_config(configurator.build_config(values))  # data_config checks the holdout rounding
+    except ConfigError as e:
+        if not show:
+            raise
+        combo = ', '.join(f"{k}={format_value(v)}" for k, v in values.items())
+        raise ConfigError(f"{e} (in the combination {combo})") from None
+
+
+def swept(parameters):
+    return {name: spec for name, spec in parameters.items() if 'value' not in spec}
+
+
+def grid_size(parameters):
+    return math.prod(len(spec.get('values', [0])) for spec in parameters.values())
+
+
+def grid_points(parameters):
+    names = list(swept(parameters))
+    for combo in itertools.product(*(parameters[name]['values'] for name in names)):
+        yield dict(zip(names, combo))
+
+
+def format_value(v):
+    if isinstance(v, bool):
+        return str(v).lower()  # as YAML writes it
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def print_table(header, rows):
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in [header, *rows]:
+        print('  '.join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def print_plan(sweep, path, checked):
+    parameters = sweep['parameters']
+    metric = sweep['metric']
+    size = f"{grid_size(parameters):,} grid points" if sweep['method'] == 'grid' else \
+        "unbounded (trials are drawn until --count runs out or the agents stop)"
+    print(f"sweep config: {path} (valid)")
+    print(f"method:       {sweep['method']}")
+    print(f"metric:       {metric['name']} ({metric['goal']})" if metric else "metric:       none (no objective)")
+    print(f"trials:       {size}")
+    print(f"checked:      {checked} configs (each value, and the combinations of keys that constrain each other)")
+    rows = []
+    for name, spec in parameters.items():
+        if 'distribution' in spec:
+            form, shown = spec['distribution'], f"[{format_value(spec['min'])}, {format_value(spec['max'])}]"
+        else:
+            form = 'value' if 'value' in spec else 'values'
+            shown = ', '.join(format_value(v) for v in candidates(spec))
+        rows.append((name, form, shown, format_value(DEFAULTS[name])))
+    print_table(('parameter', 'form', 'values', 'default'), rows)
+    print("dry run: nothing was created")
