@@ -320,7 +320,6 @@ def train(config):
     stop = {}
     handlers = install_signal_handlers(stop)
     order, order_epoch = None, -1
-    epoch = 0.0
     metrics, summary, last_line = {}, None, {}
     t_start = time.time()
     t_log, tokens_since_log = time.time(), 0
