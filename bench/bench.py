@@ -2,10 +2,11 @@
 The performance benchmark: dataset builds, training throughput, eval and start-up
 overhead, memory, and (optionally) sweep throughput with concurrent agents.
 
-    python3 bench/bench.py                     # full run, about 6-9 min on 2 CPU cores
-    python3 bench/bench.py --quick             # smoke run, under 2 min
+    python3 bench/bench.py                     # full run: about 4.5 min on 2 CPU cores (+1 min with --agents)
+    python3 bench/bench.py --quick             # smoke run: under 1 min (skips G(5000,5) on CPU)
     python3 bench/bench.py --agents 1,2,4      # also: trials/hour with 1, 2, 4 concurrent agents
     python3 bench/bench.py --json out.json     # results as JSON (default bench/results.json)
+    python3 bench/bench.py --only ab --threads 1   # some configs only; 1 torch thread (a busy machine)
 
 Every measurement runs in a fresh subprocess with a temp data_dir and out_dir (cold
 dataset build, wandb off, device 'auto'). Training goes through train.train(cfg); inside
@@ -180,22 +181,37 @@ def row_length(cfg):
 
 
 def train_stats(summary, timers, start, end, tokens_per_iter):
-    steps = timers.step_seconds()
-    median = sorted(steps)[len(steps) // 2] if steps else None
-    first_end = timers.step_ends[0] if timers.step_ends else None
-    init_evals = [e for e in timers.evals if first_end is not None and e[1] <= first_end]
-    setup_end = init_evals[0][0] if init_evals else start
     wall = end - start
+    return dict(iters=summary['iter'], epochs=summary['epoch'], wall_s=wall,
+                s_per_iter=wall / max(summary['iter'], 1), epochs_per_s=summary['epoch'] / wall,
+                **step_stats(timers.step_seconds(), tokens_per_iter), **overhead_stats(timers, wall),
+                **startup_stats(timers, start))
+
+
+def step_stats(steps, tokens_per_iter):
+    """Training steps after the first: median and mean ms, tokens per second of the median step."""
+    if not steps:
+        return dict(step_ms=None, step_ms_mean=None, tokens_per_s=None)
+    median = sorted(steps)[len(steps) // 2]
+    return dict(step_ms=1e3 * median, step_ms_mean=1e3 * sum(steps) / len(steps), step_ms_max=1e3 * max(steps),
+                tokens_per_s=tokens_per_iter / median)
+
+
+def overhead_stats(timers, wall):
     eval_s, save_s = (sum(e - s for s, e in iv) for iv in (timers.evals, timers.saves))
-    return dict(
-        iters=summary['iter'], epochs=summary['epoch'], wall_s=wall, s_per_iter=wall / max(summary['iter'], 1),
-        step_ms=median * 1e3 if median else None, step_ms_mean=1e3 * sum(steps) / len(steps) if steps else None,
-        step_ms_max=1e3 * max(steps) if steps else None, steps_s=sum(steps),
-        first_step_ms=(first_end - (init_evals[-1][1] if init_evals else start)) * 1e3 if first_end else None,
-        tokens_per_s=tokens_per_iter / median if median else None, epochs_per_s=summary['epoch'] / wall,
-        eval_calls=len(timers.evals), eval_s=eval_s, eval_pct=100 * eval_s / wall, save_s=save_s,
-        save_pct=100 * save_s / wall, setup_s=setup_end - start,
-        start_to_first_step_s=first_end - start if first_end else None)
+    return dict(eval_calls=len(timers.evals), eval_s=eval_s, eval_pct=100 * eval_s / wall,
+                save_s=save_s, save_pct=100 * save_s / wall)
+
+
+def startup_stats(timers, start):
+    """train() call -> first step done, split into setup (data, model), the evaluation at iter 0, the step."""
+    if not timers.step_ends:
+        return dict(start_to_first_step_s=None)
+    first = timers.step_ends[0]
+    initial = [e for e in timers.evals if e[1] <= first]
+    return dict(start_to_first_step_s=first - start, setup_s=(initial[0][0] if initial else first) - start,
+                initial_eval_s=sum(e - s for s, e in initial),
+                first_step_ms=1e3 * (first - (initial[-1][1] if initial else start)))
 
 
 def peak_memory_mb(torch):
@@ -218,8 +234,8 @@ def child_agent(spec, options):
     walls = []
     with tempfile.TemporaryDirectory(prefix='bench_agent_') as tmp:
         for trial in range(options['trials']):
-            cfg = dict(spec, seed=1000 + trial, data_dir=options['data_dir'], out_dir=os.path.join(tmp, f'out{trial}'),
-                       wandb_log=False)
+            out_dir = os.path.join(tmp, f'out{trial}')
+            cfg = dict(spec, seed=1000 + trial, data_dir=options['data_dir'], out_dir=out_dir, wandb_log=False)
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
                 train.train(cfg)
@@ -264,9 +280,11 @@ def bench_builds():
     return results
 
 
-def bench_training(quick, cuda, threads):
+def bench_training(quick, cuda, threads, only):
     runs = {}
     for name, (spec, options) in train_configs(quick, cuda).items():
+        if name[0] not in only:
+            continue
         if spec is None:
             runs[name] = dict(skipped=options)
             continue
@@ -335,12 +353,13 @@ def machine():
 
 
 def code_version():
-    """The commit measured, '+dirty' when the working tree differs from it."""
+    """The commit measured, '+dirty' when the repo's top-level .py files differ from it."""
     def git(*args):
         out = subprocess.run(['git', *args], capture_output=True, text=True, cwd=ROOT)
         return out.stdout.strip() if out.returncode == 0 else None
     commit = git('rev-parse', '--short', 'HEAD')
-    return None if commit is None else commit + ('+dirty' if git('status', '--porcelain', '--untracked-files=no') else '')
+    dirty = git('status', '--porcelain', '--untracked-files=no', '--', ':(glob)*.py')
+    return None if commit is None else commit + ('+dirty' if dirty else '')
 
 
 # torch's version and GPU, the import time of torch + train.py, and of torch._dynamo, which torch
@@ -426,8 +445,9 @@ def report(results):
              f"load average {m['load_avg_start']:.2f} at start, {m['load_avg_end']:.2f} at end",
              f"imports: torch + train.py {m['import_train_s']:.2f} s; torch._dynamo, imported lazily by the first "
              f"optimizer of each process (inside train()), {m['lazy_dynamo_import_s']:.2f} s"]
-    if max(m['load_avg_start'], m['load_avg_end']) > 0.5 * m['cores']:
-        lines.append("WARNING: other processes were using the CPU; the timings are inflated")
+    if m['load_avg_start'] > 0.5 * m['cores']:  # the end value counts this benchmark's own children
+        lines.append(f"WARNING: the 1-min load average was {m['load_avg_start']:.2f} before the benchmark started: "
+                     f"other work (or a run just before) was using the CPU, so the timings may be inflated")
     lines += [''] + build_table(results['builds']) + [''] + training_table(results['training'])
     if results['agents']:
         lines += [''] + agents_table(results['agents'])
@@ -443,6 +463,7 @@ def main():
     parser.add_argument('--threads', type=int, default=0,
                         help="torch threads in each training child (default: torch's own, one per core); "
                              "1 gives steadier numbers on a machine that others are using")
+    parser.add_argument('--only', metavar='LETTERS', default='abc', help='training configs to run, e.g. ab')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -450,7 +471,7 @@ def main():
     results = dict(quick=args.quick, threads=args.threads or None, machine=machine())
     cuda = results['machine']['gpu'] is not None
     results['builds'] = bench_builds()
-    results['training'] = bench_training(args.quick, cuda, args.threads)
+    results['training'] = bench_training(args.quick, cuda, args.threads, args.only)
     results['agents'] = bench_agents([int(k) for k in args.agents.split(',')], args.quick) if args.agents else []
     results['machine']['load_avg_end'] = os.getloadavg()[0]
     results['targets'] = targets(results['builds'], results['training'])
