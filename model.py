@@ -117,12 +117,13 @@ class GPT(nn.Module):
             x = block(x)
         return self.transformer.ln_f(x)
 
-    def forward(self, idx, targets=None, label_smoothing=0.0, positions=None):
+    def forward(self, idx, targets=None, label_smoothing=0.0, positions=None, weights=None):
         """
         idx (B, T) token ids. targets (B, T) next-token ids with -1 = ignore.
         positions (B, K), optional: compute logits only at these positions, and then
         targets is (B, K). Rows here have few targets (the path, or an edge's end), so
         skipping the output head elsewhere saves most of its cost, with fixed shapes.
+        weights (B,), optional: row b counts as weights[b] identical rows in the mean.
         Returns (logits, loss); loss is the mean over the non-ignored targets.
         """
         x = self.hidden(idx)
@@ -131,8 +132,12 @@ class GPT(nn.Module):
         logits = self.lm_head(x)
         loss = None
         if targets is not None:
+            reduction = 'mean' if weights is None else 'none'
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=-1, label_smoothing=label_smoothing)
+                                   ignore_index=-1, label_smoothing=label_smoothing, reduction=reduction)
+            if weights is not None:
+                w = (targets >= 0) * weights[:, None]
+                loss = (loss * w.reshape(-1)).sum() / w.sum()
         return logits, loss
 
     @torch.no_grad()

@@ -114,6 +114,22 @@ def device_tensors(rows, mask, slots, device):
     return x, torch.from_numpy(pos).to(device), torch.from_numpy(tgt).to(device)
 
 
+def distinct_parts(x, pos, tgt, first, end, n_edges, edge_len):
+    """Rows first..end as one full batch, in at most two fixed parts with the same loss and gradient:
+    edge rows cut to their own length (edge_len - 1 inputs, one target), and each distinct row once,
+    weighted by its number of copies (path rows repeat path_replication times). Exact when dropout
+    is 0, since copies are then identical. Returns [(x, pos, tgt, weights, share of the targets)]."""
+    parts = []
+    edges, others = (first, min(end, n_edges), edge_len - 1, 1), (max(first, n_edges), end, x.size(1), tgt.size(1))
+    for lo, hi, T, K in (edges, others):
+        if lo < hi:
+            rows, counts = torch.unique(torch.cat((x[lo:hi, :T], pos[lo:hi, :K], tgt[lo:hi, :K]), 1), dim=0,
+                                        return_counts=True)
+            parts.append((rows[:, :T], rows[:, T:T + K], rows[:, T + K:], counts.float()))
+    targets = [((t >= 0) * w[:, None]).sum() for _, _, t, w in parts]
+    return [(*part, n / sum(targets)) for part, n in zip(parts, targets)]
+
+
 def determined_edges(edge_rows, meta):
     """Edge rows whose prompt has one right answer. '> root ?' has graph_d, and without
     direction markers an inner node's two neighbours tie, so those rows are not scored."""
@@ -132,7 +148,8 @@ def eval_sets(data, cfg, device):
     arms = np.sort(rng.permutation(meta['train_arms'])[:k])
     train_paths = pathstar_data.path_rows(meta['paths'][arms], meta)
     edge_idx = np.sort(rng.permutation(np.flatnonzero(determined_edges(data.train_rows[:n_edges], meta)))[:k])
-    edges = device_tensors(data.train_rows[edge_idx], data.train_mask[edge_idx], 1, device)
+    x, pos, tgt = device_tensors(data.train_rows[edge_idx], data.train_mask[edge_idx], 1, device)
+    edges = (x[:, :meta['edge_row_len'] - 1], pos, tgt)  # causal: the padding after an edge changes nothing
     return dict(train_paths=train_paths, edges=edges, val_paths=data.val_rows)
 
 
@@ -320,6 +337,7 @@ def train(config):
     stop = {}
     handlers = install_signal_handlers(stop)
     order, order_epoch = None, -1
+    parts, parts_first = None, -1
     metrics, summary, last_line = {}, None, {}
     t_start = time.time()
     t_log, tokens_since_log = time.time(), 0
@@ -362,13 +380,23 @@ def train(config):
             lr = cosine_lr(iter_num, max_iters, cfg)
             for group in optimizer.param_groups:
                 group['lr'] = lr
-            batches = [order[i:i + batch_size] for i in range(step * rows_per_iter, (step + 1) * rows_per_iter, batch_size)
-                       if i < n_stage]
-            for idx in batches:
+            if batch_size >= n_stage and cfg['dropout'] == 0:  # one batch holds every row, so order is moot
+                if parts_first != first:
+                    parts, parts_first = distinct_parts(x_all, pos_all, tgt_all, first, first + n_stage, n_edges,
+                                                        meta['edge_row_len']), first
                 with ctx:
-                    _, loss = step_model(x_all[idx], tgt_all[idx], cfg['label_smoothing'], positions=pos_all[idx])
-                scaler.scale(loss / len(batches)).backward()
-                tokens_since_log += idx.numel() * x_all.size(1)
+                    loss = sum(share * step_model(xs, ts, cfg['label_smoothing'], positions=ps, weights=ws)[1]
+                               for xs, ps, ts, ws, share in parts)
+                scaler.scale(loss).backward()
+                tokens_since_log += n_stage * x_all.size(1)
+            else:
+                batches = [order[i:i + batch_size] for i in range(step * rows_per_iter, (step + 1) * rows_per_iter,
+                                                                  batch_size) if i < n_stage]
+                for idx in batches:
+                    with ctx:
+                        _, loss = step_model(x_all[idx], tgt_all[idx], cfg['label_smoothing'], positions=pos_all[idx])
+                    scaler.scale(loss / len(batches)).backward()
+                    tokens_since_log += idx.numel() * x_all.size(1)
             if cfg['grad_clip'] > 0:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['grad_clip'])

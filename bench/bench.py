@@ -2,7 +2,7 @@
 The performance benchmark: dataset builds, training throughput, eval and start-up
 overhead, memory, and (optionally) sweep throughput with concurrent agents.
 
-    python3 bench/bench.py                     # full run: about 4.5 min on 2 CPU cores (+1 min with --agents)
+    python3 bench/bench.py                     # full run: about 5 min on 2 CPU cores (+2 min with --agents)
     python3 bench/bench.py --quick             # smoke run: under 1 min (skips G(5000,5) on CPU)
     python3 bench/bench.py --agents 1,2,4      # also: trials/hour with 1, 2, 4 concurrent agents
     python3 bench/bench.py --json out.json     # results as JSON (default bench/results.json)

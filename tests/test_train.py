@@ -170,3 +170,24 @@ def test_geometry_interval_logs_geometry_metrics_and_plots(tmp_path):
     assert 'geometry/laplacian_alignment' in summary
     pngs = sorted(os.listdir(tmp_path / 'out' / 'geometry'))
     assert 'iter0000020_heatmap.png' in pngs and 'iter0000020_projection.png' in pngs
+
+
+def test_full_batch_on_distinct_rows_gives_the_plain_loss_and_gradient(tmp_path):
+    """Full-batch training scores each distinct row once, weighted by its copies, and edge rows at
+    their own length: with dropout 0 the loss and gradient must equal the plain padded batch's."""
+    import pathstar_data
+    from model import GPT, GPTConfig
+    data = pathstar_data.load_or_build(tiny_config(tmp_path), verbose=False)
+    meta = data.meta
+    x, pos, tgt = train.device_tensors(data.train_rows, data.train_mask, meta['l'], 'cpu')
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=1, n_head=2,
+                          n_embd=32))
+    _, plain = model(x, tgt, 0.1, positions=pos)
+    plain_grad = torch.autograd.grad(plain, model.lm_head.weight)[0]
+    parts = train.distinct_parts(x, pos, tgt, 0, len(x), meta['num_edge_rows'], meta['edge_row_len'])
+    assert sum(len(p[0]) for p in parts) < len(x)  # the repeated path rows were merged
+    loss = sum(share * model(xs, ts, 0.1, positions=ps, weights=ws)[1] for xs, ps, ts, ws, share in parts)
+    grad = torch.autograd.grad(loss, model.lm_head.weight)[0]
+    assert loss.item() == pytest.approx(plain.item(), rel=1e-5)
+    assert torch.allclose(grad, plain_grad, atol=1e-6)
