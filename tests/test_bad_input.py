@@ -64,21 +64,22 @@ CASES = [
          'gradient_accumulation_steps: must be >= 1'),
     case(TRAIN, 'dropout-of-one', ['--dropout=1'], 'dropout: must be in [0, 1)'),
     case(TRAIN, 'negative-batch-size', ['--batch_size=-1'], "batch_size: must be 'auto' or an int >= 1"),
-    case(TRAIN, 'batch-larger-than-the-default-graphs-rows', ['--batch_size=100000'],
+    case(TRAIN, 'batch-larger-than-the-graphs-rows', ['--graph_d=10', '--graph_holdout_percentage=0.2',
+                                                      '--batch_size=100000'],
          ('batch_size: 100000 is more than the 160 training rows', "use 'auto' or <= 160")),
     # the graph
     case(TRAIN, 'one-arm', ['--graph_d=1'], 'graph_d: must be >= 2, got 1'),
     case(TRAIN, 'one-node-paths', ['--graph_l=1'], 'graph_l: must be >= 2, got 1'),
     case(TRAIN, 'negative-pause-tokens', ['--num_pause_tokens=-1'], 'num_pause_tokens: must be >= 0'),
-    case(TRAIN, 'vocab-below-the-node-count', ['--graph_vocab_size=40'],
+    case(TRAIN, 'vocab-below-the-node-count', ['--graph_d=10', '--graph_vocab_size=40'],
          'graph_vocab_size: vocab_size must be >= d * (l-1) + 1 = 10 * 4 + 1 = 41, got 40'),
     case(TRAIN, 'vocab-0max', ['--graph_vocab_size=0max'], "graph_vocab_size: expected an int or 'Nmax'"),
     case(TRAIN, 'vocab-abcmax', ['--graph_vocab_size=abcmax'], "graph_vocab_size: expected an int or 'Nmax'"),
     case(TRAIN, 'vocab-beyond-uint32-token-ids', ['--graph_vocab_size=1e100'],
          'graph_vocab_size: must be <= 4294967290'),
-    case(TRAIN, 'holdout-that-rounds-to-no-held-out-leaf', ['--graph_holdout_percentage=0.04'],
+    case(TRAIN, 'holdout-that-rounds-to-no-held-out-leaf', ['--graph_d=10', '--graph_holdout_percentage=0.04'],
          'graph_holdout_percentage: 0.04 of graph_d=10 rounds to 0 held-out leaves; use >= 0.05 or 0'),
-    case(TRAIN, 'holdout-that-leaves-no-training-path', ['--graph_holdout_percentage=0.96'],
+    case(TRAIN, 'holdout-that-leaves-no-training-path', ['--graph_d=10', '--graph_holdout_percentage=0.96'],
          'graph_holdout_percentage: 0.96 of graph_d=10 rounds to 10 held-out leaves, leaving no training path'),
     case(TRAIN, 'negative-holdout', ['--graph_holdout_percentage=-0.1'], 'graph_holdout_percentage: must be in [0, 1)'),
     case(TRAIN, 'negative-data-seed', ['--data_seed=-1'], 'data_seed: must be >= 0, got -1'),
@@ -86,9 +87,9 @@ CASES = [
     case(TRAIN, 'n_embd-not-divisible-by-n_head', ['--n_embd=30', '--n_head=4'],
          'n_embd: must be divisible by n_head, got n_embd=30, n_head=4'),
     case(TRAIN, 'zero-heads', ['--n_head=0'], 'n_head: must be >= 1, got 0'),
-    case(TRAIN, 'staged-recipe-with-an-empty-edge-stage', ['--recipe=staged', '--staged_edge_frac=0.001'],
+    case(TRAIN, 'staged-recipe-with-an-empty-edge-stage', ['--epochs=300', '--recipe=staged', '--staged_edge_frac=0.001'],
          'staged_edge_frac: 0.001 of epochs=300 leaves an empty stage'),
-    case(TRAIN, 'staged-recipe-with-an-empty-path-stage', ['--recipe=staged', '--staged_edge_frac=0.999'],
+    case(TRAIN, 'staged-recipe-with-an-empty-path-stage', ['--epochs=300', '--recipe=staged', '--staged_edge_frac=0.999'],
          'staged_edge_frac: 0.999 of epochs=300 leaves an empty stage'),
     case(TRAIN, 'negative-seed', ['--seed=-1'], 'seed: must be'),
     case(TRAIN, 'seed-too-large-for-the-epoch-shuffle', ['--seed=99999999999999'], 'seed: must be'),
@@ -276,7 +277,7 @@ def test_there_are_at_least_30_bad_input_cases_and_each_is_named_once():
 
 
 # two cases again in fresh interpreters, exactly as a user types them (no fork, no runpy)
-@pytest.mark.parametrize('script, name', [(TRAIN, 'batch-larger-than-the-default-graphs-rows'),
+@pytest.mark.parametrize('script, name', [(TRAIN, 'batch-larger-than-the-graphs-rows'),
                                           (DATA, 'vocab-whose-ids-would-wrap-in-uint32')])
 def test_a_fresh_process_rejects_bad_input_the_same_way(tmp_path, script, name):
     c = next(p.values[0] for p in CASES if p.values[0]['name'] == name and p.values[0]['script'] == script)

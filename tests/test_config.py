@@ -55,7 +55,7 @@ def test_vocab_nmax_resolves_to_n_times_the_node_count():
     (['--graph_l=1'], 'graph_l: must be >= 2'),
     (['--num_pause_tokens=-1'], 'num_pause_tokens: must be >= 0'),
     (['--graph_holdout_percentage=1.0'], 'graph_holdout_percentage: must be in [0, 1)'),
-    (['--graph_vocab_size=10'], 'vocab_size must be >= d * (l-1) + 1 = 10 * 4 + 1 = 41, got 10'),
+    (['--graph_d=10', '--graph_vocab_size=10'], 'vocab_size must be >= d * (l-1) + 1 = 10 * 4 + 1 = 41, got 10'),
     (['--graph_vocab_size=0max'], "graph_vocab_size: expected an int or 'Nmax'"),
     (['--graph_vocab_size=abcmax'], "graph_vocab_size: expected an int or 'Nmax'"),
     (['--n_embd=100', '--n_head=3'], 'n_embd: must be divisible by n_head'),
