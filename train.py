@@ -8,6 +8,7 @@ plans the held-out paths.
 
 train(config) -> summary is what the sweep runner calls in-process.
 """
+import glob
 import math
 import os
 import signal
@@ -342,6 +343,8 @@ def train(config):
     t_start = time.time()
     t_log, tokens_since_log = time.time(), 0
     os.makedirs(out_dir, exist_ok=True)
+    for stale in glob.glob(glob.escape(ckpt_path) + '.tmp-*'):  # half-written by a killed run: never read
+        os.remove(stale)
 
     def save(status):
         atomic_save(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), model_args=vars(model_config),

@@ -248,6 +248,7 @@ def test_kill_9_inside_a_checkpoint_write_keeps_the_previous_checkpoint_and_resu
     resumed = train.train(dict(cfg, init_from='resume'))
     assert_same_metrics(resumed, reference)
     assert torch.load(out / 'ckpt.pt', weights_only=True)['status'] == 'finished'
+    assert glob.glob(str(out / 'ckpt.pt.tmp-*')) == []  # the next run cleared the half-written file
 
 
 DATA_CFG = dict(graph_d=300, graph_l=5, graph_holdout_percentage=0.1)
