@@ -18,6 +18,8 @@ import runpy
 import sys
 import traceback
 
+import pathstar_data  # the row counts that batch_size is checked against (it imports us back)
+
 # -----------------------------------------------------------------------------
 # defaults: a small graph and model that train in ~35 s on a 2-core CPU, and plan some held-out paths
 DEFAULTS = dict(
@@ -196,7 +198,138 @@ def unknown_key_message(key):
 
 
 # -----------------------------------------------------------------------------
-# checking a whole config
+# checking a whole config: check() is the one authority over whether a config can run.
+# Each rule names the keys it reads, so the sweep checker knows which swept values it must
+# combine (sweep_space.check_combinations). Nothing here builds data or imports torch; whether
+# this machine has the device or dtype is train.py's separate question.
+
+AUTO_BATCH_ROWS = 1024   # batch_size='auto' = min(training rows, this)
+RULES = []               # (keys a rule reads, the rule)
+
+
+def rule(*keys):
+    def register(fn):
+        RULES.append((keys, fn))
+        return fn
+    return register
+
+
+def require(ok, message):
+    if not ok:
+        raise ConfigError(message)
+
+
+def check(cfg):
+    """Raise ConfigError (one line naming the key) unless every rule holds; return cfg."""
+    for _, fn in RULES:
+        fn(cfg)
+    return cfg
+
+
+# one-key bounds, as (smallest allowed value, key...)
+AT_LEAST = ((2, 'graph_d', 'graph_l'),
+            (1, 'n_layer', 'n_head', 'n_embd', 'epochs', 'gradient_accumulation_steps', 'eval_interval',
+             'log_interval', 'eval_samples'),
+            (0, 'num_pause_tokens', 'max_iters', 'geometry_interval', 'seed', 'data_seed', 'weight_decay',
+             'grad_clip'))
+BELOW_ONE = ('graph_holdout_percentage', 'dropout', 'label_smoothing', 'beta1', 'beta2')  # in [0, 1)
+
+
+def bound_rule(key, low):
+    rule(key)(lambda cfg: require(cfg[key] >= low, f"{key}: must be >= {low}, got {cfg[key]}"))
+
+
+def unit_rule(key):
+    rule(key)(lambda cfg: require(0 <= cfg[key] < 1, f"{key}: must be in [0, 1), got {cfg[key]}"))
+
+
+for low, *keys in AT_LEAST:
+    for key in keys:
+        bound_rule(key, low)
+for key in BELOW_ONE:
+    unit_rule(key)
+for key in AUTO_OR_INT:
+    rule(key)(lambda cfg, key=key: require(cfg[key] == 'auto' or cfg[key] >= 1,
+                                           f"{key}: must be 'auto' or an int >= 1, got {cfg[key]}"))
+
+
+@rule('seed')
+def seed_fits(cfg):  # torch seeds take 64 bits; train.epoch_order multiplies the seed
+    require(cfg['seed'] < 2 ** 32, f"seed: must be < 2**32, got {cfg['seed']}")
+
+
+@rule('learning_rate', 'min_lr')
+def lr_range(cfg):
+    require(cfg['learning_rate'] > 0, f"learning_rate: must be > 0, got {cfg['learning_rate']}")
+    require(0 <= cfg['min_lr'] <= cfg['learning_rate'],
+            f"min_lr: must be in [0, learning_rate={cfg['learning_rate']}], got {cfg['min_lr']}")
+
+
+@rule('warmup_frac', 'lr_decay_frac')
+def schedule_fractions(cfg):
+    require(0 <= cfg['warmup_frac'] <= cfg['lr_decay_frac'] <= 1,
+            f"warmup_frac, lr_decay_frac: need 0 <= warmup_frac <= lr_decay_frac <= 1, "
+            f"got {cfg['warmup_frac']}, {cfg['lr_decay_frac']}")
+
+
+@rule('n_embd', 'n_head')
+def heads_divide_width(cfg):
+    require(cfg['n_embd'] % cfg['n_head'] == 0,
+            f"n_embd: must be divisible by n_head, got n_embd={cfg['n_embd']}, n_head={cfg['n_head']}")
+
+
+@rule('device')
+def device_name(cfg):
+    dev = cfg['device']
+    require(dev in ('auto', 'cpu', 'mps', 'cuda') or re.fullmatch(r'cuda:\d+', dev),
+            f"device: expected auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+
+
+@rule('graph_d', 'graph_l', 'graph_vocab_size')
+def vocab_holds_the_graph(cfg):
+    d, l = cfg['graph_d'], cfg['graph_l']
+    n, v = num_nodes(d, l), resolve_vocab(cfg['graph_vocab_size'], d, l)
+    require(v >= n, f"graph_vocab_size: vocab_size must be >= d * (l-1) + 1 = {d} * {l - 1} + 1 = {n}, got {v}")
+    limit = pathstar_data.MAX_VOCAB_SIZE - pathstar_data.NODE_OFFSET  # else token ids wrap around in uint32
+    require(v <= limit, f"graph_vocab_size: must be <= {limit} (token ids are stored as uint32), got {v}")
+
+
+@rule('graph_d', 'graph_holdout_percentage')
+def holdout_rounds_to_some_leaves(cfg):
+    d, p = cfg['graph_d'], cfg['graph_holdout_percentage']
+    n = pathstar_data.holdout_count(d, p)
+    require(p == 0 or n > 0, f"graph_holdout_percentage: {p:g} of graph_d={d} rounds to 0 held-out leaves; "
+                             f"use >= {three_digits(0.5 / d, up=True):g} or 0")
+    require(n < d, f"graph_holdout_percentage: {p:g} of graph_d={d} rounds to {n} held-out leaves, leaving no "
+                   f"training path; use < {three_digits(1 - 0.5 / d, up=False):g}")
+
+
+@rule('recipe', 'staged_edge_frac', 'epochs')
+def stages_not_empty(cfg):
+    if cfg['recipe'] == 'staged':
+        edge_epochs = staged_edge_epochs(cfg)
+        require(0 < edge_epochs < cfg['epochs'],
+                f"staged_edge_frac: {cfg['staged_edge_frac']} of epochs={cfg['epochs']} leaves an empty stage "
+                f"({edge_epochs} edge epochs); need 0 < round(staged_edge_frac * epochs) < epochs")
+
+
+@rule('batch_size', 'graph_d', 'graph_l', 'graph_holdout_percentage', 'use_undirected', 'path_replication')
+def batch_fits_the_rows(cfg):
+    if cfg['batch_size'] != 'auto':
+        n_rows = pathstar_data.row_counts(cfg).train_rows
+        require(cfg['batch_size'] <= n_rows, f"batch_size: {cfg['batch_size']} is more than the {n_rows} training "
+                                             f"rows; use 'auto' or <= {n_rows}")
+
+
+def staged_edge_epochs(cfg):
+    """recipe='staged': the epochs spent on edge rows alone, before the path rows."""
+    return round(cfg['staged_edge_frac'] * cfg['epochs'])
+
+
+def batch_rows(cfg, n_rows):
+    """batch_size as a number of rows ('auto' = all rows up to AUTO_BATCH_ROWS)."""
+    return min(n_rows, AUTO_BATCH_ROWS) if cfg['batch_size'] == 'auto' else cfg['batch_size']
+
 
 def num_nodes(d, l):
     return d * (l - 1) + 1
@@ -209,50 +342,11 @@ def resolve_vocab(vocab, d, l):
     return vocab
 
 
-def validate(cfg):
-    """Domain checks that need more than one value's type. Raises ConfigError."""
-    def need(ok, message):
-        if not ok:
-            raise ConfigError(message)
-    d, l = cfg['graph_d'], cfg['graph_l']
-    need(d >= 2, f"graph_d: must be >= 2, got {d}")
-    need(l >= 2, f"graph_l: must be >= 2, got {l}")
-    n, v = num_nodes(d, l), resolve_vocab(cfg['graph_vocab_size'], d, l)
-    need(v >= n, f"graph_vocab_size: vocab_size must be >= d * (l-1) + 1 = {d} * {l - 1} + 1 = {n}, got {v}")
-    h = cfg['graph_holdout_percentage']
-    need(0.0 <= h < 1.0, f"graph_holdout_percentage: must be in [0, 1), got {h}")
-    need(cfg['num_pause_tokens'] >= 0, f"num_pause_tokens: must be >= 0, got {cfg['num_pause_tokens']}")
-    for key in ('path_replication', 'batch_size'):
-        need(cfg[key] == 'auto' or cfg[key] >= 1, f"{key}: must be 'auto' or an int >= 1, got {cfg[key]}")
-    for key in ('n_layer', 'n_head', 'n_embd', 'epochs', 'gradient_accumulation_steps',
-                'eval_interval', 'log_interval', 'eval_samples'):
-        need(cfg[key] >= 1, f"{key}: must be >= 1, got {cfg[key]}")
-    need(cfg['n_embd'] % cfg['n_head'] == 0,
-         f"n_embd: must be divisible by n_head, got n_embd={cfg['n_embd']}, n_head={cfg['n_head']}")
-    need(0.0 <= cfg['dropout'] < 1.0, f"dropout: must be in [0, 1), got {cfg['dropout']}")
-    need(0.0 <= cfg['label_smoothing'] < 1.0, f"label_smoothing: must be in [0, 1), got {cfg['label_smoothing']}")
-    need(cfg['learning_rate'] > 0, f"learning_rate: must be > 0, got {cfg['learning_rate']}")
-    need(0 <= cfg['min_lr'] <= cfg['learning_rate'],
-         f"min_lr: must be in [0, learning_rate={cfg['learning_rate']}], got {cfg['min_lr']}")
-    for key in ('max_iters', 'geometry_interval', 'seed', 'data_seed'):
-        need(cfg[key] >= 0, f"{key}: must be >= 0, got {cfg[key]}")
-    need(cfg['seed'] < 2 ** 32, f"seed: must be < 2**32, got {cfg['seed']}")  # epoch_order multiplies it
-    if cfg['recipe'] == 'staged':
-        edge_epochs = round(cfg['staged_edge_frac'] * cfg['epochs'])
-        need(0 < edge_epochs < cfg['epochs'],
-             f"staged_edge_frac: {cfg['staged_edge_frac']} of epochs={cfg['epochs']} leaves an empty stage "
-             f"({edge_epochs} edge epochs); need 0 < round(staged_edge_frac * epochs) < epochs")
-    for key in ('weight_decay', 'grad_clip'):
-        need(cfg[key] >= 0, f"{key}: must be >= 0, got {cfg[key]}")
-    for key in ('beta1', 'beta2'):
-        need(0 <= cfg[key] < 1, f"{key}: must be in [0, 1), got {cfg[key]}")
-    need(0 <= cfg['warmup_frac'] <= cfg['lr_decay_frac'] <= 1,
-         f"warmup_frac, lr_decay_frac: need 0 <= warmup_frac <= lr_decay_frac <= 1, "
-         f"got {cfg['warmup_frac']}, {cfg['lr_decay_frac']}")
-    dev = cfg['device']
-    need(dev in ('auto', 'cpu', 'mps', 'cuda') or re.fullmatch(r'cuda:\d+', dev),
-         f"device: expected auto, cpu, cuda, cuda:N or mps, got {dev!r}")
-    return cfg
+def three_digits(x, up):
+    """x rounded up or down to 3 significant digits, so advice in an error is both short and right."""
+    scale = 10.0 ** (2 - math.floor(math.log10(x)))
+    step = math.ceil if up else math.floor
+    return step(round(x * scale, 6)) / scale
 
 
 # -----------------------------------------------------------------------------
@@ -300,11 +394,11 @@ def load_config_file(path):
 
 
 def build_config(overrides=None, defaults=None):
-    """defaults <- overrides (a dict of raw values), every value parsed, then validated."""
+    """defaults <- overrides (a dict of raw values), every value parsed, then checked."""
     cfg = dict(DEFAULTS if defaults is None else defaults)
     for key, value in (overrides or {}).items():
         cfg[key] = parse_value(key, value)
-    return validate(cfg)
+    return check(cfg)
 
 
 def parse_args(argv):

@@ -59,11 +59,11 @@ def score_edges(model, x, pos, tgt, ctx):
 def evaluate(model, ev, meta, device, ctx):
     model.eval()
     l, prompt_len = meta['l'], meta['path_prompt_len']
-    metrics = path_metrics('train', *score_paths(model, ev['train_paths'], prompt_len, l, device, ctx))
-    if len(ev['edges'][0]):  # l = 2 without backward edges has no edge with one right answer
-        metrics.update(score_edges(model, *ev['edges'], ctx))
-    if len(ev['val_paths']):
-        metrics.update(path_metrics('val', *score_paths(model, ev['val_paths'], prompt_len, l, device, ctx)))
+    metrics = path_metrics('train', *score_paths(model, ev.train_paths, prompt_len, l, device, ctx))
+    if len(ev.edges[0]):  # l = 2 without backward edges has no edge with one right answer
+        metrics.update(score_edges(model, *ev.edges, ctx))
+    if len(ev.val_paths):
+        metrics.update(path_metrics('val', *score_paths(model, ev.val_paths, prompt_len, l, device, ctx)))
     model.train()
     return metrics
 

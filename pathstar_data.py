@@ -24,18 +24,17 @@ import fcntl
 import glob
 import hashlib
 import json
-import math
 import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
-from configurator import (DEFAULTS, ConfigError, exit_on_config_error, num_nodes, parse_args,
-                          parse_value, resolve_vocab, validate)
+import configurator
+
 
 FORMAT_VERSION = 1  # bump when the files change meaning: it is part of every cache folder's hash
 
@@ -79,38 +78,19 @@ def decode(row):
 # the config
 
 def data_config(cfg):
-    """The dataset keys of cfg parsed and checked (ConfigError), graph_vocab_size as an int.
+    """The dataset keys of cfg, checked by configurator.check (configurator.ConfigError), graph_vocab_size as an int.
 
     Missing keys take their defaults, so a caller may pass just the keys it changes.
     """
-    picked = {key: parse_value(key, cfg.get(key, DEFAULTS[key])) for key in DATA_KEYS}
-    validate({**DEFAULTS, **picked})  # the other keys' defaults are valid, so only ours can fail
-    d, l = picked['graph_d'], picked['graph_l']
-    picked['graph_vocab_size'] = resolve_vocab(picked['graph_vocab_size'], d, l)
-    if NODE_OFFSET + picked['graph_vocab_size'] > MAX_VOCAB_SIZE:  # else the ids would wrap around in uint32
-        raise ConfigError(f"graph_vocab_size: must be <= {MAX_VOCAB_SIZE - NODE_OFFSET} (token ids are stored "
-                          f"as uint32), got {picked['graph_vocab_size']}")
-    holdout_count(d, picked['graph_holdout_percentage'])  # fail now, before touching the disk
+    full = configurator.build_config({key: cfg[key] for key in DATA_KEYS if key in cfg})
+    picked = {key: full[key] for key in DATA_KEYS}
+    picked['graph_vocab_size'] = configurator.resolve_vocab(full['graph_vocab_size'], full['graph_d'], full['graph_l'])
     return picked
 
 
 def holdout_count(d, percentage):
     """How many arms are held out: d * percentage rounded half up (0.05 of 10 arms is 1)."""
-    n = int(d * percentage + 0.5 + 1e-9)  # the 1e-9 keeps 0.05 * 10 = 0.4999.. from rounding down
-    if percentage > 0 and n == 0:
-        raise ConfigError(f"graph_holdout_percentage: {percentage:g} of graph_d={d} rounds to 0 held-out "
-                          f"leaves; use >= {three_digits(0.5 / d, up=True):g} or 0")
-    if n >= d:
-        raise ConfigError(f"graph_holdout_percentage: {percentage:g} of graph_d={d} rounds to {n} held-out "
-                          f"leaves, leaving no training path; use < {three_digits(1 - 0.5 / d, up=False):g}")
-    return n
-
-
-def three_digits(x, up):
-    """x rounded up or down to 3 significant digits, so advice in an error is both short and right."""
-    scale = 10.0 ** (2 - math.floor(math.log10(x)))
-    step = math.ceil if up else math.floor
-    return step(round(x * scale, 6)) / scale
+    return int(d * percentage + 0.5 + 1e-9)  # the 1e-9 keeps 0.05 * 10 = 0.4999.. from rounding down
 
 
 def row_lengths(cfg):
@@ -131,7 +111,7 @@ def draw_graph(cfg):
     """
     d, l = cfg['graph_d'], cfg['graph_l']
     rng = np.random.default_rng(cfg['data_seed'])
-    labels = rng.choice(cfg['graph_vocab_size'], num_nodes(d, l), replace=False)
+    labels = rng.choice(cfg['graph_vocab_size'], configurator.num_nodes(d, l), replace=False)
     # node index 0 is the root and arm a at depth j (1..l-1) is 1 + a*(l-1) + (j-1),
     # so the non-root labels reshaped to (d, l-1) are the arms in order
     paths = np.empty((d, l), np.int64)
@@ -149,16 +129,23 @@ def other_arms(d, arms):
     return np.flatnonzero(keep).astype(np.int64)
 
 
+class RowCounts(NamedTuple):
+    edge_rows: int
+    path_replication: int   # copies of each training path
+    train_rows: int         # edge rows + path_replication x training paths
+    held_out: int           # held-out paths (the validation rows)
+
+
 def row_counts(cfg):
-    """(edge rows, path replication, training rows, held-out rows) of a parsed data config,
-    known before anything is built (train.py checks batch_size against them)."""
+    """The row counts of a config, known before anything is built (configurator checks batch_size
+    against them). Reads graph_d, graph_l, graph_holdout_percentage, use_undirected, path_replication."""
     d, l = cfg['graph_d'], cfg['graph_l']
-    num_edge_rows = (num_nodes(d, l) - 1) * (2 if cfg['use_undirected'] else 1)
-    n_hold = holdout_count(d, cfg['graph_holdout_percentage'])
+    edge_rows = (configurator.num_nodes(d, l) - 1) * (2 if cfg['use_undirected'] else 1)
+    held_out = holdout_count(d, cfg['graph_holdout_percentage'])
     rep = cfg['path_replication']
     if rep == 'auto':  # about as many path rows as edge rows, so neither task drowns the other
-        rep = max(1, num_edge_rows // (d - n_hold))
-    return num_edge_rows, rep, num_edge_rows + rep * (d - n_hold), n_hold
+        rep = max(1, edge_rows // (d - held_out))
+    return RowCounts(edge_rows, rep, edge_rows + rep * (d - held_out), held_out)
 
 
 def make_meta(cfg, paths, holdout_arms):
@@ -169,7 +156,7 @@ def make_meta(cfg, paths, holdout_arms):
     num_edge_rows, rep, num_train_rows, _ = row_counts(cfg)
     vocab_size = NODE_OFFSET + vocab
     return dict(
-        d=d, l=l, num_nodes=num_nodes(d, l), graph_vocab_size=vocab, vocab_size=vocab_size,
+        d=d, l=l, num_nodes=configurator.num_nodes(d, l), graph_vocab_size=vocab, vocab_size=vocab_size,
         tokens=dict(TOKENS), node_offset=NODE_OFFSET,
         row_len=max(edge_len, path_len), path_prompt_len=prompt_len, edge_row_len=edge_len,
         num_edge_rows=num_edge_rows, path_replication=rep,
@@ -251,7 +238,7 @@ def build_arrays(cfg):
 
 def cache_dir(cfg):
     """The folder this parameter set lives in under cfg['data_dir']."""
-    return folder_for(data_config(cfg), cfg.get('data_dir', DEFAULTS['data_dir']))
+    return folder_for(data_config(cfg), cfg.get('data_dir', configurator.DEFAULTS['data_dir']))
 
 
 def folder_for(dcfg, data_dir):
@@ -310,7 +297,7 @@ def build_locked(dcfg, folder, verbose=False):
         os.makedirs(data_dir, exist_ok=True)
         lock = open(folder + '.lock', 'a')
     except OSError as e:  # a user error (a file in the way, no permission): one line, exit code 2
-        raise ConfigError(f"data_dir: cannot write the dataset cache under {data_dir!r}: "
+        raise configurator.ConfigError(f"data_dir: cannot write the dataset cache under {data_dir!r}: "
                           f"{e.strerror or type(e).__name__}") from None
     if verbose:
         print(f"pathstar: building {folder}")
@@ -349,11 +336,11 @@ def load_or_build(cfg, verbose=True, mmap=False):
     """The dataset for cfg's dataset keys, from its cache folder, building it first if needed.
 
     cfg needs the dataset keys (missing ones take their defaults) and data_dir; bad values
-    raise ConfigError before anything is written. mmap=True maps an existing cache's arrays
+    raise configurator.ConfigError before anything is written. mmap=True maps an existing cache's arrays
     read-only instead of reading them (a fresh build is in memory already).
     """
     dcfg = data_config(cfg)
-    folder = folder_for(dcfg, cfg.get('data_dir', DEFAULTS['data_dir']))
+    folder = folder_for(dcfg, cfg.get('data_dir', configurator.DEFAULTS['data_dir']))
     data = None
     if not is_built(folder):
         data = build_locked(dcfg, folder, verbose)
@@ -407,9 +394,9 @@ def summary(data):
 
 
 def main():
-    cfg = parse_args(sys.argv[1:])
+    cfg = configurator.parse_args(sys.argv[1:])
     print(summary(load_or_build(cfg, verbose=False, mmap=True)))
 
 
 if __name__ == '__main__':
-    exit_on_config_error(main)
+    configurator.exit_on_config_error(main)

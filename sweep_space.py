@@ -3,7 +3,7 @@ The sweep YAML (wandb's format), read and checked before anything is created.
 
     import sweep_space
     sweep = sweep_space.check_sweep(sweep_space.load_sweep_file('sweep_config.yaml'))
-    sweep_space.check_combinations(sweep['parameters'])   # every value, and the keys that constrain each other
+    sweep_space.check_combinations(sweep['parameters'])   # every combination a rule of configurator.check reads
 
 A checked sweep is a plain dict: method, metric ({name, goal} or None) and parameters,
 each one of {'value': v}, {'values': [...]} or {'distribution': d, 'min': a, 'max': b},
@@ -19,7 +19,6 @@ import sys
 import yaml
 
 import configurator
-import pathstar_data
 from configurator import DEFAULTS, ConfigError
 
 METHODS = ('grid', 'random', 'bayes')
@@ -27,12 +26,6 @@ GOALS = ('minimize', 'maximize')
 DISTRIBUTIONS = ('uniform', 'int_uniform', 'log_uniform_values', 'categorical')
 TOP_KEYS = ('program', 'method', 'metric', 'parameters', 'early_terminate', 'name', 'description')
 RUNNER_KEYS = ('out_dir', 'init_from')  # set per trial by the runner, never swept
-# keys that constrain each other in configurator.validate / pathstar_data.data_config (a new
-# cross-key rule there needs its keys here); every other key is valid or not on its own, so
-# only these groups need their combinations checked
-CHECK_GROUPS = (('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage'),
-                ('n_embd', 'n_head'), ('learning_rate', 'min_lr'), ('warmup_frac', 'lr_decay_frac'),
-                ('recipe', 'staged_edge_frac', 'epochs'))
 MAX_GRID = 10_000  # every grid point is queued in the study when the sweep is created
 
 
@@ -187,7 +180,7 @@ def check_distribution(name, spec, method):
 
 def candidates(spec):
     """The values of a parameter worth checking: all of a list, the ends of a range. Every
-    constraint is monotone in each key except n_embd % n_head, which two neighbours expose."""
+    rule is monotone in each key except n_embd % n_head, which two neighbours expose."""
     if 'value' in spec:
         return [spec['value']]
     if 'values' in spec:
@@ -197,30 +190,36 @@ def candidates(spec):
     return [spec['min'], spec['max']]
 
 
+def linked_groups(names):
+    """The sweep's keys split into groups that configurator's rules read together: any two keys
+    that share a rule, directly or through other keys, are in one group."""
+    group_of = {name: {name} for name in names}
+    for keys, _ in configurator.RULES:
+        joined = [group_of[k] for k in keys if k in group_of]
+        merged = set().union(*joined) if joined else set()
+        for name in merged:
+            group_of[name] = merged
+    groups = {id(g): g for g in group_of.values()}.values()
+    return [sorted(g, key=names.index) for g in groups]
+
+
 def check_combinations(parameters):
-    """Every value alone, and every combination inside each CHECK_GROUPS group, over the defaults.
-    Returns how many configs were checked."""
-    grouped = {key for group in CHECK_GROUPS for key in group}
+    """Every combination of the values of keys that configurator.check reads together (the rest
+    of the config fixed at the sweep's values, else the defaults), so no trial can fail a rule the
+    checker knows. Returns how many configs were checked."""
+    fixed = {name: spec['value'] for name, spec in parameters.items() if 'value' in spec}
     checked = 0
-    for name, spec in parameters.items():
-        if name not in grouped:
-            for value in candidates(spec):
-                check_config({name: value}, show=False)
-                checked += 1
-    for group in CHECK_GROUPS:
-        names = [key for key in group if key in parameters]
-        for combo in itertools.product(*(candidates(parameters[key]) for key in names)):
-            check_config(dict(zip(names, combo)), show=True)
+    for group in linked_groups(list(parameters)):
+        for combo in itertools.product(*(candidates(parameters[key]) for key in group)):
+            check_config(fixed, dict(zip(group, combo)))
             checked += 1
     return checked
 
 
-def check_config(values, show):
+def check_config(fixed, values):
     try:
-        pathstar_data.data_config(configurator.build_config(values))  # data_config checks the holdout rounding
+        configurator.build_config({**fixed, **values})
     except ConfigError as e:
-        if not show:
-            raise
         combo = ', '.join(f"{k}={format_value(v)}" for k, v in values.items())
         raise ConfigError(f"{e} (in the combination {combo})") from None
 

@@ -15,12 +15,14 @@ import signal
 import sys
 import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple, Optional
 
-import numpy as np
 import torch
 
 import configurator
 import pathstar_data
+import pathstar_rows
 from configurator import ConfigError, wandb_mode
 from evaluate import best_key, evaluate, print_eval
 from model import GPT, GPTConfig, estimate_mfu
@@ -88,83 +90,56 @@ def use_compile(setting, device):
 
 
 # -----------------------------------------------------------------------------
-# data on the device
+# the plan: which rows each iteration trains on
 
-def target_slots(rows, mask, slots):
-    """
-    For next-token training: inputs x = rows[:, :-1], and for each row up to `slots`
-    (position in x, target token) pairs, padded with target -1. Fixed shapes mean the
-    output head runs only where there is something to predict.
-    """
-    m = mask[:, 1:]
-    n = len(rows)
-    pos = np.zeros((n, slots), dtype=np.int64)
-    tgt = np.full((n, slots), -1, dtype=np.int64)
-    seen = np.zeros(n, dtype=np.int64)  # targets found so far in each row
-    for t in range(m.shape[1]):  # a loop over row positions, not rows
-        hit = np.nonzero(m[:, t])[0]
-        pos[hit, seen[hit]] = t
-        tgt[hit, seen[hit]] = rows[hit, t + 1]
-        seen[hit] += 1
-    return pos, tgt
+class Stage(NamedTuple):
+    first: int            # first training row of the stage
+    rows: int             # rows in the stage
+    epochs: int
+    iters_per_epoch: int
+    first_iter: int
+    first_epoch: int      # counted over the whole run
 
 
-def device_tensors(rows, mask, slots, device):
-    pos, tgt = target_slots(rows, mask, slots)
-    x = torch.from_numpy(rows[:, :-1].astype(np.int64)).to(device)
-    return x, torch.from_numpy(pos).to(device), torch.from_numpy(tgt).to(device)
+def training_stages(cfg, n_rows, n_edges):
+    """[(first row, end row, epochs)]: 'interleaved' shuffles all rows together; 'staged'
+    trains on the edge rows alone for staged_edge_frac of the epochs, then on the path rows."""
+    if cfg['recipe'] == 'staged':
+        edge_epochs = configurator.staged_edge_epochs(cfg)
+        return [(0, n_edges, edge_epochs), (n_edges, n_rows, cfg['epochs'] - edge_epochs)]
+    return [(0, n_rows, cfg['epochs'])]
 
 
-def distinct_parts(x, pos, tgt, first, end, n_edges, edge_len):
-    """Rows first..end as one full batch, in at most two fixed parts with the same loss and gradient:
-    edge rows cut to their own length (edge_len - 1 inputs, one target), and each distinct row once,
-    weighted by its number of copies (path rows repeat path_replication times). Exact when dropout
-    is 0, since copies are then identical. Returns [(x, pos, tgt, weights, share of the targets)]."""
-    parts = []
-    edges, others = (first, min(end, n_edges), edge_len - 1, 1), (max(first, n_edges), end, x.size(1), tgt.size(1))
-    for lo, hi, T, K in (edges, others):
-        if lo < hi:
-            rows, counts = torch.unique(torch.cat((x[lo:hi, :T], pos[lo:hi, :K], tgt[lo:hi, :K]), 1), dim=0,
-                                        return_counts=True)
-            parts.append((rows[:, :T], rows[:, T:T + K], rows[:, T + K:], counts.float()))
-    targets = [((t >= 0) * w[:, None]).sum() for _, _, t, w in parts]
-    return [(*part, n / sum(targets)) for part, n in zip(parts, targets)]
+def iteration_plan(stages, rows_per_iter):
+    """([Stage], total iterations)."""
+    plan, it, epoch = [], 0, 0
+    for first, end, epochs in stages:
+        per_epoch = math.ceil((end - first) / rows_per_iter)
+        plan.append(Stage(first, end - first, epochs, per_epoch, it, epoch))
+        it, epoch = it + epochs * per_epoch, epoch + epochs
+    return plan, it
 
 
-def determined_edges(edge_rows, meta):
-    """Edge rows whose prompt has one right answer. '> root ?' has graph_d, and without
-    direction markers an inner node's two neighbours tie, so those rows are not scored."""
-    source = edge_rows[:, meta['edge_row_len'] - 2].astype(np.int64)
-    key = source
-    if meta['config']['use_directional_tokens']:
-        key = 2 * source + (edge_rows[:, meta['edge_row_len'] - 3] == meta['tokens']['bwd'])
-    return np.bincount(key)[key] == 1
+def locate(it, plan):
+    """Iteration -> (stage, epoch counted over the whole run, step within that epoch)."""
+    for stage in reversed(plan):
+        if it >= stage.first_iter:
+            epoch, step = divmod(it - stage.first_iter, stage.iters_per_epoch)
+            return stage, stage.first_epoch + epoch, step
+    raise ValueError(it)
 
 
-def eval_sets(data, cfg, device):
-    """Fixed, seeded samples of training paths and edges (all held-out paths are scored)."""
-    rng = np.random.default_rng(cfg['seed'])
-    meta, k = data.meta, cfg['eval_samples']
-    n_edges = meta['num_edge_rows']
-    arms = np.sort(rng.permutation(meta['train_arms'])[:k])
-    train_paths = pathstar_data.path_rows(meta['paths'][arms], meta)
-    edge_idx = np.sort(rng.permutation(np.flatnonzero(determined_edges(data.train_rows[:n_edges], meta)))[:k])
-    x, pos, tgt = device_tensors(data.train_rows[edge_idx], data.train_mask[edge_idx], 1, device)
-    edges = (x[:, :meta['edge_row_len'] - 1], pos, tgt)  # causal: the padding after an edge changes nothing
-    return dict(train_paths=train_paths, edges=edges, val_paths=data.val_rows)
+def epochs_done(it, plan):
+    stage, epoch, step = locate(it, plan)
+    return epoch + step / stage.iters_per_epoch
 
 
-def restrict_path_loss(targets, n_edges, path_loss):
-    """path_loss='first_hop': path rows (after the edge rows) keep only slot 1, the hop after the root."""
-    if path_loss == 'first_hop':
-        targets[n_edges:, :1] = -1
-        targets[n_edges:, 2:] = -1
-    return targets
+SHUFFLE_SEED_STRIDE = 1_000_003  # a prime: (seed, epoch) pairs never share a shuffle seed
 
 
 def epoch_order(n, seed, epoch, device):
     """The shuffle of one epoch depends only on (seed, epoch), so a resumed run sees the same batches."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    g = torch.Generator().manual_seed(seed * SHUFFLE_SEED_STRIDE + epoch)
     return torch.randperm(n, generator=g).to(device)
 
 
@@ -180,39 +155,6 @@ def cosine_lr(it, max_iters, cfg):
         return cfg['min_lr']
     progress = (it - warmup) / max(decay_end - warmup, 1)
     return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg['learning_rate'] - cfg['min_lr'])
-
-
-def training_stages(cfg, n_rows, n_edges):
-    """[(first row, end row, epochs)]: 'interleaved' shuffles all rows together; 'staged'
-    trains on the edge rows alone for staged_edge_frac of the epochs, then on the path rows."""
-    if cfg['recipe'] == 'staged':
-        edge_epochs = round(cfg['staged_edge_frac'] * cfg['epochs'])
-        return [(0, n_edges, edge_epochs), (n_edges, n_rows, cfg['epochs'] - edge_epochs)]
-    return [(0, n_rows, cfg['epochs'])]
-
-
-def iteration_plan(stages, rows_per_iter):
-    """Per stage: (first row, rows, epochs, iterations per epoch, its first iteration, its first epoch)."""
-    plan, it, epoch = [], 0, 0
-    for first, end, epochs in stages:
-        per_epoch = math.ceil((end - first) / rows_per_iter)
-        plan.append((first, end - first, epochs, per_epoch, it, epoch))
-        it, epoch = it + epochs * per_epoch, epoch + epochs
-    return plan, it
-
-
-def locate(it, plan):
-    """Iteration -> (stage, epoch counted over the whole run, step within that epoch)."""
-    for stage in reversed(plan):
-        if it >= stage[4]:
-            epoch, step = divmod(it - stage[4], stage[3])
-            return stage, stage[5] + epoch, step
-    raise ValueError(it)
-
-
-def epochs_done(it, plan):
-    stage, epoch, step = locate(it, plan)
-    return epoch + step / stage[3]
 
 
 # -----------------------------------------------------------------------------
@@ -263,203 +205,278 @@ def start_wandb(cfg, run_id):
 # -----------------------------------------------------------------------------
 # the training run
 
-def train(config):
-    """Run one training from a config dict (missing keys take their defaults); return the summary."""
-    cfg = configurator.build_config(config)
-    out_dir = cfg['out_dir']
-    ckpt_path = os.path.join(out_dir, 'ckpt.pt')
-    checkpoint = None
-    if cfg['init_from'] == 'resume':
-        if not os.path.isfile(ckpt_path):
-            raise ConfigError(f"init_from: 'resume' needs {ckpt_path}, which does not exist")
-        try:
-            checkpoint = torch.load(ckpt_path, map_location='cpu', weights_only=True)
-        except Exception as e:  # truncated, foreign, or carrying pickled code: never unpickled
-            raise ConfigError(f"init_from: cannot resume from {ckpt_path}: not a readable checkpoint "
-                              f"({type(e).__name__})") from None
-        for key in RUN_KEYS:
-            if cfg[key] != checkpoint['config'][key] and cfg[key] != configurator.DEFAULTS[key]:
-                print(f"warning: resuming keeps {key}={checkpoint['config'][key]!r} from the checkpoint, "
-                      f"not {cfg[key]!r}", file=sys.stderr)
-            cfg[key] = checkpoint['config'][key]
+@dataclass
+class Run:
+    """Everything one training run holds: set up once, then advanced by the loop below."""
+    cfg: dict
+    device: str
+    ctx: object                     # autocast, or nothing
+    data: pathstar_data.PathStarData
+    rows: pathstar_rows.Targets     # every training row, on the device
+    ev: pathstar_rows.EvalSets
+    plan: list                      # [Stage]
+    max_iters: int
+    batch_size: int
+    model: GPT
+    step_model: torch.nn.Module     # the model, compiled or not
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    hook: Callable                  # hook(event, run); see train()
+    wandb: object = None
+    wandb_id: Optional[str] = None
+    iter_num: int = 0
+    last_eval: int = -1
+    best: Optional[list] = None     # best_key() of the best evaluation so far
+    best_metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)     # the last evaluation
+    last_line: dict = field(default_factory=dict)   # the last logged training line
+    loss: Optional[torch.Tensor] = None             # the last step's loss, on the device
+    lr: float = 0.0
+    parts: dict = field(default_factory=dict)       # full-batch parts, by the stage's first row
+    order: tuple = (-1, None)                       # (epoch, its shuffled row indices)
+    t_start: float = field(default_factory=time.time)
+    t_log: float = field(default_factory=time.time)
+    tokens_since_log: int = 0
 
+
+def train(config, hook=None):
+    """Run one training from a config dict (missing keys take their defaults); return the summary.
+
+    hook(event, run), if given, is called at 'start' (set up, nothing trained yet), 'step' (before
+    each optimizer step), 'eval_start'/'eval_end', 'save_start'/'save_end': the one way for
+    tests and benchmarks to observe or perturb a run (run is the Run above).
+    """
+    cfg, checkpoint = resume_config(configurator.build_config(config))
+    r = setup(cfg, checkpoint, hook or (lambda event, run: None))
+    stop, summary = {}, None
+    handlers = install_signal_handlers(stop)
+    try:
+        with out_of_memory_as_training_error(cfg, r.batch_size):
+            r.hook('start', r)
+            if (due(r, cfg['eval_interval']) or cfg['eval_only']) and r.last_eval != r.iter_num:
+                evaluate_and_save(r)
+            while r.iter_num < r.max_iters and not cfg['eval_only']:
+                train_step(r)
+                if due(r, cfg['log_interval']):
+                    log_step(r)
+                if due(r, cfg['eval_interval']):
+                    evaluate_and_save(r)
+                if stop:
+                    save(r, 'interrupted')
+                    raise Interrupted(stop['signum'], r.iter_num)
+            if not r.metrics:  # resumed a finished run: nothing was evaluated in this call
+                evaluate_and_save(r)
+            if not cfg['eval_only']:
+                save(r, 'finished')
+            summary = write_summary(r)
+        return summary
+    finally:
+        restore_signal_handlers(handlers)
+        finish_wandb(r, summary)
+
+
+def resume_config(cfg):
+    """(config, checkpoint or None): on resume the keys that define the run come from the checkpoint."""
+    if cfg['init_from'] != 'resume':
+        return cfg, None
+    ckpt_path = os.path.join(cfg['out_dir'], 'ckpt.pt')
+    if not os.path.isfile(ckpt_path):
+        raise ConfigError(f"init_from: 'resume' needs {ckpt_path}, which does not exist")
+    try:
+        checkpoint = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+    except Exception as e:  # truncated, foreign, or carrying pickled code: never unpickled
+        raise ConfigError(f"init_from: cannot resume from {ckpt_path}: not a readable checkpoint "
+                          f"({type(e).__name__})") from None
+    for key in RUN_KEYS:
+        if cfg[key] != checkpoint['config'][key] and cfg[key] != configurator.DEFAULTS[key]:
+            print(f"warning: resuming keeps {key}={checkpoint['config'][key]!r} from the checkpoint, "
+                  f"not {cfg[key]!r}", file=sys.stderr)
+        cfg[key] = checkpoint['config'][key]
+    return cfg, checkpoint
+
+
+def setup(cfg, checkpoint, hook):
+    """Check the machine, then build the data, model, optimizer and eval sets: a Run at iter 0
+    (or at the checkpoint's iteration)."""
     device = pick_device(cfg['device'])  # user errors first, before anything is written
     dtype = pick_dtype(cfg['dtype'], device)
-    check_out_dir(out_dir)
-    n_edges, _, n_rows, _ = pathstar_data.row_counts(pathstar_data.data_config(cfg))
-    batch_size = min(n_rows, 1024) if cfg['batch_size'] == 'auto' else cfg['batch_size']
-    if batch_size > n_rows:  # checked before the dataset is built: a user error writes nothing
-        raise ConfigError(f"batch_size: {batch_size} is more than the {n_rows} training rows; use 'auto' or <= {n_rows}")
-    rows_per_iter = batch_size * cfg['gradient_accumulation_steps']
-    plan, max_iters = iteration_plan(training_stages(cfg, n_rows, n_edges), rows_per_iter)
-    if cfg['max_iters']:
-        max_iters = min(max_iters, cfg['max_iters'])
+    check_out_dir(cfg['out_dir'])
     data = pathstar_data.load_or_build(cfg)
     meta = data.meta
-    l, d = meta['l'], meta['d']
-    chance = 1.0 / d
+    n_rows = meta['num_train_rows']
+    batch_size = configurator.batch_rows(cfg, n_rows)
+    rows_per_iter = batch_size * cfg['gradient_accumulation_steps']
+    plan, max_iters = iteration_plan(training_stages(cfg, n_rows, meta['num_edge_rows']), rows_per_iter)
+    if cfg['max_iters']:
+        max_iters = min(max_iters, cfg['max_iters'])
 
-    device_type = 'cuda' if device.startswith('cuda') else device
-    ctx = autocast_context(device, dtype)
     torch.manual_seed(cfg['seed'])
-    if device_type == 'cuda':
+    if device.startswith('cuda'):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
     model_config = GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=cfg['n_layer'],
                              n_head=cfg['n_head'], n_embd=cfg['n_embd'], dropout=cfg['dropout'], bias=cfg['bias'])
     with out_of_memory_as_training_error(cfg, batch_size):
         model = GPT(model_config).to(device)
+        rows = pathstar_rows.training_targets(data, cfg['path_loss'], device)
+    device_type = 'cuda' if device.startswith('cuda') else device
     optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'],
                                            (cfg['beta1'], cfg['beta2']), device_type)
-    scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device_type == 'cuda'))
-    iter_num, last_eval, best, best_metrics, wandb_id = 0, -1, None, {}, None
+    r = Run(cfg=cfg, device=device, ctx=autocast_context(device, dtype), data=data, rows=rows,
+            ev=pathstar_rows.eval_sets(data, cfg['eval_samples'], cfg['seed'], device), plan=plan,
+            max_iters=max_iters, batch_size=batch_size, model=model, step_model=model, optimizer=optimizer,
+            scaler=torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device_type == 'cuda')),
+            hook=hook)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint['model'])
-        optimizer.load_state_dict(checkpoint['optimizer'])
-        iter_num, last_eval = checkpoint['iter_num'], checkpoint['last_eval']
-        best, best_metrics, wandb_id = checkpoint['best'], checkpoint['best_metrics'], checkpoint['wandb_id']
-        torch.set_rng_state(checkpoint['rng_cpu'])
-        if device_type == 'cuda' and checkpoint.get('rng_cuda') is not None:
-            torch.cuda.set_rng_state(checkpoint['rng_cuda'])
-    step_model = torch.compile(model) if use_compile(cfg['compile'], device) else model
-
-    with out_of_memory_as_training_error(cfg, batch_size):
-        x_all, pos_all, tgt_all = device_tensors(data.train_rows, data.train_mask, l, device)
-    restrict_path_loss(tgt_all, n_edges, cfg['path_loss'])
-    ev = eval_sets(data, cfg, device)
+        restore(r, checkpoint)
+    if use_compile(cfg['compile'], device):
+        r.step_model = torch.compile(model)
+    d = meta['d']
     print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
           f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
-    stages = ', '.join(f"{e} epochs x {k} iters over {n} rows" for _, n, e, k, _, _ in plan)
+    stages = ', '.join(f"{s.epochs} epochs x {s.iters_per_epoch} iters over {s.rows} rows" for s in plan)
     print(f"training ({cfg['recipe']}): {stages} = {max_iters} iters of <= {rows_per_iter} rows; "
-          f"first-hop chance 1/{d} = {chance:.3f}")
-
-    run = start_wandb(cfg, wandb_id) if cfg['wandb_log'] else None
-    stop = {}
-    handlers = install_signal_handlers(stop)
-    order, order_epoch = None, -1
-    parts, parts_first = None, -1
-    metrics, summary, last_line = {}, None, {}
-    t_start = time.time()
-    t_log, tokens_since_log = time.time(), 0
-    os.makedirs(out_dir, exist_ok=True)
+          f"first-hop chance 1/{d} = {1 / d:.3f}")
+    r.wandb = start_wandb(cfg, r.wandb_id) if cfg['wandb_log'] else None
+    os.makedirs(cfg['out_dir'], exist_ok=True)
+    ckpt_path = os.path.join(cfg['out_dir'], 'ckpt.pt')
     for stale in glob.glob(glob.escape(ckpt_path) + '.tmp-*'):  # half-written by a killed run: never read
         os.remove(stale)
-
-    def save(status):
-        atomic_save(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), model_args=vars(model_config),
-                         config=cfg, iter_num=iter_num, last_eval=last_eval, best=best, best_metrics=best_metrics,
-                         rng_cpu=torch.get_rng_state(),
-                         rng_cuda=torch.cuda.get_rng_state() if device_type == 'cuda' else None,
-                         wandb_id=run.id if run is not None else wandb_id, status=status), ckpt_path)
-
-    def eval_now():
-        nonlocal last_eval, best, best_metrics, metrics
-        metrics = evaluate(model, ev, meta, device, ctx)
-        metrics.update({'iter': iter_num, 'epoch': epochs_done(iter_num, plan)})
-        geometry_now = cfg['geometry_interval'] and (
-            (iter_num // cfg['eval_interval']) % cfg['geometry_interval'] == 0 or iter_num == max_iters)
-        if geometry_now:
-            metrics.update(log_geometry(model, meta, cfg, vars(model_config), iter_num, run))
-        check_finite(metrics['train/loss/overall'], iter_num, cfg)
-        print_eval(metrics, iter_num, metrics['epoch'], l, chance)
-        last_eval = iter_num
-        improved = best is None or best_key(metrics) > tuple(best)
-        if improved:
-            best, best_metrics = list(best_key(metrics)), {f'best/{k}': v for k, v in metrics.items() if '/' in k}
-        if run is not None:
-            run.log(metrics, step=iter_num)
-        if (improved and iter_num > 0) or cfg['always_save_checkpoint']:
-            save('running')
-
-    try:
-        if (iter_num % cfg['eval_interval'] == 0 or iter_num == max_iters or cfg['eval_only']) and last_eval != iter_num:
-            eval_now()
-        while iter_num < max_iters and not cfg['eval_only']:
-            (first, n_stage, *_), epoch_index, step = locate(iter_num, plan)
-            if epoch_index != order_epoch:
-                order = first + epoch_order(n_stage, cfg['seed'], epoch_index, device)
-                order_epoch = epoch_index
-            lr = cosine_lr(iter_num, max_iters, cfg)
-            for group in optimizer.param_groups:
-                group['lr'] = lr
-            if batch_size >= n_stage and cfg['dropout'] == 0:  # one batch holds every row, so order is moot
-                if parts_first != first:
-                    parts, parts_first = distinct_parts(x_all, pos_all, tgt_all, first, first + n_stage, n_edges,
-                                                        meta['edge_row_len']), first
-                with ctx:
-                    loss = sum(share * step_model(xs, ts, cfg['label_smoothing'], positions=ps, weights=ws)[1]
-                               for xs, ps, ts, ws, share in parts)
-                scaler.scale(loss).backward()
-                tokens_since_log += n_stage * x_all.size(1)
-            else:
-                batches = [order[i:i + batch_size] for i in range(step * rows_per_iter, (step + 1) * rows_per_iter,
-                                                                  batch_size) if i < n_stage]
-                for idx in batches:
-                    with ctx:
-                        _, loss = step_model(x_all[idx], tgt_all[idx], cfg['label_smoothing'], positions=pos_all[idx])
-                    scaler.scale(loss / len(batches)).backward()
-                    tokens_since_log += idx.numel() * x_all.size(1)
-            if cfg['grad_clip'] > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['grad_clip'])
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            iter_num += 1
-
-            if iter_num % cfg['log_interval'] == 0 or iter_num == max_iters:
-                loss_value = loss.item()  # the only host sync between evaluations
-                check_finite(loss_value, iter_num, cfg)
-                dt = max(time.time() - t_log, 1e-9)
-                tps = tokens_since_log / dt
-                mfu = estimate_mfu(model, tps, x_all.size(1), device)
-                epoch = epochs_done(iter_num, plan)
-                line = {'train/loss/step': loss_value, 'lr': lr, 'epoch': epoch,
-                        'iter': iter_num, 'tokens_per_sec': tps, **({'mfu': mfu} if mfu is not None else {})}
-                print(f"iter {iter_num}/{max_iters} | epoch {epoch:.1f} | loss {loss_value:.4f} "
-                      f"| lr {lr:.2e} | {tps / 1e3:.1f}k tok/s" + (f" | mfu {mfu * 100:.1f}%" if mfu is not None else ''))
-                if run is not None:
-                    run.log(line, step=iter_num)
-                last_line = line
-                t_log, tokens_since_log = time.time(), 0
-            if iter_num % cfg['eval_interval'] == 0 or iter_num == max_iters:
-                eval_now()
-                t_log, tokens_since_log = time.time(), 0
-            if stop:
-                save('interrupted')
-                raise Interrupted(stop['signum'], iter_num)
-
-        if not metrics:  # resumed a finished run: nothing was evaluated in this call
-            eval_now()
-        if not cfg['eval_only']:
-            save('finished')
-        summary = {**last_line, **metrics}  # the last logged value of every metric, as wandb keeps it
-        summary.update(best_metrics)
-        summary.update({'chance/first_hop': chance, 'wall_time_s': time.time() - t_start, 'iter': iter_num,
-                        'max_iters': max_iters, 'epoch': epochs_done(iter_num, plan), 'params': model.num_params(),
-                        'train_rows': n_rows, 'val_rows': len(data.val_rows), 'device': device})
-        atomic_write_json(summary, os.path.join(out_dir, 'summary.json'))
-        print_summary(summary, l)
-        if run is not None:
-            for key, value in summary.items():
-                run.summary[key] = value
-        return summary
-    except torch.cuda.OutOfMemoryError:
-        raise TrainingError(oom_message(cfg, batch_size)) from None
-    finally:
-        restore_signal_handlers(handlers)
-        if run is not None:
-            run.finish(exit_code=0 if summary is not None else 1)
-            if wandb_mode(cfg) == 'offline':
-                print(f"wandb: offline run saved; upload it with: wandb sync {os.path.dirname(run.dir)}")
+    return r
 
 
-def log_geometry(model, meta, cfg, model_args, iter_num, run):
+def restore(r, checkpoint):
+    r.model.load_state_dict(checkpoint['model'])
+    r.optimizer.load_state_dict(checkpoint['optimizer'])
+    r.iter_num, r.last_eval = checkpoint['iter_num'], checkpoint['last_eval']
+    r.best, r.best_metrics, r.wandb_id = checkpoint['best'], checkpoint['best_metrics'], checkpoint['wandb_id']
+    torch.set_rng_state(checkpoint['rng_cpu'])
+    if r.device.startswith('cuda') and checkpoint.get('rng_cuda') is not None:
+        torch.cuda.set_rng_state(checkpoint['rng_cuda'])
+
+
+def due(r, interval):
+    """Is something done every `interval` iterations due now? (The last iteration always is.)"""
+    return r.iter_num % interval == 0 or r.iter_num == r.max_iters
+
+
+def train_step(r):
+    """One optimizer step on the rows the plan gives this iteration."""
+    cfg = r.cfg
+    stage, epoch, step = locate(r.iter_num, r.plan)
+    lr = cosine_lr(r.iter_num, r.max_iters, cfg)
+    for group in r.optimizer.param_groups:
+        group['lr'] = lr
+    r.hook('step', r)
+    if r.batch_size >= stage.rows and cfg['dropout'] == 0:  # one batch holds every row, so order is moot
+        if stage.first not in r.parts:
+            r.parts[stage.first] = pathstar_rows.distinct_parts(r.rows, stage.first, stage.first + stage.rows,
+                                                                r.data.meta)
+        with r.ctx:
+            loss = sum(p.share * r.step_model(p.x, p.tgt, cfg['label_smoothing'], positions=p.pos,
+                                              weights=p.weights)[1] for p in r.parts[stage.first])
+        r.scaler.scale(loss).backward()
+        r.tokens_since_log += stage.rows * r.rows.x.size(1)
+    else:
+        if r.order[0] != epoch:
+            r.order = (epoch, stage.first + epoch_order(stage.rows, cfg['seed'], epoch, r.device))
+        rows_per_iter = r.batch_size * cfg['gradient_accumulation_steps']
+        batches = [r.order[1][i:i + r.batch_size] for i in range(step * rows_per_iter, (step + 1) * rows_per_iter,
+                                                                  r.batch_size) if i < stage.rows]
+        for idx in batches:
+            with r.ctx:
+                _, loss = r.step_model(r.rows.x[idx], r.rows.tgt[idx], cfg['label_smoothing'],
+                                       positions=r.rows.pos[idx])
+            r.scaler.scale(loss / len(batches)).backward()
+            r.tokens_since_log += idx.numel() * r.rows.x.size(1)
+    if cfg['grad_clip'] > 0:
+        r.scaler.unscale_(r.optimizer)
+        torch.nn.utils.clip_grad_norm_(r.model.parameters(), cfg['grad_clip'])
+    r.scaler.step(r.optimizer)
+    r.scaler.update()
+    r.optimizer.zero_grad(set_to_none=True)
+    r.iter_num += 1
+    r.loss, r.lr = loss, lr  # the loss stays on the device until it is logged
+
+
+def log_step(r):
+    loss = r.loss.item()  # the only host sync between evaluations
+    check_finite(loss, r.iter_num, r.cfg)
+    tps = r.tokens_since_log / max(time.time() - r.t_log, 1e-9)
+    mfu = estimate_mfu(r.model, tps, r.rows.x.size(1), r.device)
+    epoch = epochs_done(r.iter_num, r.plan)
+    r.last_line = {'train/loss/step': loss, 'lr': r.lr, 'epoch': epoch, 'iter': r.iter_num,
+                   'tokens_per_sec': tps, **({'mfu': mfu} if mfu is not None else {})}
+    print(f"iter {r.iter_num}/{r.max_iters} | epoch {epoch:.1f} | loss {loss:.4f} | lr {r.lr:.2e} "
+          f"| {tps / 1e3:.1f}k tok/s" + (f" | mfu {mfu * 100:.1f}%" if mfu is not None else ''))
+    if r.wandb is not None:
+        r.wandb.log(r.last_line, step=r.iter_num)
+    r.t_log, r.tokens_since_log = time.time(), 0
+
+
+def evaluate_and_save(r):
+    """Evaluate, log, keep the best, and checkpoint when it improved."""
+    cfg, meta = r.cfg, r.data.meta
+    r.hook('eval_start', r)
+    r.metrics = evaluate(r.model, r.ev, meta, r.device, r.ctx)
+    r.metrics.update({'iter': r.iter_num, 'epoch': epochs_done(r.iter_num, r.plan)})
+    if cfg['geometry_interval'] and ((r.iter_num // cfg['eval_interval']) % cfg['geometry_interval'] == 0
+                                     or r.iter_num == r.max_iters):
+        r.metrics.update(log_geometry(r.model, meta, cfg, r.iter_num, r.wandb))
+    check_finite(r.metrics['train/loss/overall'], r.iter_num, cfg)
+    print_eval(r.metrics, r.iter_num, r.metrics['epoch'], meta['l'], 1 / meta['d'])
+    r.last_eval = r.iter_num
+    improved = r.best is None or best_key(r.metrics) > tuple(r.best)
+    if improved:
+        r.best = list(best_key(r.metrics))
+        r.best_metrics = {f'best/{k}': v for k, v in r.metrics.items() if '/' in k}
+    if r.wandb is not None:
+        r.wandb.log(r.metrics, step=r.iter_num)
+    r.hook('eval_end', r)
+    if (improved and r.iter_num > 0) or cfg['always_save_checkpoint']:
+        save(r, 'running')
+    r.t_log, r.tokens_since_log = time.time(), 0  # evaluation time is not training throughput
+
+
+def save(r, status):
+    r.hook('save_start', r)
+    atomic_save(dict(model=r.model.state_dict(), optimizer=r.optimizer.state_dict(),
+                     model_args=vars(r.model.config), config=r.cfg, iter_num=r.iter_num, last_eval=r.last_eval,
+                     best=r.best, best_metrics=r.best_metrics, rng_cpu=torch.get_rng_state(),
+                     rng_cuda=torch.cuda.get_rng_state() if r.device.startswith('cuda') else None,
+                     wandb_id=r.wandb.id if r.wandb is not None else r.wandb_id, status=status),
+                os.path.join(r.cfg['out_dir'], 'ckpt.pt'))
+    r.hook('save_end', r)
+
+
+def write_summary(r):
+    """The last logged value of every metric (as wandb keeps it), the best ones, and the run's facts."""
+    meta = r.data.meta
+    summary = {**r.last_line, **r.metrics, **r.best_metrics}
+    summary.update({'chance/first_hop': 1 / meta['d'], 'wall_time_s': time.time() - r.t_start,
+                    'iter': r.iter_num, 'max_iters': r.max_iters, 'epoch': epochs_done(r.iter_num, r.plan),
+                    'params': r.model.num_params(), 'train_rows': meta['num_train_rows'],
+                    'val_rows': len(r.data.val_rows), 'device': r.device})
+    atomic_write_json(summary, os.path.join(r.cfg['out_dir'], 'summary.json'))
+    print_summary(summary, meta['l'])
+    if r.wandb is not None:
+        for key, value in summary.items():
+            r.wandb.summary[key] = value
+    return summary
+
+
+def finish_wandb(r, summary):
+    if r.wandb is not None:
+        r.wandb.finish(exit_code=0 if summary is not None else 1)
+        if wandb_mode(r.cfg) == 'offline':
+            print(f"wandb: offline run saved; upload it with: wandb sync {os.path.dirname(r.wandb.dir)}")
+
+
+def log_geometry(model, meta, cfg, iter_num, run):
     """Embedding-geometry numbers (returned) and plots (out_dir/geometry/, and wandb images)."""
     import analyze
     numbers = analyze.geometry_metrics(model, meta)
-    title = analyze.run_title(model_args, cfg, iter_num)
+    title = analyze.run_title(vars(model.config), cfg, iter_num)
     pngs = analyze.geometry_plots(model, meta, os.path.join(cfg['out_dir'], 'geometry'), title,
                                   prefix=f'iter{iter_num:07d}')
     print(f"  geometry: held-out diagonal margin {numbers['geometry/diagonal_margin']:.3f}, nearest-first-hop "
@@ -517,10 +534,10 @@ def restore_signal_handlers(handlers):
         signal.signal(sig, old)
 
 
-def main(argv):
+def main(argv, hook=None):
     cfg = configurator.parse_args(argv)
     try:
-        train(cfg)
+        train(cfg, hook)
     except Interrupted as e:
         print(f"stopped: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)

@@ -10,9 +10,9 @@ overhead, memory, and (optionally) sweep throughput with concurrent agents.
 
 Every measurement runs in a fresh subprocess with a temp data_dir and out_dir (cold
 dataset build, wandb off, device 'auto'). Training goes through train.train(cfg); inside
-the child, train.evaluate and train.atomic_save are wrapped with timers, and a global
-optimizer step hook timestamps every step, so step time, eval and checkpoint overhead
-and start -> first step are measured without touching train.py. The table comes last.
+the child, train()'s hook times evaluations and checkpoint saves, and a global optimizer
+step hook timestamps every step, so step time, eval and checkpoint overhead and
+start -> first step are measured without touching train.py. The table comes last.
 """
 import argparse
 import contextlib
@@ -80,21 +80,21 @@ def targets(builds, runs):
 # the child: one training run, timed from inside
 
 class Timers:
-    """Wall-clock intervals of evaluate() and checkpoint saves, and the end time of every optimizer step."""
+    """Wall-clock intervals of evaluations and checkpoint saves, and the end time of every optimizer
+    step, from train()'s hook (evals and saves) and torch's optimizer step hook."""
 
-    def __init__(self):
-        self.evals, self.saves, self.step_ends = [], [], []
+    def __init__(self, eval_rows=None):
+        self.evals, self.saves, self.step_ends, self.started = [], [], [], {}
+        self.eval_rows = eval_rows
 
-    def wrap(self, fn, intervals, before=None):
-        def timed(*args, **kwargs):
-            if before is not None:
-                args = before(*args)
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                intervals.append((start, time.perf_counter()))
-        return timed
+    def hook(self, event, run):
+        if event == 'start' and self.eval_rows:  # CPU runs of the GPU config: score a few rows only
+            run.ev = shrink_eval_sets(run.ev, self.eval_rows)
+        what, _, edge = event.partition('_')
+        if edge == 'start':
+            self.started[what] = time.perf_counter()
+        elif edge == 'end':
+            (self.evals if what == 'eval' else self.saves).append((self.started.pop(what), time.perf_counter()))
 
     def on_step(self, optimizer, args, kwargs):
         self.step_ends.append(time.perf_counter())
@@ -108,14 +108,9 @@ class Timers:
         return out
 
 
-def shrink_eval_sets(n):
-    """evaluate() on the first n rows of each eval set: CPU runs of the GPU config only."""
-    def cut(value):
-        return tuple(cut(v) for v in value) if isinstance(value, tuple) else value[:n]
-
-    def before(model, ev, *rest):
-        return (model, {k: cut(v) for k, v in ev.items()}, *rest)
-    return before
+def shrink_eval_sets(ev, n):
+    """The first n rows of each eval set."""
+    return type(ev)(ev.train_paths[:n], type(ev.edges)(*(t[:n] for t in ev.edges)), ev.val_paths[:n])
 
 
 def child_config(spec, tmp):
@@ -131,20 +126,15 @@ def child_config(spec, tmp):
     return configurator.build_config(cfg)
 
 
-def run_timed(train, originals, cfg, options):
-    """train.train(cfg) with evaluate/atomic_save wrapped and every optimizer step timestamped.
-
-    Returns (timers, summary, start, end)."""
+def run_timed(train, cfg, options):
+    """train.train(cfg) with its evals, saves and optimizer steps timed. Returns (timers, summary, start, end)."""
     from torch.optim.optimizer import register_optimizer_step_post_hook
-    timers = Timers()
-    before = shrink_eval_sets(options['eval_rows']) if options.get('eval_rows') else None
-    train.evaluate = timers.wrap(originals[0], timers.evals, before)
-    train.atomic_save = timers.wrap(originals[1], timers.saves)
+    timers = Timers(options.get('eval_rows'))
     hook = register_optimizer_step_post_hook(timers.on_step)
     start = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            summary = train.train(cfg)
+            summary = train.train(cfg, timers.hook)
     finally:
         hook.remove()
     return timers, summary, start, time.perf_counter()
@@ -157,23 +147,23 @@ def child_train(spec, options):
     import_s = time.perf_counter() - t0
     if options.get('threads'):
         torch.set_num_threads(options['threads'])
-    originals = (train.evaluate, train.atomic_save)
     with tempfile.TemporaryDirectory(prefix='bench_pathstar_') as tmp:
         cfg = child_config(spec, tmp)
-        timers, summary, start, end = run_timed(train, originals, cfg, options)
+        timers, summary, start, end = run_timed(train, cfg, options)
         rows_per_iter = min(cfg_batch(cfg, summary) * cfg['gradient_accumulation_steps'], summary['train_rows'])
         stats = train_stats(summary, timers, start, end, rows_per_iter * (row_length(cfg) - 1))
         stats['peak_mem_mb'] = peak_memory_mb(torch)
         if options.get('warm_probe'):  # a second train() in this process, as a sweep agent runs them
             cfg = dict(cfg, max_iters=1, out_dir=os.path.join(tmp, 'out_warm'))
-            warm, _, warm_start, _ = run_timed(train, originals, cfg, options)
+            warm, _, warm_start, _ = run_timed(train, cfg, options)
             stats['warm_start_to_first_step_s'] = warm.step_ends[0] - warm_start
     return dict(stats, import_s=import_s, threads=torch.get_num_threads(), device=summary['device'],
                 batch_rows=rows_per_iter)
 
 
 def cfg_batch(cfg, summary):
-    return min(summary['train_rows'], 1024) if cfg['batch_size'] == 'auto' else cfg['batch_size']
+    import configurator
+    return configurator.batch_rows(cfg, summary['train_rows'])
 
 
 def row_length(cfg):

@@ -223,7 +223,7 @@ def test_holdout_that_rounds_to_no_arm_raises_a_config_error_with_working_advice
                             "use >= 0.05 or 0")
     for d in (3, 7, 10, 999):
         with pytest.raises(ConfigError) as e:
-            ps.holdout_count(d, 0.1 / d)
+            build(graph_d=d, graph_holdout_percentage=0.1 / d)
         advice = float(re.search(r'use >= (\S+) or 0', str(e.value)).group(1))
         assert ps.holdout_count(d, advice) == 1
 
@@ -235,7 +235,7 @@ def test_holdout_of_every_arm_raises_a_config_error_with_working_advice():
     assert message.startswith('graph_holdout_percentage: 0.8 of graph_d=2 rounds to 2') and '\n' not in message
     for d in (2, 3, 7):
         with pytest.raises(ConfigError) as e:
-            ps.holdout_count(d, 1 - 0.1 / d)
+            build(graph_d=d, graph_holdout_percentage=1 - 0.1 / d)
         bound = float(re.search(r'use < (\S+)$', str(e.value)).group(1))
         assert ps.holdout_count(d, bound - 1e-6) == d - 1
 

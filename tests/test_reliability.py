@@ -82,14 +82,12 @@ sys.path.insert(0, root)
 import torch
 torch.set_num_threads(1)
 import train
+hook = None
 if mode == 'signal':  # arg 'SIGINT:12': the signal arrives during the training step that starts at iter 12
     name, at = arg.split(':')
-    real_lr = train.cosine_lr
-    def cosine_lr(it, *rest):
-        if it == int(at):
+    def hook(event, run):
+        if event == 'step' and run.iter_num == int(at):
             os.kill(os.getpid(), getattr(signal, name))
-        return real_lr(it, *rest)
-    train.cosine_lr = cosine_lr
 elif mode == 'hang-in-save':  # arg '3:MARKER': the 3rd torch.save writes half its file, then hangs
     n, marker = arg.split(':', 1)
     real_save, calls = torch.save, []
@@ -101,7 +99,7 @@ elif mode == 'hang-in-save':  # arg '3:MARKER': the 3rd torch.save writes half i
             open(marker, 'w').close()
             time.sleep(600)  # until the test sends SIGKILL
     torch.save = save
-train.main(args)
+train.main(args, hook)
 '''
 
 
@@ -192,16 +190,14 @@ def test_sigint_between_evaluations_checkpoints_exits_130_closes_wandb_and_resum
     assert second == [(run_id, 0)]  # the same wandb run, continued and finished
 
 
-def test_a_signal_during_the_last_step_still_ends_with_the_final_metrics(tmp_path, reference, monkeypatch):
+def test_a_signal_during_the_last_step_still_ends_with_the_final_metrics(tmp_path, reference):
     """In-process, as a sweep calls train(): train() owns SIGTERM while it runs, and puts our handler
     back after. Ours only records a signal that reached it (failing the test instead of killing pytest)."""
-    last, real_lr = REF['epochs'] - 1, train.cosine_lr
+    last = REF['epochs'] - 1
 
-    def cosine_lr(it, *rest):
-        if it == last:
+    def hook(event, run):
+        if event == 'step' and run.iter_num == last:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real_lr(it, *rest)
-    monkeypatch.setattr(train, 'cosine_lr', cosine_lr)
     cfg = run_config(tmp_path)
     leaked = []
 
@@ -210,11 +206,10 @@ def test_a_signal_during_the_last_step_still_ends_with_the_final_metrics(tmp_pat
     previous = signal.signal(signal.SIGTERM, ours)
     try:
         try:
-            summary = train.train(cfg)  # finishing the run is also a right answer
+            summary = train.train(cfg, hook)  # finishing the run is also a right answer
         except train.Interrupted as e:
             assert e.signum == signal.SIGTERM
             assert torch.load(tmp_path / 'out' / 'ckpt.pt', weights_only=True)['iter_num'] == REF['epochs']
-            monkeypatch.setattr(train, 'cosine_lr', real_lr)
             summary = train.train(dict(cfg, init_from='resume'))
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
@@ -424,9 +419,7 @@ def test_out_of_memory_in_a_training_step_names_batch_size_and_model_size(tmp_pa
 
 
 def test_out_of_memory_while_placing_the_model_on_the_device_gets_the_same_message(tmp_path, monkeypatch):
-    class TooBig(model.GPT):
-        to = out_of_memory
-    monkeypatch.setattr(train, 'GPT', TooBig)
+    monkeypatch.setattr(model.GPT, 'to', lambda self, *a, **k: out_of_memory())
     with pytest.raises(train.TrainingError, match='batch_size=31, n_layer=1, n_embd=32'):
         train.train(run_config(tmp_path))
 

@@ -148,6 +148,39 @@ def test_numeric_strings_are_parsed_to_the_keys_type():
     assert sweep_space.check_combinations(params) > 0
 
 
+def test_a_batch_larger_than_some_graphs_rows_is_rejected_before_any_trial(tmp_path, monkeypatch, capsys):
+    """batch_size x graph_d: G(4,3) has 31 training rows, G(40,3) has 310; 100 fits only the second."""
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path / 'grid.yaml', batch_size={'values': [16, 100]}, graph_d={'values': [40, 4]})
+    for flag in ('--dry_run', '--create_only'):
+        with pytest.raises(SystemExit) as stop:
+            run_sweep.configurator.exit_on_config_error(
+                lambda: run_sweep.main(['--sweep_config', path, '--backend', 'local', flag]))
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and err.startswith(
+            "error: batch_size: 100 is more than the 31 training rows; use 'auto' or <= 31 "
+            "(in the combination batch_size=100, graph_d=4, ")
+    assert not os.path.exists('sweeps') or os.listdir('sweeps') == []
+
+
+def test_every_rule_reads_only_the_keys_it_declares():
+    """The sweep checker combines the values of keys that share a rule, so a rule that read an
+    undeclared key could pass the check and fail a trial."""
+    import configurator
+
+    class Reads(dict):
+        def __getitem__(self, key):
+            self.seen.add(key)
+            return dict.__getitem__(self, key)
+    assert len(configurator.RULES) > 30
+    for keys, rule in configurator.RULES:
+        cfg = Reads(configurator.DEFAULTS, batch_size=10, recipe='staged')
+        cfg.seen = set()
+        rule(cfg)
+        assert cfg.seen <= set(keys), (rule.__name__, cfg.seen - set(keys))
+
+
 def test_ranges_are_checked_at_their_ends_and_int_ranges_next_to_them():
     with pytest.raises(run_sweep.ConfigError, match=r'min_lr: must be in .* \(in the combination '
                                                     r'learning_rate=0.0001, min_lr=0.001\)'):
@@ -228,14 +261,15 @@ def test_a_grid_runs_out_and_the_agent_stops(tmp_path, monkeypatch, capsys):
 
 def test_a_failing_trial_is_marked_failed_and_the_agent_goes_on(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    path = write_sweep(tmp_path / 'grid.yaml', batch_size={'values': [100000, 'auto']})  # 31 rows: the first fails
+    (tmp_path / 'a_file').write_text('')  # a data_dir that cannot be created: only the trial can find out
+    path = write_sweep(tmp_path / 'grid.yaml', data_dir={'values': [str(tmp_path / 'a_file' / 'data'), 'data']})
     assert run_sweep.main(['--sweep_config', path, '--backend', 'local']) == 0
     out, err = capsys.readouterr()
-    assert 'Traceback' in err and 'batch_size: 100000 is more than the 31 training rows' in err
+    assert 'Traceback' in err and 'data_dir: cannot write the dataset cache' in err
     assert 'trial 0 FAILED' in out and 'trial 1 finished' in out
     study, _ = load(tmp_path, os.listdir('sweeps')[0])
     assert states(study) == ['FAIL', 'COMPLETE']
-    assert 'batch_size' in study.trials[0].user_attrs['error']
+    assert 'data_dir' in study.trials[0].user_attrs['error']
     assert run_sweep.main(['--sweep_id', study.study_name, '--results', '--backend', 'local']) == 0
     rows = capsys.readouterr().out.splitlines()[2:]
     assert rows[0].split()[:2] == ['1', 'FINISHED'] and rows[1].split()[:2] == ['0', 'FAILED']

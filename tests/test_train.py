@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import pathstar_rows
 import train
 from conftest import ROOT, tiny_config
 
@@ -33,7 +34,7 @@ def test_lr_is_constant_without_decay():
 def test_target_slots_list_each_rows_targets_in_order():
     rows = np.array([[3, 9, 1, 7, 8, 9], [2, 4, 7, 8, 0, 0]])
     mask = np.array([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 0, 0]], dtype=bool)
-    pos, tgt = train.target_slots(rows, mask, 3)
+    pos, tgt = pathstar_rows.target_slots(rows, mask, 3)
     assert pos.tolist() == [[2, 3, 4], [2, 0, 0]]       # positions in x = rows[:, :-1]
     assert tgt.tolist() == [[7, 8, 9], [8, -1, -1]]
 
@@ -115,14 +116,13 @@ def run_and_sigterm_at_third_eval(cfg, tmp_path):
         'import os, signal, sys\n'
         f'sys.path.insert(0, {ROOT!r})\n'
         'import train\n'
-        'real, calls = train.evaluate, []\n'
-        'def evaluate(*a, **k):\n'
-        '    calls.append(1)\n'
-        '    if len(calls) == 3:\n'
-        '        os.kill(os.getpid(), signal.SIGTERM)\n'
-        '    return real(*a, **k)\n'
-        'train.evaluate = evaluate\n'
-        f'train.main({args!r})\n')
+        'calls = []\n'
+        'def hook(event, run):\n'
+        '    if event == "eval_start":\n'
+        '        calls.append(1)\n'
+        '        if len(calls) == 3:\n'
+        '            os.kill(os.getpid(), signal.SIGTERM)\n'
+        f'train.main({args!r}, hook)\n')
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
 
 
@@ -133,16 +133,22 @@ def test_staged_plan_runs_the_edge_epochs_then_the_path_epochs():
     plan, max_iters = train.iteration_plan(stages, rows_per_iter=4)
     assert max_iters == 2 * 3 + 6 * 5           # ceil(10/4) = 3 and ceil(20/4) = 5 iterations per epoch
     assert train.locate(0, plan)[1:] == (0, 0)
-    assert train.locate(5, plan)[0][0] == 0 and train.locate(5, plan)[1:] == (1, 2)
-    assert train.locate(6, plan)[0][0] == 10 and train.locate(6, plan)[1:] == (2, 0)  # paths start at epoch 2
+    assert train.locate(5, plan)[0].first == 0 and train.locate(5, plan)[1:] == (1, 2)
+    assert train.locate(6, plan)[0].first == 10 and train.locate(6, plan)[1:] == (2, 0)  # paths start at epoch 2
     assert train.epochs_done(max_iters, plan) == 8.0
     assert train.training_stages(dict(recipe='interleaved', epochs=8), 30, 10) == [(0, 30, 8)]
 
 
-def test_first_hop_path_loss_keeps_only_the_first_hop_of_path_rows():
-    targets = torch.tensor([[7, -1, -1], [1, 2, 3], [4, 5, 6]])
-    train.restrict_path_loss(targets, n_edges=1, path_loss='first_hop')
-    assert targets.tolist() == [[7, -1, -1], [-1, 2, -1], [-1, 5, -1]]
+def test_first_hop_path_loss_keeps_only_the_first_hop_of_path_rows(tmp_path):
+    import pathstar_data
+    data = pathstar_data.load_or_build(tiny_config(tmp_path), verbose=False)
+    n_edges, l = data.meta['num_edge_rows'], data.meta['l']
+    full = pathstar_rows.training_targets(data, 'full', 'cpu').tgt
+    first = pathstar_rows.training_targets(data, 'first_hop', 'cpu').tgt
+    assert torch.equal(first[:n_edges], full[:n_edges])            # edge rows keep their target
+    assert torch.equal(first[n_edges:, 1], full[n_edges:, 1])      # the first hop after the root
+    assert (first[n_edges:, [0] + list(range(2, l))] == -1).all()  # the root and later hops are not scored
+    assert (full[n_edges:] >= 0).all()
 
 
 def test_staged_and_first_hop_runs_finish(tmp_path):
@@ -179,15 +185,16 @@ def test_full_batch_on_distinct_rows_gives_the_plain_loss_and_gradient(tmp_path)
     from model import GPT, GPTConfig
     data = pathstar_data.load_or_build(tiny_config(tmp_path), verbose=False)
     meta = data.meta
-    x, pos, tgt = train.device_tensors(data.train_rows, data.train_mask, meta['l'], 'cpu')
+    rows = pathstar_rows.training_targets(data, 'full', 'cpu')
+    x, pos, tgt = rows
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=1, n_head=2,
                           n_embd=32))
     _, plain = model(x, tgt, 0.1, positions=pos)
     plain_grad = torch.autograd.grad(plain, model.lm_head.weight)[0]
-    parts = train.distinct_parts(x, pos, tgt, 0, len(x), meta['num_edge_rows'], meta['edge_row_len'])
-    assert sum(len(p[0]) for p in parts) < len(x)  # the repeated path rows were merged
-    loss = sum(share * model(xs, ts, 0.1, positions=ps, weights=ws)[1] for xs, ps, ts, ws, share in parts)
+    parts = pathstar_rows.distinct_parts(rows, 0, len(x), meta)
+    assert sum(len(p.x) for p in parts) < len(x)  # the repeated path rows were merged
+    loss = sum(p.share * model(p.x, p.tgt, 0.1, positions=p.pos, weights=p.weights)[1] for p in parts)
     grad = torch.autograd.grad(loss, model.lm_head.weight)[0]
     assert loss.item() == pytest.approx(plain.item(), rel=1e-5)
     assert torch.allclose(grad, plain_grad, atol=1e-6)

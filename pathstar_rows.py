@@ -1,0 +1,110 @@
+"""
+What a row of the path-star dataset means to a model: which positions are predicted,
+which edges have one right answer, and the fixed samples scored at each evaluation.
+pathstar_data.py writes the rows; this module is the only other place that knows
+their layout (train.py and evaluate.py go through it and through the dataset's meta).
+
+Next-token training reads a row as inputs x = row[:-1] and, for each target, a slot
+(position in x, token to predict). Rows are padded to the same number of slots with
+target -1, so the output head runs only where there is something to predict.
+"""
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+import pathstar_data
+
+
+class Targets(NamedTuple):
+    """Rows ready for a model: inputs, and the (position, token) of each target slot (-1 = none)."""
+    x: torch.Tensor      # (n, T) int64 inputs
+    pos: torch.Tensor    # (n, slots) int64 positions in x
+    tgt: torch.Tensor    # (n, slots) int64 tokens to predict, -1 in unused slots
+
+
+class Part(NamedTuple):
+    """A full-batch part: distinct rows at their own length, weighted by their copies."""
+    x: torch.Tensor
+    pos: torch.Tensor
+    tgt: torch.Tensor
+    weights: torch.Tensor  # (n,) copies of each distinct row
+    share: float           # this part's share of all targets (the parts' losses add up to the mean)
+
+
+class EvalSets(NamedTuple):
+    train_paths: np.ndarray  # a fixed sample of training path rows
+    edges: Targets           # a fixed sample of edge rows with one right answer, cut to edge length
+    val_paths: np.ndarray    # every held-out path row
+
+
+def target_slots(rows, mask, slots):
+    """(pos, tgt) numpy arrays: for each row up to `slots` (position in x, target) pairs."""
+    m = mask[:, 1:]
+    n = len(rows)
+    pos = np.zeros((n, slots), dtype=np.int64)
+    tgt = np.full((n, slots), -1, dtype=np.int64)
+    seen = np.zeros(n, dtype=np.int64)  # targets found so far in each row
+    for t in range(m.shape[1]):  # a loop over row positions, not rows
+        hit = np.nonzero(m[:, t])[0]
+        pos[hit, seen[hit]] = t
+        tgt[hit, seen[hit]] = rows[hit, t + 1]
+        seen[hit] += 1
+    return pos, tgt
+
+
+def to_targets(rows, mask, slots, device):
+    pos, tgt = target_slots(rows, mask, slots)
+    x = torch.from_numpy(rows[:, :-1].astype(np.int64)).to(device)
+    return Targets(x, torch.from_numpy(pos).to(device), torch.from_numpy(tgt).to(device))
+
+
+def training_targets(data, path_loss, device):
+    """Every training row as Targets; path_loss='first_hop' keeps only the hop after the root."""
+    t = to_targets(data.train_rows, data.train_mask, data.meta['l'], device)
+    if path_loss == 'first_hop':  # slot 0 of a path row is the root, slot 1 the first hop
+        n_edges = data.meta['num_edge_rows']
+        t.tgt[n_edges:, :1] = -1
+        t.tgt[n_edges:, 2:] = -1
+    return t
+
+
+def distinct_parts(t, first, end, meta):
+    """Rows first..end of Targets t as one full batch, in at most two parts with the same loss and
+    gradient: edge rows cut to their own length (one target each), and each distinct row once,
+    weighted by its number of copies (path rows repeat path_replication times). Exact when dropout
+    is 0, since copies are then identical. Returns [Part]."""
+    n_edges, edge_len = meta['num_edge_rows'], meta['edge_row_len']
+    found = []
+    for lo, hi, T, K in ((first, min(end, n_edges), edge_len - 1, 1),
+                         (max(first, n_edges), end, t.x.size(1), t.tgt.size(1))):
+        if lo < hi:
+            rows, counts = torch.unique(torch.cat((t.x[lo:hi, :T], t.pos[lo:hi, :K], t.tgt[lo:hi, :K]), 1),
+                                        dim=0, return_counts=True)
+            found.append((rows[:, :T], rows[:, T:T + K], rows[:, T + K:], counts.float()))
+    targets = [((tgt >= 0) * w[:, None]).sum() for _, _, tgt, w in found]
+    return [Part(*part, share=n / sum(targets)) for part, n in zip(found, targets)]
+
+
+def determined_edges(edge_rows, meta):
+    """Edge rows whose prompt has one right answer. '> root ?' has graph_d, and without
+    direction markers an inner node's two neighbours tie, so those rows are not scored."""
+    source = edge_rows[:, meta['edge_row_len'] - 2].astype(np.int64)
+    key = source
+    if meta['config']['use_directional_tokens']:
+        key = 2 * source + (edge_rows[:, meta['edge_row_len'] - 3] == meta['tokens']['bwd'])
+    return np.bincount(key)[key] == 1
+
+
+def eval_sets(data, samples, seed, device):
+    """Fixed, seeded samples of `samples` training paths and edges (all held-out paths are scored)."""
+    rng = np.random.default_rng(seed)
+    meta = data.meta
+    n_edges = meta['num_edge_rows']
+    arms = np.sort(rng.permutation(meta['train_arms'])[:samples])
+    train_paths = pathstar_data.path_rows(meta['paths'][arms], meta)
+    edge_idx = np.sort(rng.permutation(np.flatnonzero(determined_edges(data.train_rows[:n_edges], meta)))[:samples])
+    x, pos, tgt = to_targets(data.train_rows[edge_idx], data.train_mask[edge_idx], 1, device)
+    edges = Targets(x[:, :meta['edge_row_len'] - 1], pos, tgt)  # causal: the padding after an edge changes nothing
+    return EvalSets(train_paths, edges, data.val_rows)
+
