@@ -371,14 +371,17 @@ def wandb_mode(cfg):
 # -----------------------------------------------------------------------------
 # building a config from files and the command line
 
-def load_config_file(path):
-    """Run a config file in its own namespace; return the config keys it sets."""
+def load_config_file(path, so_far=None):
+    """Run a config file in a namespace of its own that starts with the config so far (so a
+    variant can say out_dir += '-staged'); return the config keys it leaves there."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     try:
-        namespace = runpy.run_path(path, run_name='__config__')
+        namespace = runpy.run_path(path, init_globals=dict(so_far or DEFAULTS), run_name='__config__')
     except SyntaxError as e:
         raise ConfigError(f"{path}, line {e.lineno}: {e.msg} (a config file is Python)") from None
+    except SystemExit:  # else a config file could end the run with exit code 0, having trained nothing
+        raise ConfigError(f"{path}: a config file may not exit (it called sys.exit or exit)") from None
     except Exception as e:  # the user's own code failed: say where, in one line
         lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
         message = ' '.join(str(e).split())
@@ -393,28 +396,28 @@ def load_config_file(path):
     return values
 
 
-def build_config(overrides=None, defaults=None):
-    """defaults <- overrides (a dict of raw values), every value parsed, then checked."""
-    cfg = dict(DEFAULTS if defaults is None else defaults)
+def build_config(overrides=None):
+    """The defaults <- overrides (a dict of raw values), every value parsed, then checked."""
+    cfg = dict(DEFAULTS)
     for key, value in (overrides or {}).items():
         cfg[key] = parse_value(key, value)
     return check(cfg)
 
 
 def parse_args(argv):
-    """argv like ['config/x.py', '--graph_d=100'] -> a checked config dict."""
-    overrides = {}
+    """argv like ['config/x.py', 'config/variant.py', '--graph_d=100'] -> a checked config dict,
+    each config file and override applied in order."""
+    cfg = dict(DEFAULTS)
     for arg in argv:
         if not arg.startswith('--'):
-            overrides.update(load_config_file(arg))
+            for key, value in load_config_file(arg, cfg).items():
+                cfg[key] = parse_value(key, value)
             continue
         key, sep, value = arg[2:].partition('=')
         if not sep:
             raise ConfigError(f"expected --key=value, got {arg!r}")
-        if key not in DEFAULTS:
-            raise ConfigError(unknown_key_message(key))
-        overrides[key] = value
-    return build_config(overrides)
+        cfg[key] = parse_value(key, value)
+    return check(cfg)
 
 
 def exit_on_config_error(main):

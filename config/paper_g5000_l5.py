@@ -1,7 +1,9 @@
-# G(5000, 5) with the paper's settings (arXiv 2510.26745): 12 layers x 384, 8 heads,
-# 5 pause tokens, edges in both directions, 75% of paths trained, AdamW wd 0.01,
-# peak LR 5e-5 with warmup and cosine decay, no dropout or label smoothing.
-# A GPU run: the paper trains for thousands of epochs.
+# The paper's in-weights setup (arXiv 2510.26745) on G(5000, 5): 12 layers x 384, 8 heads,
+# as many pause tokens as path nodes, edges in both directions, 75% of paths trained,
+# AdamW with weight decay 0.01, peak LR 5e-5 with warmup and cosine decay, no dropout or
+# label smoothing. A GPU run: the paper trains for thousands of epochs.
+# The other files here change a few keys of this one; apply them after it, e.g.
+#   python3 train.py config/paper_g5000_l5.py config/staged.py
 graph_d = 5000
 graph_l = 5
 graph_holdout_percentage = 0.25

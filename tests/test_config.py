@@ -94,11 +94,31 @@ def test_unknown_key_in_a_config_file_is_an_error(tmp_path):
         parse_args([str(path)])
 
 
-def test_every_named_config_parses():
-    folder = os.path.join(ROOT, 'config')
-    for name in sorted(os.listdir(folder)):
-        if name.endswith('.py'):
-            parse_args([os.path.join(folder, name)])
+@pytest.mark.parametrize('variant, changed', [
+    ('staged', {'recipe': 'staged', 'out_dir': 'out-g5000-l5-staged'}),
+    ('forward_only', {'use_undirected': False, 'out_dir': 'out-g5000-l5-forward'}),
+    ('g10000_l6', {'graph_d': 10000, 'graph_l': 6, 'num_pause_tokens': 6, 'out_dir': 'out-g10000-l6'}),
+    ('g10000_l10', {'graph_d': 10000, 'graph_l': 10, 'num_pause_tokens': 10, 'n_embd': 784,
+                    'out_dir': 'out-g10000-l10'}),
+])
+def test_a_variant_config_changes_only_its_keys_of_the_config_before_it(variant, changed):
+    base = parse_args([f'{ROOT}/config/paper_g5000_l5.py'])
+    cfg = parse_args([f'{ROOT}/config/paper_g5000_l5.py', f'{ROOT}/config/{variant}.py'])
+    assert {key: cfg[key] for key in cfg if cfg[key] != base[key]} == changed
+
+
+def test_config_files_see_the_config_before_them_and_overrides_apply_in_order(tmp_path):
+    (tmp_path / 'a.py').write_text('graph_d = 30\n')
+    (tmp_path / 'b.py').write_text('graph_d = graph_d * 2\nn_layer += 1\n')
+    cfg = parse_args([str(tmp_path / 'a.py'), '--n_layer=5', str(tmp_path / 'b.py')])
+    assert cfg['graph_d'] == 60 and cfg['n_layer'] == 6
+    assert parse_args([str(tmp_path / 'b.py'), '--graph_d=7'])['graph_d'] == 7
+
+
+def test_a_config_file_that_exits_is_an_error_not_a_silent_exit(tmp_path):
+    (tmp_path / 'quit.py').write_text('import sys\nsys.exit(0)\n')
+    with pytest.raises(ConfigError, match='may not exit'):
+        parse_args([str(tmp_path / 'quit.py')])
 
 
 @pytest.mark.parametrize('argv, message', [
