@@ -13,8 +13,10 @@ and draw a heatmap of (1) and a PCA projection of a few arms. The functions take
 are cheap, so train.py can call geometry_metrics() and geometry_plots() during training; importing
 this file imports neither wandb nor matplotlib.
 """
+import argparse
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -23,6 +25,19 @@ import torch
 import pathstar_data
 from configurator import ConfigError, exit_on_config_error
 from model import GPT, GPTConfig
+
+LAPLACIAN_K = 16         # default number of low Laplacian eigenvectors (widened to whole eigenspaces)
+MAX_LEAVES = 4096        # leaves scored per split in the metrics (an evenly spaced subset beyond this)
+MARGIN_CHUNK = 1024      # leaves per (chunk, d) similarity block in first_hop_margins
+FORWARD_BATCH = 4096     # prompts per forward pass in model_first_hop_accuracy
+MAX_ARMS = 64            # heatmap columns (first hops); half of them rows (held-out leaves)
+PROJECTION_ARMS = 10     # arms drawn in the PCA projection, up to half of them held out
+MAX_TICKS = 32           # tick labels per heatmap axis before they are thinned
+MAX_OUTLINED = 64        # heatmap diagonal cells outlined (the right answers)
+MIN_COLOUR_SCALE = 0.05  # smallest |cosine| the heatmap colours span (so noise near 0 is not saturated)
+DPI = 120                # of the PNGs
+EPS = 1e-12              # floor of a norm before dividing by it
+EIGEN_TOL = 1e-9         # eigenvalues closer than this are one (degenerate) level
 
 # -----------------------------------------------------------------------------
 # nodes and embeddings
@@ -40,13 +55,13 @@ def node_tokens(paths):
 
 
 def node_embeddings(emb, paths):
-    """(N, C) rows of emb for the nodes, in the order of node_tokens (and of laplacian())."""
+    """(N, C) rows of emb for the nodes in node_tokens order, the layout laplacian_alignment reads."""
     emb = torch.as_tensor(emb)
     return emb[torch.as_tensor(node_tokens(paths), device=emb.device)]
 
 
 def unit_rows(x):
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(EPS)
 
 
 # -----------------------------------------------------------------------------
@@ -66,19 +81,10 @@ def leaf_first_hop_similarity(emb, paths, arms, max_cols=None):
     return leaves @ hops.T, cols
 
 
-def diagonal_margin(sim):
-    """Per row i: sim[i, i] minus the largest other entry of row i (positive = the right arm wins)."""
-    sim = torch.as_tensor(sim).float()
-    rows = torch.arange(sim.size(0))
-    own = sim[rows, rows]
-    others = sim.clone()
-    others[rows, rows] = -float('inf')
-    return own - others.max(dim=1).values
-
-
-def first_hop_margins(emb, paths, arms, chunk=1024):
-    """diagonal_margin of each leaf in `arms` against the first hops of all d arms, in chunks
-    of rows so that d = 10^4 needs no (d, d) matrix."""
+def first_hop_margins(emb, paths, arms, chunk=MARGIN_CHUNK):
+    """Per leaf of `arms`: cos(leaf, own arm's first hop) minus the largest cos(leaf, first hop)
+    over the other d - 1 arms (positive = a geometric lookup finds the right arm). In chunks of
+    rows, so that d = 10^4 needs no (d, d) matrix."""
     emb, paths, arms = torch.as_tensor(emb).float(), np.asarray(paths), np.asarray(arms, dtype=np.int64)
     hops = unit_rows(emb[torch.as_tensor(paths[:, 1])])
     out = []
@@ -92,25 +98,8 @@ def first_hop_margins(emb, paths, arms, chunk=1024):
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def nearest_first_hop_accuracy(emb, paths, arms):
-    """Fraction of the leaves of `arms` whose most similar first hop (over all d arms) is their own."""
-    margins = first_hop_margins(emb, paths, arms)
-    return (margins > 0).float().mean().item() if len(margins) else float('nan')
-
-
 # -----------------------------------------------------------------------------
 # the graph Laplacian and its low eigenvectors
-
-
-def laplacian(d, l):
-    """Dense L = D - A (N, N) of the undirected path-star, nodes in node_tokens order."""
-    m, n = l - 1, d * (l - 1) + 1
-    arm_nodes = 1 + np.arange(d * m).reshape(d, m)
-    parents = np.concatenate([np.zeros((d, 1), np.int64), arm_nodes[:, :-1]], axis=1).ravel()
-    children = arm_nodes.ravel()
-    adj = np.zeros((n, n))
-    adj[parents, children] = adj[children, parents] = 1.0
-    return np.diag(adj.sum(1)) - adj
 
 
 def laplacian_levels(d, l):
@@ -140,7 +129,7 @@ def laplacian_levels(d, l):
     return sorted(levels, key=lambda level: level[0])
 
 
-def lowest_levels(d, l, k, tol=1e-9):
+def lowest_levels(d, l, k, tol=EIGEN_TOL):
     """The lowest levels holding at least k eigenvectors, widened to whole eigenspaces: the k
     lowest eigenvectors are not unique when k cuts a degenerate eigenvalue (and here the lowest
     non-trivial eigenvalue alone has d - 1 vectors), so a cut inside one would be arbitrary."""
@@ -153,7 +142,7 @@ def lowest_levels(d, l, k, tol=1e-9):
     return picked, count
 
 
-def laplacian_alignment(node_emb, d, l, k=16):
+def laplacian_alignment(node_emb, d, l, k=LAPLACIAN_K):
     """Fraction of the centred node-embedding variance inside the span of the k lowest
     non-trivial Laplacian eigenvectors (k widened to whole eigenspaces, see lowest_levels).
 
@@ -186,7 +175,7 @@ def laplacian_alignment(node_emb, d, l, k=16):
 # all the numbers for one model
 
 
-def embedding_metrics(emb, meta, k=16, max_leaves=4096):
+def embedding_metrics(emb, meta, k=LAPLACIAN_K, max_leaves=MAX_LEAVES):
     """The geometry/... metrics from an embedding matrix (vocab, C) and a dataset meta.
     At most max_leaves leaves per split are scored (a fixed, evenly spaced subset)."""
     paths, d, l = meta['paths'], meta['d'], meta['l']
@@ -209,13 +198,13 @@ def embedding_metrics(emb, meta, k=16, max_leaves=4096):
 
 
 @torch.no_grad()
-def geometry_metrics(model, meta, k=16, max_leaves=4096):
+def geometry_metrics(model, meta, k=LAPLACIAN_K, max_leaves=MAX_LEAVES):
     """Flat dict of geometry/... metrics of a GPT; cheap enough to log at every evaluation."""
     return embedding_metrics(token_embeddings(model), meta, k, max_leaves)
 
 
 @torch.no_grad()
-def model_first_hop_accuracy(model, meta, batch=4096):
+def model_first_hop_accuracy(model, meta, batch=FORWARD_BATCH):
     """What the model itself does on the held-out paths: the argmax after '[PATH] leaf _ .. root',
     given the true root (teacher-forced, as val/accuracy/first_hop_teacher_forced, so that a model
     trained with path_loss='first_hop', never taught to emit the root, is scored too)."""
@@ -247,7 +236,7 @@ def pyplot():
 def arm_ticks(ax, cols, rows):
     """Arm numbers as tick labels, thinned so they stay legible."""
     for axis, arms in ((ax.xaxis, cols), (ax.yaxis, rows)):
-        step = max(1, int(np.ceil(len(arms) / 32)))
+        step = max(1, int(np.ceil(len(arms) / MAX_TICKS)))
         axis.set_ticks(np.arange(0, len(arms), step))
         axis.set_ticklabels([str(a) for a in arms[::step]], fontsize=7)
     ax.tick_params(axis='x', labelrotation=90)
@@ -262,9 +251,9 @@ def plot_heatmap(sim, title, path, row_arms=None, col_arms=None):
     col_arms = np.arange(cols) if col_arms is None else np.asarray(col_arms)
     fig, ax = plt.subplots(figsize=(min(4 + 0.14 * cols, 14), min(3 + 0.14 * rows, 10)), constrained_layout=True)
     # a symmetric scale fitted to the data: trained cosines are often small, and -1..1 would wash them out
-    vmax = max(float(np.abs(sim).max()), 0.05)
+    vmax = max(float(np.abs(sim).max()), MIN_COLOUR_SCALE)
     im = ax.imshow(sim, cmap='RdBu_r', vmin=-vmax, vmax=vmax, aspect='auto', interpolation='nearest')
-    for i in range(min(rows, 64)):  # outline the right answers
+    for i in range(min(rows, MAX_OUTLINED)):  # outline the right answers
         ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, ec='k', lw=0.8))
     if cols > rows:  # where the held-out leaves' own arms end and the other arms begin
         ax.axvline(rows - 0.5, color='k', lw=1, ls='--')
@@ -274,8 +263,19 @@ def plot_heatmap(sim, title, path, row_arms=None, col_arms=None):
     ax.set_title(title + '\ncosine(leaf, first hop); outlined = own arm; '
                  'a red diagonal = geometric lookup finds the arm', fontsize=9)
     fig.colorbar(im, ax=ax, label='cosine similarity', shrink=0.8)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(plt, fig, path)
+
+
+def save_figure(plt, fig, path):
+    """Save as a PNG under a temp name, then rename: a reader (or a kill) never sees half a file."""
+    tmp = f'{path}.tmp-{os.getpid()}'
+    try:
+        fig.savefig(tmp, dpi=DPI, format='png')
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
@@ -289,7 +289,7 @@ def pca_2d(x):
     return vectors[:, top] * np.sqrt(np.clip(values[top], 0, None))
 
 
-def plot_projection(emb, meta, title, path, max_shown=10):
+def plot_projection(emb, meta, title, path, max_shown=PROJECTION_ARMS):
     """PCA of the nodes of a few arms (up to half held-out), each arm a line root -> leaf."""
     plt = pyplot()
     held, trained = np.asarray(meta['holdout_arms']), np.asarray(meta['train_arms'])
@@ -313,12 +313,10 @@ def plot_projection(emb, meta, title, path, max_shown=10):
     ax.set_ylabel('principal component 2')
     ax.set_title(title + '\nnode embeddings, PCA of the nodes shown; each line is an arm root -> leaf', fontsize=9)
     ax.legend(fontsize=7, loc='best')
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
-def geometry_plots(model, meta, out_dir, title, max_arms=64, prefix='geometry'):
+def geometry_plots(model, meta, out_dir, title, max_arms=MAX_ARMS, prefix='geometry'):
     """Write the heatmap and the projection PNGs into out_dir; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
     emb = token_embeddings(model).cpu()
@@ -351,8 +349,6 @@ def graph_meta(cfg):
 
 def load_checkpoint(path):
     """(model on CPU, checkpoint dict, meta), or a one-line ConfigError."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
         model = GPT(GPTConfig(**ckpt['model_args']))
@@ -367,41 +363,51 @@ def load_checkpoint(path):
     return model.eval(), ckpt, meta
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other user error
+        raise ConfigError(f"{message} (see --help)")
+
+
+def positive_int(text):
+    if not re.fullmatch(r'[0-9]+', text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def parse_cli(argv):
-    """analyze.py CKPT [--out_dir=DIR] [--max_arms=N] [--k=N] (also '--key value')."""
-    opts, ckpt, i = dict(out_dir=None, max_arms=64, k=16), None, 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith('--'):
-            key, sep, value = arg[2:].partition('=')
-            if key not in opts:
-                raise ConfigError(f"unknown option --{key}; expected --out_dir, --max_arms or --k")
-            if not sep:
-                if i + 1 >= len(argv):
-                    raise ConfigError(f"--{key} needs a value")
-                i, value = i + 1, argv[i + 1]
-            if key != 'out_dir':
-                if not value.isdigit() or int(value) < 1:
-                    raise ConfigError(f"--{key}: expected an integer >= 1, got {value!r}")
-                value = int(value)
-            opts[key] = value
-        elif ckpt is None:
-            ckpt = arg
-        else:
-            raise ConfigError(f"expected one checkpoint path, got {ckpt!r} and {arg!r}")
-        i += 1
-    if ckpt is None:
-        raise ConfigError("usage: python3 analyze.py out/ckpt.pt [--out_dir=DIR] [--max_arms=64] [--k=16]")
-    return ckpt, opts
+    p = ArgumentParser(prog='analyze.py', allow_abbrev=False, description=__doc__.strip().splitlines()[0])
+    p.add_argument('checkpoint', help="a ckpt.pt written by train.py")
+    p.add_argument('--out_dir', help="for the PNGs and geometry.json (default: the checkpoint's folder)")
+    p.add_argument('--max_arms', type=positive_int, default=MAX_ARMS,
+                   help=f"heatmap columns; half of them are held-out rows (default: {MAX_ARMS})")
+    p.add_argument('--k', type=positive_int, default=LAPLACIAN_K,
+                   help=f"low Laplacian eigenvectors for the alignment (default: {LAPLACIAN_K})")
+    return p.parse_args(argv)
+
+
+def check_out_dir(out_dir, given):
+    """out_dir must be a folder we can write, or creatable as one: checked before any work."""
+    path = os.path.abspath(out_dir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        where = f"--out_dir {out_dir!r}" if given else f"the checkpoint's folder {out_dir!r}"
+        what = 'not writable' if os.path.isdir(path) else 'a file, not a folder'
+        hint = '' if given else '; pick another with --out_dir'
+        raise ConfigError(f"cannot write into {where}: {path} is {what}{hint}")
 
 
 def write_json(obj, path):
     """Atomically (temp file + rename); NaN (no held-out arms) becomes null, which is valid JSON."""
     obj = {k: None if isinstance(v, float) and v != v else v for k, v in obj.items()}
     tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w') as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def print_table(metrics, meta):
@@ -418,18 +424,25 @@ def print_table(metrics, meta):
 
 @torch.no_grad()
 def main(argv):
-    ckpt_path, opts = parse_cli(argv)
+    args = parse_cli(argv)
+    ckpt_path = args.checkpoint
+    if not os.path.isfile(ckpt_path):
+        raise ConfigError(f"checkpoint not found: {ckpt_path}")
+    out_dir = args.out_dir or os.path.dirname(os.path.abspath(ckpt_path))
+    check_out_dir(out_dir, given=bool(args.out_dir))  # before the minutes of work, not after
     model, ckpt, meta = load_checkpoint(ckpt_path)
-    out_dir = opts['out_dir'] or os.path.dirname(os.path.abspath(ckpt_path))
     title = run_title(ckpt['model_args'], ckpt['config'], ckpt.get('iter_num', '?'))
-    metrics = geometry_metrics(model, meta, k=opts['k'])
+    metrics = geometry_metrics(model, meta, k=args.k)
     metrics['model/val_first_hop_accuracy'] = model_first_hop_accuracy(model, meta)
-    pngs = geometry_plots(model, meta, out_dir, title, max_arms=opts['max_arms'])
+    json_path = os.path.join(out_dir, 'geometry.json')
+    try:  # each file is renamed into place whole; a disk that fills up now is still one line
+        pngs = geometry_plots(model, meta, out_dir, title, max_arms=args.max_arms)
+        write_json(dict(metrics, checkpoint=os.path.abspath(ckpt_path), iter=ckpt.get('iter_num'), title=title,
+                        pngs=pngs), json_path)
+    except OSError as e:
+        raise ConfigError(f"cannot write into {out_dir!r}: {e.strerror or type(e).__name__}") from None
     print(f"{ckpt_path}: {title}")
     print_table(metrics, meta)
-    json_path = os.path.join(out_dir, 'geometry.json')
-    write_json(dict(metrics, checkpoint=os.path.abspath(ckpt_path), iter=ckpt.get('iter_num'), title=title,
-                    pngs=pngs), json_path)
     for name, path in pngs.items():
         print(f"wrote {path}")
     print(f"wrote {json_path}")

@@ -1,7 +1,10 @@
 """analyze.py: geometry diagnostics on hand-built embeddings whose answer is known, and the CLI end to end."""
+import errno
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -36,10 +39,35 @@ def clustered_embeddings(d, l, noise=0.0, seed=0):
     return torch.tensor(emb + noise * rng.standard_normal(emb.shape), dtype=torch.float32)
 
 
+def dense_laplacian(d, l):
+    """The reference L = D - A (N, N) of the undirected path-star, nodes in node_tokens order."""
+    m, n = l - 1, d * (l - 1) + 1
+    arm_nodes = 1 + np.arange(d * m).reshape(d, m)
+    parents = np.concatenate([np.zeros((d, 1), np.int64), arm_nodes[:, :-1]], axis=1).ravel()
+    children = arm_nodes.ravel()
+    adj = np.zeros((n, n))
+    adj[parents, children] = adj[children, parents] = 1.0
+    return np.diag(adj.sum(1)) - adj
+
+
 def low_eigenvectors(d, l, k):
     """Columns 1..k of the dense eigendecomposition (column 0 is the constant)."""
-    _, vectors = np.linalg.eigh(analyze.laplacian(d, l))
+    _, vectors = np.linalg.eigh(dense_laplacian(d, l))
     return vectors[:, 1:k + 1]
+
+
+def diagonal_margin(sim):
+    """The reference margin on a full similarity matrix: per row i, sim[i, i] minus the largest other entry."""
+    sim = torch.as_tensor(sim).float()
+    rows = torch.arange(sim.size(0))
+    others = sim.clone()
+    others[rows, rows] = -float('inf')
+    return sim[rows, rows] - others.max(dim=1).values
+
+
+def geometric_accuracy(emb, paths, arms):
+    """Fraction of the leaves of `arms` whose nearest first hop is their own arm's."""
+    return (analyze.first_hop_margins(emb, paths, arms) > 0).float().mean().item()
 
 
 # -----------------------------------------------------------------------------
@@ -52,10 +80,10 @@ def test_clustered_arms_give_a_large_margin_and_perfect_geometric_accuracy():
     arms = np.array([3, 7, 11])
     sim, cols = analyze.leaf_first_hop_similarity(emb, paths, arms)
     assert sim.shape == (3, d) and cols[:3].tolist() == [3, 7, 11] and sorted(cols.tolist()) == list(range(d))
-    margin = analyze.diagonal_margin(sim)
+    margin = diagonal_margin(sim)
     assert (margin > 0.5).all()
-    assert analyze.nearest_first_hop_accuracy(emb, paths, arms) == 1.0
-    assert analyze.nearest_first_hop_accuracy(emb, paths, np.arange(d)) == 1.0
+    assert geometric_accuracy(emb, paths, arms) == 1.0
+    assert geometric_accuracy(emb, paths, np.arange(d)) == 1.0
 
 
 def test_margins_against_all_arms_equal_the_heatmap_diagonal_margin():
@@ -64,12 +92,19 @@ def test_margins_against_all_arms_equal_the_heatmap_diagonal_margin():
     arms = np.array([0, 5, 29])
     sim, _ = analyze.leaf_first_hop_similarity(emb, paths, arms)
     chunked = analyze.first_hop_margins(emb, paths, arms, chunk=2)  # chunks must not change the answer
-    assert torch.allclose(analyze.diagonal_margin(sim), chunked, atol=1e-6)
+    assert torch.allclose(diagonal_margin(sim), chunked, atol=1e-6)
 
 
-def test_diagonal_margin_on_a_known_matrix():
-    sim = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.3, 0.4]])
-    assert torch.allclose(analyze.diagonal_margin(sim), torch.tensor([0.4, -0.1]))
+def test_first_hop_margins_on_known_cosines():
+    # d = 3, l = 2: leaf of arm a is token 4 + a; first hops 1, 2, 3 are e_0, e_1, e_2
+    paths = np.array([[0, 1, 4], [0, 2, 5], [0, 3, 6]])
+    emb = torch.zeros(7, 3)
+    emb[1:4] = torch.eye(3)
+    emb[4], emb[5] = torch.tensor([0.9, 0.2, 0.5]), torch.tensor([0.1, 0.3, 0.4])
+    unit = [emb[4] / emb[4].norm(), emb[5] / emb[5].norm()]
+    want = torch.stack([unit[0][0] - unit[0][2], unit[1][1] - unit[1][2]])
+    assert torch.allclose(analyze.first_hop_margins(emb, paths, [0, 1]), want)
+    assert torch.allclose(diagonal_margin(torch.stack(unit)), want)  # the reference agrees
 
 
 def test_random_embeddings_give_chance_geometric_accuracy():
@@ -79,7 +114,7 @@ def test_random_embeddings_give_chance_geometric_accuracy():
     hits = []
     for seed in range(seeds):
         emb = torch.randn(d * (l - 1) + 1, 64, generator=torch.Generator().manual_seed(seed))
-        hits.append(analyze.nearest_first_hop_accuracy(emb, star_paths(d, l), np.arange(d)))
+        hits.append(geometric_accuracy(emb, star_paths(d, l), np.arange(d)))
     n, p = seeds * d, 1.0 / d
     assert abs(np.mean(hits) - p) < 4 * np.sqrt(p * (1 - p) / n)
     margins = analyze.first_hop_margins(emb, star_paths(d, l), np.arange(d))
@@ -92,7 +127,7 @@ def test_random_embeddings_give_chance_geometric_accuracy():
 
 @pytest.mark.parametrize('d,l', [(2, 2), (4, 3), (7, 6)])
 def test_laplacian_is_symmetric_with_zero_row_sums_and_one_zero_eigenvalue(d, l):
-    lap = analyze.laplacian(d, l)
+    lap = dense_laplacian(d, l)
     n = d * (l - 1) + 1
     assert lap.shape == (n, n) and np.array_equal(lap, lap.T)
     assert np.allclose(lap.sum(axis=1), 0)
@@ -102,7 +137,7 @@ def test_laplacian_is_symmetric_with_zero_row_sums_and_one_zero_eigenvalue(d, l)
 
 @pytest.mark.parametrize('d,l', [(2, 2), (4, 3), (10, 5), (7, 6)])
 def test_the_closed_form_spectrum_matches_dense_eigh(d, l):
-    dense = np.linalg.eigvalsh(analyze.laplacian(d, l))
+    dense = np.linalg.eigvalsh(dense_laplacian(d, l))
     closed = sorted([0.0] + [value for value, _, _, mult in analyze.laplacian_levels(d, l) for _ in range(mult)])
     assert np.allclose(closed, dense, atol=1e-9)
 
@@ -187,13 +222,27 @@ def run_cli(*args):
                           timeout=120)
 
 
-def test_cli_on_a_trained_checkpoint_writes_pngs_and_json(tmp_path):
-    summary = train.train(tiny_config(tmp_path, epochs=5, eval_interval=100))
-    out = run_cli(tmp_path / 'out' / 'ckpt.pt', '--out_dir', tmp_path / 'geo', '--max_arms=8')
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """(checkpoint path, train summary) of a tiny run, shared by the CLI tests."""
+    folder = tmp_path_factory.mktemp('trained')
+    summary = train.train(tiny_config(folder, epochs=5, eval_interval=100))
+    return folder / 'out' / 'ckpt.pt', summary
+
+
+def tree(folder):
+    return sorted(os.path.relpath(os.path.join(top, name), folder)
+                  for top, dirs, files in os.walk(folder) for name in dirs + files)
+
+
+def test_cli_on_a_trained_checkpoint_writes_pngs_and_json(trained, tmp_path):
+    ckpt, summary = trained
+    out = run_cli(ckpt, '--out_dir', tmp_path / 'geo', '--max_arms=8')
     assert out.returncode == 0, out.stderr
     assert 'geometry/nearest_first_hop_accuracy' in out.stdout
     for name in ('geometry_heatmap.png', 'geometry_projection.png'):
         assert (tmp_path / 'geo' / name).read_bytes()[:8] == PNG_MAGIC
+    assert tree(tmp_path / 'geo') == ['geometry.json', 'geometry_heatmap.png', 'geometry_projection.png']  # no temps
     saved = json.loads((tmp_path / 'geo' / 'geometry.json').read_text())
     for key in ('geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy',
                 'geometry/train_nearest_first_hop_accuracy', 'geometry/laplacian_alignment',
@@ -209,7 +258,7 @@ def test_cli_bad_checkpoint_path_is_one_line_and_exit_2():
 
 
 def run_main(argv):
-    """analyze.py's main in-process, as the CLI wraps it: (exit code, stderr lines)."""
+    """analyze.py's main in-process, as the CLI wraps it: its exit code."""
     from configurator import exit_on_config_error
     try:
         exit_on_config_error(lambda: analyze.main(argv))
@@ -219,16 +268,24 @@ def run_main(argv):
 
 
 @pytest.mark.parametrize('args,message', [
-    ([], 'usage'),
-    (['x.pt', '--max_arms=0'], '--max_arms'),
-    (['x.pt', '--k'], 'needs a value'),
-    (['x.pt', '--colour=red'], 'unknown option'),
-    (['a.pt', 'b.pt'], 'one checkpoint path'),
+    ([], 'the following arguments are required: checkpoint'),
+    (['x.pt', '--max_arms=0'], "argument --max_arms: expected an integer >= 1, got '0'"),
+    (['x.pt', '--k=2.5'], "argument --k: expected an integer >= 1, got '2.5'"),
+    (['x.pt', '--k'], 'argument --k: expected one argument'),
+    (['x.pt', '--colour=red'], 'unrecognized arguments: --colour=red'),
+    (['x.pt', '--max=8'], 'unrecognized arguments: --max=8'),  # no abbreviations: a typo is not guessed
+    (['a.pt', 'b.pt'], 'unrecognized arguments: b.pt'),
 ])
 def test_cli_user_errors_are_one_line_and_exit_2(args, message, capsys):
     assert run_main(args) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and message in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith('error: ') and message in err
+
+
+def test_cli_help_lists_the_options_and_exits_0(capsys):
+    assert run_main(['--help']) == 0
+    out = capsys.readouterr()
+    assert out.err == '' and all(option in out.out for option in ('checkpoint', '--out_dir', '--max_arms', '--k'))
 
 
 def test_cli_rejects_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
@@ -237,6 +294,69 @@ def test_cli_rejects_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     assert run_main([str(bad)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and 'cannot read checkpoint' in err
+
+
+def test_cli_out_dir_under_a_file_is_one_line_exit_2_before_reading_the_checkpoint(tmp_path, capsys):
+    # the checkpoint is not one either: had analyze.py read it first, the error would be about it
+    (tmp_path / 'ckpt.pt').write_text('not a checkpoint')
+    (tmp_path / 'blocker').write_text('a file')
+    before = tree(tmp_path)
+    out_dir = tmp_path / 'blocker' / 'geo' / 'deeper'
+    out = run_cli(tmp_path / 'ckpt.pt', f'--out_dir={out_dir}')
+    assert out.returncode == 2 and out.stdout == '' and 'Traceback' not in out.stderr
+    assert out.stderr.strip() == (f"error: cannot write into --out_dir '{out_dir}': "
+                                  f"{tmp_path / 'blocker'} is a file, not a folder")
+    assert run_main([str(tmp_path / 'ckpt.pt'), f'--out_dir={tmp_path / "blocker"}']) == 2  # out_dir is the file
+    assert 'is a file, not a folder' in capsys.readouterr().err
+    assert tree(tmp_path) == before
+
+
+def read_only_folders_block_writes():
+    """False as root (with CAP_DAC_OVERRIDE), where a chmod 555 folder still takes new files."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o555)
+        try:
+            open(os.path.join(folder, 'probe'), 'w').close()
+            return False
+        except PermissionError:
+            return True
+        finally:
+            os.chmod(folder, 0o755)
+
+
+@pytest.mark.skipif(not read_only_folders_block_writes(), reason='root writes into read-only folders')
+@pytest.mark.parametrize('given', [True, False])
+def test_cli_read_only_out_dir_is_one_line_exit_2_and_nothing_written(trained, tmp_path, given, monkeypatch, capsys):
+    ckpt, _ = trained
+    folder = tmp_path / 'ro'
+    folder.mkdir()
+    if not given:  # the default out_dir is the checkpoint's folder
+        ckpt = folder / 'ckpt.pt'
+        ckpt.write_bytes(trained[0].read_bytes())
+    monkeypatch.setattr(analyze, 'load_checkpoint', lambda path: pytest.fail('read before the out_dir check'))
+    folder.chmod(0o555)
+    try:
+        assert run_main([str(ckpt)] + ([f'--out_dir={folder / "geo"}'] if given else [])) == 2
+        assert tree(folder) == ([] if given else ['ckpt.pt'])
+    finally:
+        folder.chmod(0o755)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f'{folder} is not writable' in err
+    assert ('--out_dir' in err) and (given or "the checkpoint's folder" in err)
+
+
+def test_a_write_that_fails_midway_is_one_line_and_leaves_no_partial_file(trained, tmp_path, monkeypatch, capsys):
+    def full_disk(self, path, **kwargs):
+        with open(path, 'wb') as f:
+            f.write(PNG_MAGIC)  # half a PNG, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    from matplotlib.figure import Figure
+    monkeypatch.setattr(Figure, 'savefig', full_disk)
+    assert run_main([str(trained[0]), f'--out_dir={tmp_path / "geo"}']) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: cannot write into '{tmp_path / 'geo'}': {os.strerror(errno.ENOSPC)}"
+    assert tree(tmp_path / 'geo') == []  # neither the PNG nor its temp file
 
 
 def test_pca_2d_matches_the_svd_up_to_sign():
