@@ -481,7 +481,8 @@ def log_geometry(model, meta, cfg, iter_num, run):
                                   prefix=f'iter{iter_num:07d}')
     print(f"  geometry: held-out diagonal margin {numbers['geometry/diagonal_margin']:.3f}, nearest-first-hop "
           f"accuracy {numbers['geometry/nearest_first_hop_accuracy']:.3f}, Laplacian alignment "
-          f"{numbers['geometry/laplacian_alignment']:.3f} (random {numbers['geometry/laplacian_alignment_random']:.3f})")
+          f"{numbers['geometry/laplacian_alignment']:.3f} "
+          f"(random {numbers['geometry/laplacian_alignment_random']:.3f})")
     if run is not None:
         import wandb
         run.log({f'geometry_plots/{name}': wandb.Image(path) for name, path in pngs.items()}, step=iter_num)

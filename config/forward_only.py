@@ -6,4 +6,4 @@
 # held-out path accuracy near 0. The data differ a little more than this key: half the
 # edge rows, so path_replication='auto' repeats each training path half as often.
 use_undirected = False
-out_dir += '-forward'  # noqa: F821 (out_dir comes from the configs applied before this one)
+out_dir += '-forward'  # out_dir comes from the configs applied before this one

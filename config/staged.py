@@ -7,4 +7,4 @@
 # collapsing, or varying across seeds); compare several seeds before concluding anything.
 recipe = 'staged'
 staged_edge_frac = 0.5
-out_dir += '-staged'  # noqa: F821 (out_dir comes from the configs applied before this one)
+out_dir += '-staged'  # out_dir comes from the configs applied before this one
