@@ -339,6 +339,22 @@ def run_title(model_args, cfg, iter_num):
 # the command line
 
 
+def log_geometry(model, meta, cfg, iter_num, run):
+    """During training: the geometry numbers (returned), plots under out_dir/geometry/, wandb images."""
+    numbers = geometry_metrics(model, meta)
+    title = run_title(vars(model.config), cfg, iter_num)
+    pngs = geometry_plots(model, meta, os.path.join(cfg['out_dir'], 'geometry'), title,
+                                  prefix=f'iter{iter_num:07d}')
+    print(f"  geometry: held-out diagonal margin {numbers['geometry/diagonal_margin']:.3f}, nearest-first-hop "
+          f"accuracy {numbers['geometry/nearest_first_hop_accuracy']:.3f}, Laplacian alignment "
+          f"{numbers['geometry/laplacian_alignment']:.3f} "
+          f"(random {numbers['geometry/laplacian_alignment_random']:.3f})")
+    if run is not None:
+        import wandb
+        run.log({f'geometry_plots/{name}': wandb.Image(path) for name, path in pngs.items()}, step=iter_num)
+    return numbers
+
+
 def graph_meta(cfg):
     """The dataset meta of a run without its rows: the same draw as load_or_build, nothing written
     (a checkpoint from another machine may name a data_dir that does not exist here)."""

@@ -27,8 +27,11 @@ def path_metrics(split, token_loss, token_correct, first_hop_tf):
     return metrics
 
 
+EVAL_BATCH_ROWS = 4096  # rows per evaluation forward pass: bounds its memory on big graphs
+
+
 @torch.no_grad()
-def score_paths(model, rows, prompt_len, l, device, ctx, batch=4096):
+def score_paths(model, rows, prompt_len, l, device, ctx, batch=EVAL_BATCH_ROWS):
     """Per-token teacher-forced loss, greedy-decoding correctness and teacher-forced
     first-hop correctness for path rows (n, T)."""
     losses, corrects, first_hops = [], [], []
@@ -84,3 +87,14 @@ def print_eval(metrics, iter_num, epoch, l, chance):
             cells = ''.join(f"{metrics[f'{split}/accuracy/token_{i + 1}']:7.3f}" for i in range(l))
             print(f'  {split:<8} {cells}{metrics[f"{split}/accuracy/path"]:7.3f}')
     print(f'  (tok2 is the first hop after the root; chance {chance:.3f})')
+
+
+def print_summary(summary):
+    def show(key):
+        return f"{summary[key]:.3f}" if key in summary else 'n/a'
+    print(f"done in {summary['wall_time_s']:.1f}s, {summary['iter']} iters ({summary['epoch']:.1f} epochs)")
+    print(f"  held-out first hop: final {show('val/accuracy/token_2')}, best {show('best/val/accuracy/token_2')} "
+          f"(chance {summary['chance/first_hop']:.3f})")
+    print(f"  held-out path:      final {show('val/accuracy/path')}, best {show('best/val/accuracy/path')}")
+    print(f"  training path:      final {show('train/accuracy/path')} | val loss {show('val/loss/overall')} "
+          f"| train loss {show('train/loss/overall')}")

@@ -157,15 +157,15 @@ def make_meta(cfg, paths, holdout_arms):
     vocab_size = NODE_OFFSET + vocab
     return dict(
         d=d, l=l, num_nodes=configurator.num_nodes(d, l), graph_vocab_size=vocab, vocab_size=vocab_size,
-        tokens=dict(TOKENS), node_offset=NODE_OFFSET,
+        tokens=dict(TOKENS),
         row_len=max(edge_len, path_len), path_prompt_len=prompt_len, edge_row_len=edge_len,
         num_edge_rows=num_edge_rows, path_replication=rep,
         num_train_rows=num_train_rows, num_val_rows=len(holdout_arms),
-        root=int(paths[0, 0]), paths=paths, leaves=paths[:, -1],
+        paths=paths,  # (d, l) root..leaf of every arm
         train_arms=train_arms, holdout_arms=holdout_arms,
         # the largest token id is vocab_size - 1; it must never wrap around
         dtype='uint16' if vocab_size <= 2 ** 16 else 'uint32',
-        config=dict(cfg), format_version=FORMAT_VERSION,
+        config=dict(cfg),
     )
 
 
@@ -238,15 +238,12 @@ def build_arrays(cfg):
 
 def cache_dir(cfg):
     """The folder this parameter set lives in under cfg['data_dir']."""
-    return folder_for(data_config(cfg), cfg.get('data_dir', configurator.DEFAULTS['data_dir']))
-
-
-def folder_for(dcfg, data_dir):
+    dcfg = data_config(cfg)
     key = json.dumps(dict(dcfg, format_version=FORMAT_VERSION), sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     name = (f"pathstar_d{dcfg['graph_d']}_l{dcfg['graph_l']}_v{dcfg['graph_vocab_size']}"
             f"_h{dcfg['graph_holdout_percentage']:g}_p{dcfg['num_pause_tokens']}_{digest}")
-    return os.path.join(data_dir, name)
+    return os.path.join(cfg.get('data_dir', configurator.DEFAULTS['data_dir']), name)
 
 
 def is_built(folder):
@@ -256,7 +253,7 @@ def is_built(folder):
 
 def save_meta(meta, folder):
     """meta.json: the scalars and lists; the arrays are in paths.npy or follow from holdout_arms."""
-    plain = {k: v for k, v in meta.items() if k not in ('paths', 'leaves', 'train_arms', 'holdout_arms')}
+    plain = {k: v for k, v in meta.items() if k not in ('paths', 'train_arms', 'holdout_arms')}
     plain['holdout_arms'] = meta['holdout_arms'].tolist()
     with open(os.path.join(folder, 'meta.json'), 'w') as f:
         f.write(json.dumps(plain))  # dumps uses the C encoder, dump does not: 0.5 s at d = 1e6
@@ -323,7 +320,6 @@ def load(folder, mmap=False):
     with open(os.path.join(folder, 'meta.json')) as f:
         meta = json.load(f)
     meta['paths'] = np.load(os.path.join(folder, 'paths.npy'), allow_pickle=False)
-    meta['leaves'] = meta['paths'][:, -1]
     meta['holdout_arms'] = np.array(meta['holdout_arms'], dtype=np.int64)
     meta['train_arms'] = other_arms(meta['d'], meta['holdout_arms'])
     mode = 'r' if mmap else None
@@ -339,8 +335,7 @@ def load_or_build(cfg, verbose=True, mmap=False):
     raise configurator.ConfigError before anything is written. mmap=True maps an existing cache's arrays
     read-only instead of reading them (a fresh build is in memory already).
     """
-    dcfg = data_config(cfg)
-    folder = folder_for(dcfg, cfg.get('data_dir', configurator.DEFAULTS['data_dir']))
+    dcfg, folder = data_config(cfg), cache_dir(cfg)
     data = None
     if not is_built(folder):
         data = build_locked(dcfg, folder, verbose)

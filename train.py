@@ -20,11 +20,12 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
+import analyze
 import configurator
 import pathstar_data
 import pathstar_rows
 from configurator import ConfigError, wandb_mode
-from evaluate import best_key, evaluate, print_eval
+from evaluate import best_key, evaluate, print_eval, print_summary
 from model import GPT, GPTConfig, estimate_mfu
 
 
@@ -422,7 +423,7 @@ def evaluate_and_save(r):
     r.metrics.update({'iter': r.iter_num, 'epoch': epochs_done(r.iter_num, r.plan)})
     if cfg['geometry_interval'] and ((r.iter_num // cfg['eval_interval']) % cfg['geometry_interval'] == 0
                                      or r.iter_num == r.max_iters):
-        r.metrics.update(log_geometry(r.model, meta, cfg, r.iter_num, r.wandb))
+        r.metrics.update(analyze.log_geometry(r.model, meta, cfg, r.iter_num, r.wandb))
     check_finite(r.metrics['train/loss/overall'], r.iter_num, cfg)
     print_eval(r.metrics, r.iter_num, r.metrics['epoch'], meta['l'], 1 / meta['d'])
     r.last_eval = r.iter_num
@@ -458,7 +459,7 @@ def write_summary(r):
                     'params': r.model.num_params(), 'train_rows': meta['num_train_rows'],
                     'val_rows': len(r.data.val_rows), 'device': r.device})
     atomic_write_json(summary, os.path.join(r.cfg['out_dir'], 'summary.json'))
-    print_summary(summary, meta['l'])
+    print_summary(summary)
     if r.wandb is not None:
         for key, value in summary.items():
             r.wandb.summary[key] = value
@@ -470,23 +471,6 @@ def finish_wandb(r, summary):
         r.wandb.finish(exit_code=0 if summary is not None else 1)
         if wandb_mode(r.cfg) == 'offline':
             print(f"wandb: offline run saved; upload it with: wandb sync {os.path.dirname(r.wandb.dir)}")
-
-
-def log_geometry(model, meta, cfg, iter_num, run):
-    """Embedding-geometry numbers (returned) and plots (out_dir/geometry/, and wandb images)."""
-    import analyze
-    numbers = analyze.geometry_metrics(model, meta)
-    title = analyze.run_title(vars(model.config), cfg, iter_num)
-    pngs = analyze.geometry_plots(model, meta, os.path.join(cfg['out_dir'], 'geometry'), title,
-                                  prefix=f'iter{iter_num:07d}')
-    print(f"  geometry: held-out diagonal margin {numbers['geometry/diagonal_margin']:.3f}, nearest-first-hop "
-          f"accuracy {numbers['geometry/nearest_first_hop_accuracy']:.3f}, Laplacian alignment "
-          f"{numbers['geometry/laplacian_alignment']:.3f} "
-          f"(random {numbers['geometry/laplacian_alignment_random']:.3f})")
-    if run is not None:
-        import wandb
-        run.log({f'geometry_plots/{name}': wandb.Image(path) for name, path in pngs.items()}, step=iter_num)
-    return numbers
 
 
 def check_finite(loss, iter_num, cfg):
@@ -506,17 +490,6 @@ def out_of_memory_as_training_error(cfg, batch_size):
 def oom_message(cfg, batch_size):
     return (f"out of GPU memory with batch_size={batch_size}, n_layer={cfg['n_layer']}, n_embd={cfg['n_embd']}: "
             f"lower batch_size (raise gradient_accumulation_steps to keep the rows per step) or the model size")
-
-
-def print_summary(summary, l):
-    def show(key):
-        return f"{summary[key]:.3f}" if key in summary else 'n/a'
-    print(f"done in {summary['wall_time_s']:.1f}s, {summary['iter']} iters ({summary['epoch']:.1f} epochs)")
-    print(f"  held-out first hop: final {show('val/accuracy/token_2')}, best {show('best/val/accuracy/token_2')} "
-          f"(chance {summary['chance/first_hop']:.3f})")
-    print(f"  held-out path:      final {show('val/accuracy/path')}, best {show('best/val/accuracy/path')}")
-    print(f"  training path:      final {show('train/accuracy/path')} | val loss {show('val/loss/overall')} "
-          f"| train loss {show('train/loss/overall')}")
 
 
 def install_signal_handlers(stop):

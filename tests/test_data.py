@@ -82,12 +82,11 @@ def test_the_graph_is_a_star_with_unique_node_ids_within_the_vocab():
     arrays, meta = build()
     d, l, paths = meta['d'], meta['l'], meta['paths']
     assert paths.shape == (d, l)
-    assert (paths[:, 0] == meta['root']).all()
+    assert (paths[:, 0] == meta['paths'][0, 0]).all()
     below_root = paths[:, 1:].ravel()
-    assert len(set(below_root.tolist()) | {meta['root']}) == meta['num_nodes'] == d * (l - 1) + 1
+    assert len(set(below_root.tolist()) | {meta['paths'][0, 0]}) == meta['num_nodes'] == d * (l - 1) + 1
     labels = paths - NODE_OFFSET
     assert labels.min() >= 0 and labels.max() < meta['graph_vocab_size']
-    assert (meta['leaves'] == paths[:, -1]).all()
 
 
 def test_node_labels_then_held_out_arms_come_from_the_seeded_rng_in_index_layout():
@@ -126,9 +125,9 @@ def test_path_rows_walk_root_to_leaf_and_end_at_the_prompt_leaf():
         row = tokens(row)
         assert row[0] == PATH and row[2:start] == [PAUSE] * 3 and len(row) == start + l
         path = row[start:]
-        assert path[0] == meta['root']
+        assert path[0] == meta['paths'][0, 0]
         assert all((u, v) in edges for u, v in zip(path[:-1], path[1:]))
-        assert row[1] == path[-1] and path[-1] in meta['leaves']
+        assert row[1] == path[-1] and path[-1] in meta['paths'][:, -1]
 
 
 def test_masks_select_exactly_the_targets():
@@ -181,8 +180,8 @@ def test_holdout_arms_are_disjoint_from_training_path_arms():
     assert list(meta['holdout_arms']) == sorted(held)
     _, train_paths = split_train(arrays, meta)
     prompt_col = 1  # [PATH] leaf ...
-    assert set(train_paths[:, prompt_col].tolist()) == set(meta['leaves'][meta['train_arms']].tolist())
-    assert arrays['val_rows'][:, prompt_col].tolist() == meta['leaves'][meta['holdout_arms']].tolist()
+    assert set(train_paths[:, prompt_col].tolist()) == set(meta['paths'][:, -1][meta['train_arms']].tolist())
+    assert arrays['val_rows'][:, prompt_col].tolist() == meta['paths'][:, -1][meta['holdout_arms']].tolist()
 
 
 def test_held_out_leaves_never_prompt_a_training_path_yet_all_their_edges_are_trained():
@@ -290,16 +289,15 @@ def test_loaded_meta_describes_the_arrays_and_matches_the_build(tmp_path):
     again = load(tmp_path)
     _, built_meta = build()
     m = again.meta
-    for key in ('d', 'l', 'num_nodes', 'graph_vocab_size', 'vocab_size', 'tokens', 'node_offset', 'row_len',
-                'path_prompt_len', 'edge_row_len', 'num_edge_rows', 'path_replication', 'root', 'dtype',
-                'config', 'format_version'):
+    for key in ('d', 'l', 'num_nodes', 'graph_vocab_size', 'vocab_size', 'tokens', 'row_len',
+                'path_prompt_len', 'edge_row_len', 'num_edge_rows', 'path_replication', 'dtype', 'config'):
         assert m[key] == built_meta[key] == data.meta[key], key
-    for key in ('paths', 'leaves', 'train_arms', 'holdout_arms'):
+    for key in ('paths', 'train_arms', 'holdout_arms'):
         assert isinstance(m[key], np.ndarray) and np.array_equal(m[key], built_meta[key]), key
     assert m['tokens'] == dict(pad=0, pause=1, edge=2, path=3, fwd=4, bwd=5)
     assert m['vocab_size'] == NODE_OFFSET + m['graph_vocab_size'] and again.train_rows.max() < m['vocab_size']
     assert m['row_len'] == again.train_rows.shape[1] == again.val_rows.shape[1]
-    assert m['root'] == m['paths'][0, 0] and set(m['config']) == set(ps.DATA_KEYS)
+    assert set(m['config']) == set(ps.DATA_KEYS)
     with open(os.path.join(again.path, 'meta.json')) as f:
         assert json.load(f)['num_edge_rows'] == m['num_edge_rows']
     assert np.array_equal(np.load(os.path.join(again.path, 'paths.npy'), allow_pickle=False), m['paths'])
