@@ -14,6 +14,7 @@ import difflib
 import itertools
 import math
 import os
+import re
 import sys
 
 import yaml
@@ -34,6 +35,12 @@ CHECK_GROUPS = (('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percen
                 ('n_embd', 'n_head'), ('learning_rate', 'min_lr'), ('warmup_frac', 'lr_decay_frac'),
                 ('recipe', 'staged_edge_frac', 'epochs'))
 MAX_GRID = 10_000  # every grid point is queued in the study when the sweep is created
+NUMBER = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')  # a decimal number written as text
+
+
+class SweepFile(dict):
+    """The file's top-level mapping, remembering its path for check_sweep's warnings."""
+    path = None
 
 
 def load_sweep_file(path):
@@ -50,6 +57,8 @@ def load_sweep_file(path):
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with method, metric and parameters, got {type(raw).__name__}")
+    raw = SweepFile(raw)
+    raw.path = path
     return raw
 
 
@@ -66,7 +75,8 @@ def check_sweep(raw):
     metric = check_metric(raw.get('metric'), method)
     params = raw.get('parameters')
     if not isinstance(params, dict) or not params:
-        raise ConfigError("parameters: expected a mapping of train.py keys, e.g. learning_rate: {values: [1e-3, 3e-3]}")
+        raise ConfigError("parameters: expected a mapping of train.py keys, "
+                          "e.g. learning_rate: {values: [1.0e-3, 3.0e-3]}")
     parameters = {str(name): check_parameter(str(name), spec, method) for name, spec in params.items()}
     if method == 'grid' and grid_size(parameters) > MAX_GRID:
         raise ConfigError(f"parameters: the grid has {grid_size(parameters):,} points, more than {MAX_GRID:,}; "
@@ -80,7 +90,36 @@ def check_sweep(raw):
             raise ConfigError(f"early_terminate: expected a mapping such as {{type: hyperband, min_iter: 3}}, "
                               f"got {raw['early_terminate']!r}")
         sweep['early_terminate'] = raw['early_terminate']
+    warn_string_numbers(params, getattr(raw, 'path', None))  # only for a file that passed, so errors stay one line
     return sweep
+
+
+def warn_string_numbers(params, path):
+    """A number YAML read as a string (PyYAML reads 1e-4 so: YAML 1.1 floats need a dot and a signed
+    exponent) is parsed here, but wandb gets the string and its schema rejects it as a min or max."""
+    where = f"{path}: " if path else ''
+    for name, spec in params.items():
+        if name not in DEFAULTS or not key_kind(name) or not isinstance(spec, dict):
+            continue
+        for field, given in spec.items():
+            for text in (given if field == 'values' and isinstance(given, list) else [given]):
+                if isinstance(text, str) and NUMBER.fullmatch(text.strip()):
+                    print(f"warning: {where}{name} {field} {text!r} was read by YAML as a string; "
+                          f"write {yaml_number(text, key_kind(name))} so YAML and wandb read a number",
+                          file=sys.stderr)
+
+
+def yaml_number(text, kind):
+    """text as YAML 1.1 reads a number: 1e-4 -> 1.0e-4, 2E3 -> 2.0e+3, and 1e4 -> 10000 for an int key."""
+    if kind == 'int' and float(text).is_integer():
+        return str(int(float(text)))
+    mantissa, _, exponent = text.strip().lower().partition('e')
+    sign = mantissa[0] if mantissa[0] in '+-' else ''
+    whole, _, fraction = mantissa.lstrip('+-').partition('.')
+    mantissa = f"{sign}{whole or '0'}.{fraction or '0'}"
+    if not exponent:
+        return mantissa
+    return f"{mantissa}e{exponent if exponent[0] in '+-' else '+' + exponent}"
 
 
 def check_metric(metric, method):
