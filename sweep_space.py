@@ -38,6 +38,31 @@ MAX_GRID = 10_000  # every grid point is queued in the study when the sweep is c
 NUMBER = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')  # a decimal number written as text
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key listed twice in one mapping, at any depth (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == 'tag:yaml.org,2002:merge':
+                continue  # merged (<<) keys may be overridden on purpose; complex keys fail later
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in lines:
+                raise ConfigError(f"{self.name}: key {key!r} is listed twice (lines {lines[key]} and {line}); "
+                                  f"YAML would keep only the last, so remove one")
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_unique(stream):
+    """yaml.safe_load, but a key listed twice is an error (what yaml.load(stream, UniqueKeyLoader) does)."""
+    loader = UniqueKeyLoader(stream)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 class SweepFile(dict):
     """The file's top-level mapping, remembering its path for check_sweep's warnings."""
     path = None
@@ -48,7 +73,7 @@ def load_sweep_file(path):
         raise ConfigError(f"sweep config not found: {path}")
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            raw = safe_load_unique(f)
     except OSError as e:
         raise ConfigError(f"cannot read sweep config {path}: {e.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -78,6 +103,9 @@ def check_sweep(raw):
         raise ConfigError("parameters: expected a mapping of train.py keys, "
                           "e.g. learning_rate: {values: [1.0e-3, 3.0e-3]}")
     parameters = {str(name): check_parameter(str(name), spec, method) for name, spec in params.items()}
+    if method != 'grid' and not any(varies(spec) for spec in parameters.values()):  # grid runs its one point once
+        raise ConfigError(f"parameters: a {method} sweep needs a parameter to vary (values with two or more "
+                          f"entries, or a distribution); with every one fixed each trial is the same run")
     if method == 'grid' and grid_size(parameters) > MAX_GRID:
         raise ConfigError(f"parameters: the grid has {grid_size(parameters):,} points, more than {MAX_GRID:,}; "
                           f"use method random or bayes")
@@ -92,6 +120,10 @@ def check_sweep(raw):
         sweep['early_terminate'] = raw['early_terminate']
     warn_string_numbers(params, getattr(raw, 'path', None))  # only for a file that passed, so errors stay one line
     return sweep
+
+
+def varies(spec):
+    return 'distribution' in spec or len(spec.get('values', ())) > 1
 
 
 def warn_string_numbers(params, path):
@@ -191,10 +223,18 @@ def check_parameter(name, spec, method):
         values = spec['values']
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{name}: values must be a non-empty list, got {values!r}")
-        return dict(values=[configurator.parse_value(name, v) for v in values])
+        return dict(values=check_unique(name, [configurator.parse_value(name, v) for v in values]))
     if 'distribution' in keys:
         return check_distribution(name, spec, method)
     raise ConfigError(f"{name}: expected one of value, values or distribution, got keys {', '.join(map(str, keys))}")
+
+
+def check_unique(name, values):
+    """A value listed twice (maybe spelt two ways, 1e-3 and 0.001) would run its grid points twice."""
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise ConfigError(f"{name}: values lists {format_value(v)} twice; list each value once")
+    return values
 
 
 def check_distribution(name, spec, method):

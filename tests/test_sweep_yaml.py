@@ -1,5 +1,6 @@
 """The sweep YAML as YAML and wandb read it: the shipped files' numbers are numbers (and pass wandb's
-sweep schema where the sweeps package is installed), and numbers read as strings warn."""
+sweep schema where the sweeps package is installed), numbers read as strings warn, the file checks
+(a value or a key listed twice, a random/bayes sweep with nothing to vary)."""
 import glob
 import os
 import re
@@ -115,8 +116,52 @@ def test_the_suggested_spelling_is_a_number_to_yaml(text, kind):
     assert loaded == float(text)
 
 
+# -----------------------------------------------------------------------------
+# sweep-file mistakes: one line `error: ...` on stderr, exit 2, nothing created
+
+BAD = {
+    'value_listed_twice': ("method: grid\nparameters:\n  n_layer: {values: [1, 2, 1]}\n",
+                           "error: n_layer: values lists 1 twice; list each value once"),
+    'value_spelt_two_ways': ("method: grid\nparameters:\n  learning_rate: {values: [1.0e-3, 3.0e-3, 0.001]}\n",
+                             "error: learning_rate: values lists 0.001 twice"),
+    'top_key_twice': ("method: grid\nparameters:\n  n_layer: {values: [1, 2]}\nmethod: random\n",
+                      "error: bad.yaml: key 'method' is listed twice (lines 1 and 4); YAML would keep only the last"),
+    'parameter_twice': ("method: grid\nparameters:\n  n_layer: {values: [1, 2]}\n  n_head: {value: 2}\n"
+                        "  n_layer: {values: [3, 4]}\n", "key 'n_layer' is listed twice (lines 3 and 5)"),
+    'spec_key_twice': ("method: grid\nparameters:\n  n_layer:\n    values: [1, 2]\n    values: [3]\n",
+                       "key 'values' is listed twice (lines 4 and 5)"),
+    'metric_key_twice': ("method: grid\nmetric: {name: val/loss/overall, goal: minimize, goal: maximize}\n"
+                         "parameters: {n_layer: {values: [1, 2]}}\n", "key 'goal' is listed twice (lines 2 and 2)"),
+    'bayes_all_fixed': ("method: bayes\nmetric: {name: val/loss/overall, goal: minimize}\nparameters:\n"
+                        "  n_layer: {value: 2}\n  learning_rate: {value: 1.0e-3}\n",
+                        "error: parameters: a bayes sweep needs a parameter to vary"),
+    'random_one_value': ("method: random\nparameters:\n  n_layer: {values: [2]}\n",
+                         "error: parameters: a random sweep needs a parameter to vary"),
+}
+
+
 def run_sweep(args, cwd):
     env = dict(os.environ, HOME=str(cwd), OMP_NUM_THREADS='1')
     env.pop('WANDB_API_KEY', None)
     return subprocess.run([sys.executable, os.path.join(ROOT, 'run_sweep.py'), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('case', sorted(BAD))
+def test_a_sweep_file_mistake_is_one_line_and_exit_2(case, tmp_path):
+    text, message = BAD[case]
+    (tmp_path / 'bad.yaml').write_text(text)
+    result = run_sweep(['--sweep_config', 'bad.yaml', '--backend', 'local', '--create_only'], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
+    assert message in result.stderr
+    assert os.listdir(tmp_path) == ['bad.yaml']  # nothing created
+
+
+def test_merged_keys_may_be_overridden_and_a_fixed_grid_is_fine(tmp_path):
+    path = tmp_path / 'sweep.yaml'
+    path.write_text("method: grid\nparameters:\n  n_layer: &layers {values: [1, 2]}\n"
+                    "  n_head: {<<: *layers, values: [2, 4]}\n  epochs: {value: 10}\n")
+    assert sweep_space.check_sweep(sweep_space.load_sweep_file(str(path)))['parameters']['n_head'] == {'values': [2, 4]}
+    grid = sweep_space.check_sweep(yaml.safe_load("method: grid\nparameters: {n_layer: {value: 2}}\n"))
+    assert sweep_space.grid_size(grid['parameters']) == 1  # one point, run once: not an error
