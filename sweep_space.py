@@ -169,14 +169,22 @@ def check_metric(metric, method):
     return dict(name=name.strip(), goal=goal)
 
 
-def summary_metric_names(l):
-    """Numeric keys of train()'s summary for paths of l nodes (see evaluate.path_metrics and train.train)."""
+GEOMETRY_NAMES = ['geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy', 'geometry/train_diagonal_margin',
+                  'geometry/train_nearest_first_hop_accuracy', 'geometry/laplacian_alignment',
+                  'geometry/laplacian_alignment_random', 'geometry/laplacian_alignment_ratio', 'geometry/laplacian_k']
+
+
+def summary_metric_names(l, geometry=False, gpu=False):
+    """Numeric keys of train()'s summary for paths of l nodes (see evaluate.path_metrics and train.train):
+    the last evaluation, its best/ copy, the last log line, and run facts. geometry: geometry_interval > 0
+    adds analyze.geometry_metrics; gpu: mfu, which the log line has only on a CUDA device."""
     names = []
     for split in ('train', 'val'):
         names += [f'{split}/loss/overall', f'{split}/accuracy/path', f'{split}/accuracy/first_hop_teacher_forced']
         names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, l + 1)]
-    names += ['train/loss/edge', 'train/accuracy/edge']
+    names += ['train/loss/edge', 'train/accuracy/edge'] + (GEOMETRY_NAMES if geometry else [])
     names += [f'best/{name}' for name in names]
+    names += ['train/loss/step', 'lr', 'tokens_per_sec'] + (['mfu'] if gpu else [])
     return names + ['chance/first_hop', 'wall_time_s', 'iter', 'max_iters', 'epoch', 'params', 'train_rows',
                     'val_rows']
 
@@ -184,15 +192,21 @@ def summary_metric_names(l):
 def check_metric_name(name, parameters):
     """A val/ metric needs held-out paths (an error). An unknown name is only a warning: train.py
     may report metrics this list does not know, and a trial without the metric fails on its own."""
-    holdout = candidates(parameters.get('graph_holdout_percentage', {'value': DEFAULTS['graph_holdout_percentage']}))
-    if name.startswith(('val/', 'best/val/')) and 0 in holdout:
+    def values(key):
+        return candidates(parameters.get(key, {'value': DEFAULTS[key]}))
+    if name.startswith(('val/', 'best/val/')) and 0 in values('graph_holdout_percentage'):
         raise ConfigError(f"metric: {name} is measured on held-out paths, but graph_holdout_percentage=0 "
                           f"holds none out")
-    longest = max(candidates(parameters.get('graph_l', {'value': DEFAULTS['graph_l']})))
-    known = summary_metric_names(longest)
+    geometry = max(values('geometry_interval')) > 0
+    gpu = any(str(device).startswith(('auto', 'cuda')) for device in values('device'))
+    known = summary_metric_names(max(values('graph_l')), geometry, gpu)
     if name not in known:
         close = [k for k in known if k.startswith(name)][:3] or difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ''
+        if name.startswith(('geometry/', 'best/geometry/')) and not geometry:
+            hint = "geometry metrics need geometry_interval > 0; "
+        elif name == 'mfu':
+            hint = "mfu is measured on CUDA devices only; "
         print(f"warning: metric {name!r} is not a summary key train() is known to return; {hint}"
               f"a trial whose summary lacks it fails", file=sys.stderr)
 

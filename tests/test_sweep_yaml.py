@@ -1,6 +1,6 @@
 """The sweep YAML as YAML and wandb read it: the shipped files' numbers are numbers (and pass wandb's
 sweep schema where the sweeps package is installed), numbers read as strings warn, the file checks
-(a value or a key listed twice, a random/bayes sweep with nothing to vary)."""
+(a value or a key listed twice, a random/bayes sweep with nothing to vary), and the summary's names."""
 import glob
 import os
 import re
@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 import sweep_space
-from conftest import ROOT
+import train
+from conftest import ROOT, tiny_config
 
 SHIPPED = ['sweep_config.yaml', 'sweep_config_minimal.yaml'] + sorted(
     os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, 'config', '*.yaml')))
@@ -165,3 +166,36 @@ def test_merged_keys_may_be_overridden_and_a_fixed_grid_is_fine(tmp_path):
     assert sweep_space.check_sweep(sweep_space.load_sweep_file(str(path)))['parameters']['n_head'] == {'values': [2, 4]}
     grid = sweep_space.check_sweep(yaml.safe_load("method: grid\nparameters: {n_layer: {value: 2}}\n"))
     assert sweep_space.grid_size(grid['parameters']) == 1  # one point, run once: not an error
+
+
+# -----------------------------------------------------------------------------
+# metric names: what train() really returns
+
+def test_every_numeric_key_of_a_real_summary_is_a_known_metric_name(tmp_path):
+    summary = train.train(tiny_config(tmp_path, geometry_interval=1))
+    numeric = {k for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    l = tiny_config(tmp_path)['graph_l']
+    assert numeric <= set(sweep_space.summary_metric_names(l, geometry=True))
+    assert {k for k in numeric if 'geometry/' not in k} <= set(sweep_space.summary_metric_names(l))
+    assert set(sweep_space.GEOMETRY_NAMES) <= numeric  # held-out and training leaves: every geometry name
+    assert {'train/loss/step', 'lr', 'tokens_per_sec'} <= numeric
+
+
+@pytest.mark.parametrize('name, parameters', [
+    ('train/loss/step', {}), ('lr', {}), ('tokens_per_sec', {}), ('mfu', {}),
+    ('geometry/laplacian_alignment', {'geometry_interval': {'value': 2}}),
+    ('best/geometry/diagonal_margin', {'geometry_interval': {'values': [0, 1]}}),
+])
+def test_metrics_the_summary_has_are_accepted_without_a_warning(name, parameters, capsys):
+    sweep_space.check_metric_name(name, parameters)
+    assert capsys.readouterr().err == ''
+
+
+@pytest.mark.parametrize('name, parameters, hint', [
+    ('geometry/laplacian_alignment', {}, 'geometry metrics need geometry_interval > 0'),
+    ('mfu', {'device': {'value': 'cpu'}}, 'mfu is measured on CUDA devices only'),
+])
+def test_metrics_the_summary_lacks_in_this_sweep_warn_why(name, parameters, hint, capsys):
+    sweep_space.check_metric_name(name, parameters)
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: metric {name!r} is not a summary key") and hint in err
