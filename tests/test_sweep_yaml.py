@@ -91,11 +91,13 @@ def test_a_number_read_as_a_string_warns_how_to_write_it(tmp_path, capsys):
                     "  learning_rate: {distribution: log_uniform_values, min: 1e-4, max: 1.0e-2}\n"
                     "  epochs: {values: [1e3, 2000]}\n  n_layer: {value: '2'}\n  wandb_run_name: {value: '1e3'}\n")
     sweep = sweep_space.check_sweep(sweep_space.load_sweep_file(str(path)))
-    assert sweep['parameters']['learning_rate']['min'] == 1e-4 and sweep['parameters']['epochs']['values'] == [1000, 2000]
+    params = sweep['parameters']
+    assert params['learning_rate']['min'] == 1e-4 and params['epochs']['values'] == [1000, 2000]
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {path}: learning_rate min '1e-4' was read by YAML as a string; "
         f"write 1.0e-4 so YAML and wandb read a number",
-        f"warning: {path}: epochs values '1e3' was read by YAML as a string; write 1000 so YAML and wandb read a number",
+        f"warning: {path}: epochs values '1e3' was read by YAML as a string; "
+        f"write 1000 so YAML and wandb read a number",
         f"warning: {path}: n_layer value '2' was read by YAML as a string; write 2 so YAML and wandb read a number",
     ]  # wandb_run_name is text: '1e3' is a fine run name
 
