@@ -14,6 +14,7 @@ import difflib
 import itertools
 import math
 import os
+import re
 import sys
 
 import yaml
@@ -27,6 +28,37 @@ DISTRIBUTIONS = ('uniform', 'int_uniform', 'log_uniform_values', 'categorical')
 TOP_KEYS = ('program', 'method', 'metric', 'parameters', 'early_terminate', 'name', 'description')
 RUNNER_KEYS = ('out_dir', 'init_from')  # set per trial by the runner, never swept
 MAX_GRID = 10_000  # every grid point is queued in the study when the sweep is created
+NUMBER = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')  # a decimal number written as text
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key listed twice in one mapping, at any depth (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == 'tag:yaml.org,2002:merge':
+                continue  # merged (<<) keys may be overridden on purpose; complex keys fail later
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in lines:
+                raise ConfigError(f"{self.name}: key {key!r} is listed twice (lines {lines[key]} and {line}); "
+                                  f"YAML would keep only the last, so remove one")
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_unique(stream):
+    """yaml.safe_load, but a key listed twice is an error (what yaml.load(stream, UniqueKeyLoader) does)."""
+    loader = UniqueKeyLoader(stream)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+class SweepFile(dict):
+    """The file's top-level mapping, remembering its path for check_sweep's warnings."""
+    path = None
 
 
 def load_sweep_file(path):
@@ -34,7 +66,7 @@ def load_sweep_file(path):
         raise ConfigError(f"sweep config not found: {path}")
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            raw = safe_load_unique(f)
     except OSError as e:
         raise ConfigError(f"cannot read sweep config {path}: {e.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -43,6 +75,8 @@ def load_sweep_file(path):
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with method, metric and parameters, got {type(raw).__name__}")
+    raw = SweepFile(raw)
+    raw.path = path
     return raw
 
 
@@ -59,8 +93,12 @@ def check_sweep(raw):
     metric = check_metric(raw.get('metric'), method)
     params = raw.get('parameters')
     if not isinstance(params, dict) or not params:
-        raise ConfigError("parameters: expected a mapping of train.py keys, e.g. learning_rate: {values: [1e-3, 3e-3]}")
+        raise ConfigError("parameters: expected a mapping of train.py keys, "
+                          "e.g. learning_rate: {values: [1.0e-3, 3.0e-3]}")
     parameters = {str(name): check_parameter(str(name), spec, method) for name, spec in params.items()}
+    if method != 'grid' and not any(varies(spec) for spec in parameters.values()):  # grid runs its one point once
+        raise ConfigError(f"parameters: a {method} sweep needs a parameter to vary (values with two or more "
+                          f"entries, or a distribution); with every one fixed each trial is the same run")
     if method == 'grid' and grid_size(parameters) > MAX_GRID:
         raise ConfigError(f"parameters: the grid has {grid_size(parameters):,} points, more than {MAX_GRID:,}; "
                           f"use method random or bayes")
@@ -73,7 +111,40 @@ def check_sweep(raw):
             raise ConfigError(f"early_terminate: expected a mapping such as {{type: hyperband, min_iter: 3}}, "
                               f"got {raw['early_terminate']!r}")
         sweep['early_terminate'] = raw['early_terminate']
+    warn_string_numbers(params, getattr(raw, 'path', None))  # only for a file that passed, so errors stay one line
     return sweep
+
+
+def varies(spec):
+    return 'distribution' in spec or len(spec.get('values', ())) > 1
+
+
+def warn_string_numbers(params, path):
+    """A number YAML read as a string (PyYAML reads 1e-4 so: YAML 1.1 floats need a dot and a signed
+    exponent) is parsed here, but wandb gets the string and its schema rejects it as a min or max."""
+    where = f"{path}: " if path else ''
+    for name, spec in params.items():
+        if name not in DEFAULTS or not key_kind(name) or not isinstance(spec, dict):
+            continue
+        for field, given in spec.items():
+            for text in (given if field == 'values' and isinstance(given, list) else [given]):
+                if isinstance(text, str) and NUMBER.fullmatch(text.strip()):
+                    print(f"warning: {where}{name} {field} {text!r} was read by YAML as a string; "
+                          f"write {yaml_number(text, key_kind(name))} so YAML and wandb read a number",
+                          file=sys.stderr)
+
+
+def yaml_number(text, kind):
+    """text as YAML 1.1 reads a number: 1e-4 -> 1.0e-4, 2E3 -> 2.0e+3, and 1e4 -> 10000 for an int key."""
+    if kind == 'int' and float(text).is_integer():
+        return str(int(float(text)))
+    mantissa, _, exponent = text.strip().lower().partition('e')
+    sign = mantissa[0] if mantissa[0] in '+-' else ''
+    whole, _, fraction = mantissa.lstrip('+-').partition('.')
+    mantissa = f"{sign}{whole or '0'}.{fraction or '0'}"
+    if not exponent:
+        return mantissa
+    return f"{mantissa}e{exponent if exponent[0] in '+-' else '+' + exponent}"
 
 
 def check_metric(metric, method):
@@ -91,14 +162,22 @@ def check_metric(metric, method):
     return dict(name=name.strip(), goal=goal)
 
 
-def summary_metric_names(l):
-    """Numeric keys of train()'s summary for paths of l nodes (see evaluate.path_metrics and train.train)."""
+GEOMETRY_NAMES = ['geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy', 'geometry/train_diagonal_margin',
+                  'geometry/train_nearest_first_hop_accuracy', 'geometry/laplacian_alignment',
+                  'geometry/laplacian_alignment_random', 'geometry/laplacian_alignment_ratio', 'geometry/laplacian_k']
+
+
+def summary_metric_names(l, geometry=False, gpu=False):
+    """Numeric keys of train()'s summary for paths of l nodes (see evaluate.path_metrics and train.train):
+    the last evaluation, its best/ copy, the last log line, and run facts. geometry: geometry_interval > 0
+    adds analyze.geometry_metrics; gpu: mfu, which the log line has only on a CUDA device."""
     names = []
     for split in ('train', 'val'):
         names += [f'{split}/loss/overall', f'{split}/accuracy/path', f'{split}/accuracy/first_hop_teacher_forced']
         names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, l + 1)]
-    names += ['train/loss/edge', 'train/accuracy/edge']
+    names += ['train/loss/edge', 'train/accuracy/edge'] + (GEOMETRY_NAMES if geometry else [])
     names += [f'best/{name}' for name in names]
+    names += ['train/loss/step', 'lr', 'tokens_per_sec'] + (['mfu'] if gpu else [])
     return names + ['chance/first_hop', 'wall_time_s', 'iter', 'max_iters', 'epoch', 'params', 'train_rows',
                     'val_rows']
 
@@ -106,15 +185,21 @@ def summary_metric_names(l):
 def check_metric_name(name, parameters):
     """A val/ metric needs held-out paths (an error). An unknown name is only a warning: train.py
     may report metrics this list does not know, and a trial without the metric fails on its own."""
-    holdout = candidates(parameters.get('graph_holdout_percentage', {'value': DEFAULTS['graph_holdout_percentage']}))
-    if name.startswith(('val/', 'best/val/')) and 0 in holdout:
+    def values(key):
+        return candidates(parameters.get(key, {'value': DEFAULTS[key]}))
+    if name.startswith(('val/', 'best/val/')) and 0 in values('graph_holdout_percentage'):
         raise ConfigError(f"metric: {name} is measured on held-out paths, but graph_holdout_percentage=0 "
                           f"holds none out")
-    longest = max(candidates(parameters.get('graph_l', {'value': DEFAULTS['graph_l']})))
-    known = summary_metric_names(longest)
+    geometry = max(values('geometry_interval')) > 0
+    gpu = any(str(device).startswith(('auto', 'cuda')) for device in values('device'))
+    known = summary_metric_names(max(values('graph_l')), geometry, gpu)
     if name not in known:
         close = [k for k in known if k.startswith(name)][:3] or difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ''
+        if name.startswith(('geometry/', 'best/geometry/')) and not geometry:
+            hint = "geometry metrics need geometry_interval > 0; "
+        elif name == 'mfu':
+            hint = "mfu is measured on CUDA devices only; "
         print(f"warning: metric {name!r} is not a summary key train() is known to return; {hint}"
               f"a trial whose summary lacks it fails", file=sys.stderr)
 
@@ -145,10 +230,18 @@ def check_parameter(name, spec, method):
         values = spec['values']
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{name}: values must be a non-empty list, got {values!r}")
-        return dict(values=[configurator.parse_value(name, v) for v in values])
+        return dict(values=check_unique(name, [configurator.parse_value(name, v) for v in values]))
     if 'distribution' in keys:
         return check_distribution(name, spec, method)
     raise ConfigError(f"{name}: expected one of value, values or distribution, got keys {', '.join(map(str, keys))}")
+
+
+def check_unique(name, values):
+    """A value listed twice (maybe spelt two ways, 1e-3 and 0.001) would run its grid points twice."""
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise ConfigError(f"{name}: values lists {format_value(v)} twice; list each value once")
+    return values
 
 
 def check_distribution(name, spec, method):
