@@ -23,7 +23,7 @@ SCRIPT = os.path.join(ROOT, 'run_multi_gpu_sweep.sh')
 # a graph and model that train in about a second on one core
 TINY = dict(graph_d=4, graph_l=3, num_pause_tokens=1, graph_holdout_percentage=0.25, n_layer=1, n_head=2, n_embd=32,
             epochs=3, eval_interval=100, log_interval=100, device='cpu')
-GRID4 = dict(learning_rate={'values': ['1e-3', '3e-3']}, weight_decay={'values': [0.0, 0.1]})
+GRID4 = dict(learning_rate={'values': [1e-3, 3e-3]}, weight_decay={'values': [0.0, 0.1]})
 
 
 def write_sweep(path, method='grid', metric=('val/loss/overall', 'minimize'), **swept):
