@@ -72,11 +72,12 @@ DEFAULTS = dict(
     # checkpoints
     out_dir='out',
     init_from='scratch',         # 'scratch' or 'resume' (from out_dir/ckpt.pt)
-    always_save_checkpoint=False,  # else save when held-out accuracy improves, and at the end
+    checkpoint_interval=0,       # iterations between resume checkpoints (out_dir/ckpt.pt); 0 = at every eval
     # system
     device='auto',               # 'auto' = cuda, then mps, then cpu; or e.g. 'cuda:1'
     dtype='auto',                # 'auto' = bfloat16 where supported, float16 on older GPUs, float32 on CPU
     compile='auto',              # torch.compile: 'auto' = on for CUDA only
+    compile_mode='default',      # 'reduce-overhead' = CUDA graphs, for small launch-bound models; or 'max-autotune'
     # wandb
     wandb_log=False,
     wandb_project='pathstar',
@@ -90,6 +91,7 @@ CHOICES = dict(
     init_from=('scratch', 'resume'),
     dtype=('auto', 'float32', 'bfloat16', 'float16'),
     compile=('auto', True, False),
+    compile_mode=('default', 'reduce-overhead', 'max-autotune'),
     wandb_mode=('auto', 'online', 'offline', 'disabled'),
     recipe=('interleaved', 'staged'),
     path_loss=('full', 'first_hop'),
@@ -231,7 +233,7 @@ AT_LEAST = ((2, 'graph_d', 'graph_l'),
             (1, 'n_layer', 'n_head', 'n_embd', 'epochs', 'gradient_accumulation_steps', 'eval_interval',
              'log_interval', 'eval_samples'),
             (0, 'num_pause_tokens', 'max_iters', 'geometry_interval', 'seed', 'data_seed', 'weight_decay',
-             'grad_clip'))
+             'grad_clip', 'checkpoint_interval'))
 BELOW_ONE = ('graph_holdout_percentage', 'dropout', 'label_smoothing', 'beta1', 'beta2')  # in [0, 1)
 
 

@@ -27,14 +27,20 @@ def path_metrics(split, token_loss, token_correct, first_hop_tf):
     return metrics
 
 
-EVAL_BATCH_ROWS = 4096  # rows per evaluation forward pass: bounds its memory on big graphs
+EVAL_BATCH_ROWS = 4096   # rows per evaluation forward pass at most...
+EVAL_LOGITS = 2 ** 26    # ...and logits per pass at most (256 MiB in fp32), so eval memory stays flat at any vocab
+
+
+def eval_chunk_rows(l, vocab_size, logits=EVAL_LOGITS):
+    return max(1, min(EVAL_BATCH_ROWS, logits // (l * vocab_size)))
 
 
 @torch.no_grad()
-def score_paths(model, rows, prompt_len, l, device, ctx, batch=EVAL_BATCH_ROWS):
+def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGITS):
     """Per-token teacher-forced loss, greedy-decoding correctness and teacher-forced
-    first-hop correctness for path rows (n, T)."""
+    first-hop correctness for path rows (n, T), in chunks of at most logits_budget logits."""
     losses, corrects, first_hops = [], [], []
+    batch = eval_chunk_rows(l, model.config.vocab_size, logits_budget)
     positions = torch.arange(prompt_len - 1, prompt_len - 1 + l, device=device)
     for start in range(0, len(rows), batch):
         chunk = torch.from_numpy(rows[start:start + batch].astype(np.int64)).to(device)
@@ -42,10 +48,10 @@ def score_paths(model, rows, prompt_len, l, device, ctx, batch=EVAL_BATCH_ROWS):
         with ctx:
             logits, _ = model(chunk[:, :-1], positions=positions.expand(len(chunk), -1))
             generated = model.generate(chunk[:, :prompt_len], l)[:, prompt_len:]
-        loss = F.cross_entropy(logits.float().transpose(1, 2), truth, reduction='none')
-        losses.append(loss.cpu())
-        corrects.append((generated == truth).cpu())
         first_hops.append((logits[:, 1].argmax(-1) == truth[:, 1]).cpu())
+        losses.append(F.cross_entropy(logits.float().transpose(1, 2), truth, reduction='none').cpu())
+        corrects.append((generated == truth).cpu())
+        del logits, generated  # before the next chunk's are made
     return torch.cat(losses), torch.cat(corrects), torch.cat(first_hops)
 
 
@@ -72,9 +78,10 @@ def evaluate(model, ev, meta, device, ctx):
 
 
 def best_key(metrics):
-    """Held-out path accuracy decides the best checkpoint (train's when nothing is held out)."""
+    """Held-out path accuracy, then first-hop accuracy, decide the best evaluation (train's when
+    nothing is held out); only a strictly better key counts, so a loss dip saves nothing."""
     split = 'val' if 'val/accuracy/path' in metrics else 'train'
-    return (metrics[f'{split}/accuracy/path'], metrics[f'{split}/accuracy/token_2'], -metrics[f'{split}/loss/overall'])
+    return (metrics[f'{split}/accuracy/path'], metrics[f'{split}/accuracy/token_2'])
 
 
 def print_eval(metrics, iter_num, epoch, l, chance):

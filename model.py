@@ -160,35 +160,39 @@ class GPT(nn.Module):
         extra = dict(fused=True) if fused else dict()
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **extra)
 
-    def flops_per_token(self, seq_len):
-        """Forward + backward FLOPs per token (PaLM appendix B: 6N + 12·L·H·Q·T)."""
+    def flops_per_row(self, seq_len, slots):
+        """Forward + backward FLOPs of one row of seq_len inputs whose output head runs at `slots`
+        positions (PaLM appendix B, counting what is computed: the body at every position,
+        attention over seq_len, the tied head only at the slots; an embedding lookup is free)."""
         cfg = self.config
-        head_dim = cfg.n_embd // cfg.n_head
-        return 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_head * head_dim * seq_len
+        head = cfg.vocab_size * cfg.n_embd
+        body = self.num_params() - head  # num_params already leaves out the position table
+        return 6 * body * seq_len + 6 * head * slots + 12 * cfg.n_layer * cfg.n_embd * seq_len * seq_len
 
 
-# dense bf16/fp16 tensor-core peaks (FLOP/s) of GPUs we know, matched by name
-GPU_PEAK_FLOPS = [
-    ('H200', 989e12), ('H100', 989e12), ('GH200', 989e12), ('B200', 2250e12),
-    ('A100', 312e12), ('A800', 312e12), ('L40S', 362e12), ('L40', 181e12),
-    ('A6000', 155e12), ('RTX 6000 Ada', 365e12), ('4090', 165e12), ('3090', 71e12),
-    ('A10', 125e12), ('L4', 121e12), ('V100', 125e12), ('T4', 65e12),
+# dense tensor-core peaks in TFLOP/s, (bf16/fp16, tf32), by a name torch.cuda.get_device_name
+# contains; the first match wins, so the PCIe/NVL variants come before the SXM parts
+GPU_PEAK_TFLOPS = [
+    ('H100 PCIe', 756, 378), ('H100 NVL', 835, 418), ('H100', 989, 495),
+    ('H200 NVL', 835, 418), ('H200', 989, 495), ('GH200', 989, 495), ('B200', 2250, 1100),
+    ('A100', 312, 156), ('A800', 312, 156), ('L40S', 362, 183), ('L40', 181, 90.5),
+    ('RTX 6000 Ada', 365, 182), ('A6000', 155, 77), ('4090', 165, 82.6), ('3090', 71, 35.6),
+    ('A10', 125, 62.5), ('L4', 121, 60), ('V100', 125, 15.7), ('T4', 65, 8.1),
 ]
 
 
-def gpu_peak_flops(device_name):
-    """The peak of the named GPU, or None when we do not know it."""
-    for key, peak in GPU_PEAK_FLOPS:
+def gpu_peak_flops(device_name, dtype='bfloat16'):
+    """The dense peak FLOP/s of the named GPU for dtype (float32 runs on TF32 where it
+    exists), or None when we do not know the GPU."""
+    for key, half, tf32 in GPU_PEAK_TFLOPS:
         if key.lower() in device_name.lower():
-            return peak
+            return 1e12 * (tf32 if dtype == 'float32' else half)
     return None
 
 
-def estimate_mfu(model, tokens_per_sec, seq_len, device):
-    """Model FLOPs utilisation against the GPU's dense peak; None on CPU or unknown GPUs."""
+def estimate_mfu(flops_per_sec, device, dtype):
+    """Model FLOPs utilisation against the GPU's dense peak for dtype; None on CPU or unknown GPUs."""
     if not str(device).startswith('cuda') or not torch.cuda.is_available():
         return None
-    peak = gpu_peak_flops(torch.cuda.get_device_name(torch.device(device)))
-    if peak is None:
-        return None
-    return model.flops_per_token(seq_len) * tokens_per_sec / peak
+    peak = gpu_peak_flops(torch.cuda.get_device_name(torch.device(device)), dtype)
+    return None if peak is None else flops_per_sec / peak

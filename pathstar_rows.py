@@ -69,19 +69,39 @@ def training_targets(data, path_loss, device):
     return t
 
 
+class Kind(NamedTuple):
+    """A run of training rows of one kind, and the inputs and target slots they need."""
+    lo: int      # first row
+    hi: int      # end row
+    T: int       # input length: edge rows are shorter than path rows
+    K: int       # target slots: one for an edge row
+
+
+def row_kinds(first, end, meta, T, K):
+    """Rows first..end split into their edge rows and their path (or other) rows, as [Kind].
+    Edge rows come first in a dataset, and causal attention makes the padding after an edge
+    irrelevant, so cutting them to their own length changes no loss or gradient."""
+    n_edges = meta['num_edge_rows']
+    kinds = [Kind(first, min(end, n_edges), meta['edge_row_len'] - 1, 1), Kind(max(first, n_edges), end, T, K)]
+    return [k for k in kinds if k.lo < k.hi]
+
+
+def rows_of(t, kind, idx):
+    """Targets of rows idx (offsets from kind.lo) cut to the kind's length and slots."""
+    rows = kind.lo + idx
+    return Targets(t.x[rows, :kind.T], t.pos[rows, :kind.K], t.tgt[rows, :kind.K])
+
+
 def distinct_parts(t, first, end, meta):
     """Rows first..end of Targets t as one full batch, in at most two parts with the same loss and
-    gradient: edge rows cut to their own length (one target each), and each distinct row once,
+    gradient: each kind of row at its own length (row_kinds), and each distinct row once,
     weighted by its number of copies (path rows repeat path_replication times). Exact when dropout
     is 0, since copies are then identical. Returns [Part]."""
-    n_edges, edge_len = meta['num_edge_rows'], meta['edge_row_len']
     found = []
-    for lo, hi, T, K in ((first, min(end, n_edges), edge_len - 1, 1),
-                         (max(first, n_edges), end, t.x.size(1), t.tgt.size(1))):
-        if lo < hi:
-            rows, counts = torch.unique(torch.cat((t.x[lo:hi, :T], t.pos[lo:hi, :K], t.tgt[lo:hi, :K]), 1),
-                                        dim=0, return_counts=True)
-            found.append((rows[:, :T], rows[:, T:T + K], rows[:, T + K:], counts.float()))
+    for k in row_kinds(first, end, meta, t.x.size(1), t.tgt.size(1)):
+        rows, counts = torch.unique(torch.cat((t.x[k.lo:k.hi, :k.T], t.pos[k.lo:k.hi, :k.K],
+                                               t.tgt[k.lo:k.hi, :k.K]), 1), dim=0, return_counts=True)
+        found.append((rows[:, :k.T], rows[:, k.T:k.T + k.K], rows[:, k.T + k.K:], counts.float()))
     targets = [((tgt >= 0) * w[:, None]).sum() for _, _, tgt, w in found]
     return [Part(*part, share=n / sum(targets)) for part, n in zip(found, targets)]
 

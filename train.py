@@ -75,8 +75,8 @@ def pick_dtype(name, device):
         if name != 'float32' and not device.startswith('cuda'):  # autocast runs on CUDA only: it would be fp32
             raise ConfigError(f"dtype: {name} needs a CUDA device, got device={device!r}; use dtype=auto or float32")
         return name
-    if device.startswith('cuda'):
-        return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+    if device.startswith('cuda'):  # is_bf16_supported() also counts slow emulation (V100, T4): ask the hardware
+        return 'bfloat16' if torch.cuda.get_device_capability(torch.device(device))[0] >= 8 else 'float16'
     return 'float32'
 
 
@@ -88,6 +88,16 @@ def autocast_context(device, dtype):
 
 def use_compile(setting, device):
     return device.startswith('cuda') if setting == 'auto' else setting
+
+
+def compile_model(model, mode):
+    """torch.compile with static shapes and a fresh dynamo cache. A sweep agent runs many trials in one
+    process: with a shared cache each new model is a recompile, and after dynamo's recompile limit
+    trials would silently run eager; here a run that hits the limit fails instead."""
+    import torch._dynamo
+    torch._dynamo.reset()
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    return torch.compile(model, dynamic=False, mode=None if mode == 'default' else mode)
 
 
 # -----------------------------------------------------------------------------
@@ -138,10 +148,11 @@ def epochs_done(it, plan):
 SHUFFLE_SEED_STRIDE = 1_000_003  # a prime: (seed, epoch) pairs never share a shuffle seed
 
 
-def epoch_order(n, seed, epoch, device):
-    """The shuffle of one epoch depends only on (seed, epoch), so a resumed run sees the same batches."""
-    g = torch.Generator().manual_seed(seed * SHUFFLE_SEED_STRIDE + epoch)
-    return torch.randperm(n, generator=g).to(device)
+def epoch_orders(sizes, seed, epoch, device):
+    """One shuffle per kind of row for an epoch. It depends only on (seed, epoch), so a resumed run
+    sees the same batches, and it is drawn on the device, so no step waits for a host copy."""
+    g = torch.Generator(device=device).manual_seed(seed * SHUFFLE_SEED_STRIDE + epoch)
+    return [torch.randperm(n, generator=g, device=device) for n in sizes]
 
 
 def cosine_lr(it, max_iters, cfg):
@@ -177,8 +188,8 @@ def atomic_write_json(obj, path):
 
 # keys that define a run; on resume they come from the checkpoint
 RUN_KEYS = [k for k in configurator.DEFAULTS if not k.startswith('wandb_') and k not in (
-    'device', 'dtype', 'compile', 'data_dir', 'out_dir', 'init_from', 'eval_only', 'always_save_checkpoint',
-    'log_interval', 'geometry_interval')]
+    'device', 'dtype', 'compile', 'compile_mode', 'data_dir', 'out_dir', 'init_from', 'eval_only',
+    'checkpoint_interval', 'log_interval', 'geometry_interval')]
 
 
 def run_name(cfg):
@@ -211,6 +222,7 @@ class Run:
     """Everything one training run holds: set up once, then advanced by the loop below."""
     cfg: dict
     device: str
+    dtype: str
     ctx: object                     # autocast, or nothing
     data: pathstar_data.PathStarData
     rows: pathstar_rows.Targets     # every training row, on the device
@@ -234,10 +246,12 @@ class Run:
     loss: Optional[torch.Tensor] = None             # the last step's loss, on the device
     lr: float = 0.0
     parts: dict = field(default_factory=dict)       # full-batch parts, by the stage's first row
-    order: tuple = (-1, None)                       # (epoch, its shuffled row indices)
+    order: tuple = (None, None)                     # ((stage, epoch), a shuffle per kind of row)
+    row_flops: dict = field(default_factory=dict)   # FLOPs of one row, by (inputs, target slots)
     t_start: float = field(default_factory=time.time)
     t_log: float = field(default_factory=time.time)
-    tokens_since_log: int = 0
+    tokens_since_log: int = 0                       # input tokens computed since the last log line
+    flops_since_log: float = 0.0
 
 
 def train(config, hook=None):
@@ -262,6 +276,9 @@ def train(config, hook=None):
                     log_step(r)
                 if due(r, cfg['eval_interval']):
                     evaluate_and_save(r)
+                if due(r, cfg['checkpoint_interval'] or cfg['eval_interval']) and r.iter_num < r.max_iters:
+                    check_finite(r.loss.item(), r.iter_num, cfg)  # never save a diverged model
+                    save(r, 'running')
                 if stop:
                     save(r, 'interrupted')
                     raise Interrupted(stop['signum'], r.iter_num)
@@ -313,6 +330,7 @@ def setup(cfg, checkpoint, hook):
 
     torch.manual_seed(cfg['seed'])
     if device.startswith('cuda'):
+        torch.cuda.set_device(torch.device(device))  # so RNG state, capability and memory calls mean this GPU
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model_config = GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=cfg['n_layer'],
@@ -323,7 +341,7 @@ def setup(cfg, checkpoint, hook):
     device_type = 'cuda' if device.startswith('cuda') else device
     optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'],
                                            (cfg['beta1'], cfg['beta2']), device_type)
-    r = Run(cfg=cfg, device=device, ctx=autocast_context(device, dtype), data=data, rows=rows,
+    r = Run(cfg=cfg, device=device, dtype=dtype, ctx=autocast_context(device, dtype), data=data, rows=rows,
             ev=pathstar_rows.eval_sets(data, cfg['eval_samples'], cfg['seed'], device), plan=plan,
             max_iters=max_iters, batch_size=batch_size, model=model, step_model=model, optimizer=optimizer,
             scaler=torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device_type == 'cuda')),
@@ -331,7 +349,7 @@ def setup(cfg, checkpoint, hook):
     if checkpoint is not None:
         restore(r, checkpoint)
     if use_compile(cfg['compile'], device):
-        r.step_model = torch.compile(model)
+        r.step_model = compile_model(model, cfg['compile_mode'])
     d = meta['d']
     print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
           f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
@@ -365,31 +383,29 @@ def train_step(r):
     """One optimizer step on the rows the plan gives this iteration."""
     cfg = r.cfg
     stage, epoch, step = locate(r.iter_num, r.plan)
-    lr = cosine_lr(r.iter_num, r.max_iters, cfg)
+    r.lr = cosine_lr(r.iter_num, r.max_iters, cfg)
     for group in r.optimizer.param_groups:
-        group['lr'] = lr
+        group['lr'] = r.lr
     r.hook('step', r)
+    if cfg['compile_mode'] == 'reduce-overhead' and r.step_model is not r.model:
+        torch.compiler.cudagraph_mark_step_begin()
     if r.batch_size >= stage.rows and cfg['dropout'] == 0:  # one batch holds every row, so order is moot
         if stage.first not in r.parts:
             r.parts[stage.first] = pathstar_rows.distinct_parts(r.rows, stage.first, stage.first + stage.rows,
                                                                 r.data.meta)
-        with r.ctx:
+        parts = r.parts[stage.first]
+        with r.ctx:  # only the loss is kept: the logits are freed before the backward pass
             loss = sum(p.share * r.step_model(p.x, p.tgt, cfg['label_smoothing'], positions=p.pos,
-                                              weights=p.weights)[1] for p in r.parts[stage.first])
+                                              weights=p.weights)[1] for p in parts)
         r.scaler.scale(loss).backward()
-        r.tokens_since_log += stage.rows * r.rows.x.size(1)
+        count_computed(r, parts)
     else:
-        if r.order[0] != epoch:
-            r.order = (epoch, stage.first + epoch_order(stage.rows, cfg['seed'], epoch, r.device))
-        rows_per_iter = r.batch_size * cfg['gradient_accumulation_steps']
-        batches = [r.order[1][i:i + r.batch_size] for i in range(step * rows_per_iter, (step + 1) * rows_per_iter,
-                                                                  r.batch_size) if i < stage.rows]
-        for idx in batches:
+        batches = micro_batches(r, stage, epoch, step)
+        for parts in batches:
             with r.ctx:
-                _, loss = r.step_model(r.rows.x[idx], r.rows.tgt[idx], cfg['label_smoothing'],
-                                       positions=r.rows.pos[idx])
+                loss = micro_batch_loss(r, parts)
             r.scaler.scale(loss / len(batches)).backward()
-            r.tokens_since_log += idx.numel() * r.rows.x.size(1)
+            count_computed(r, parts)
     if cfg['grad_clip'] > 0:
         r.scaler.unscale_(r.optimizer)
         torch.nn.utils.clip_grad_norm_(r.model.parameters(), cfg['grad_clip'])
@@ -397,14 +413,65 @@ def train_step(r):
     r.scaler.update()
     r.optimizer.zero_grad(set_to_none=True)
     r.iter_num += 1
-    r.loss, r.lr = loss, lr  # the loss stays on the device until it is logged
+    r.loss = loss.detach()  # stays on the device until it is logged
+
+
+def micro_batches(r, stage, epoch, step):
+    """This iteration's micro-batches, each a [Targets] with one part per kind of row (edge rows at
+    their own length). Each kind is shuffled per epoch and cut into equal slices, so every row is seen
+    once an epoch; a short last slice is padded with rows whose targets are ignored, so every step has
+    the same shapes (one compiled graph, CUDA-graph friendly) and the same per-target mean."""
+    t = r.rows
+    kinds = pathstar_rows.row_kinds(stage.first, stage.first + stage.rows, r.data.meta, t.x.size(1), t.tgt.size(1))
+    if r.order[0] != (stage.first, epoch):
+        r.order = ((stage.first, epoch), epoch_orders([k.hi - k.lo for k in kinds], r.cfg['seed'], epoch, r.device))
+    accum = r.cfg['gradient_accumulation_steps']
+    slices = stage.iters_per_epoch * accum
+    batches = []
+    for j in range(step * accum, (step + 1) * accum):
+        parts = []
+        for kind, order in zip(kinds, r.order[1]):
+            size = math.ceil((kind.hi - kind.lo) / slices)
+            idx = order[j * size:(j + 1) * size]
+            if len(idx) == 0:
+                continue
+            part = pathstar_rows.rows_of(t, kind, torch.cat((idx, order[:size - len(idx)])))
+            if len(idx) < size:
+                part = part._replace(tgt=part.tgt.clone())
+                part.tgt[len(idx):] = -1
+            parts.append(part)
+        if parts:
+            batches.append(parts)
+    return batches
+
+
+def micro_batch_loss(r, parts):
+    """The mean over every target of the parts: each part's mean weighted by its number of targets."""
+    total, count = 0.0, 0
+    for p in parts:
+        n = (p.tgt >= 0).sum()
+        total = total + r.step_model(p.x, p.tgt, r.cfg['label_smoothing'], positions=p.pos)[1] * n
+        count = count + n
+    return total / count
+
+
+def count_computed(r, parts):
+    """Input tokens and FLOPs as computed (padding and target slots included, copies once)."""
+    for p in parts:
+        rows, T = p.x.shape
+        K = p.tgt.size(1)
+        if (T, K) not in r.row_flops:
+            r.row_flops[T, K] = r.model.flops_per_row(T, K)
+        r.tokens_since_log += rows * T
+        r.flops_since_log += rows * r.row_flops[T, K]
 
 
 def log_step(r):
     loss = r.loss.item()  # the only host sync between evaluations
     check_finite(loss, r.iter_num, r.cfg)
-    tps = r.tokens_since_log / max(time.time() - r.t_log, 1e-9)
-    mfu = estimate_mfu(r.model, tps, r.rows.x.size(1), r.device)
+    dt = max(time.time() - r.t_log, 1e-9)
+    tps = r.tokens_since_log / dt
+    mfu = estimate_mfu(r.flops_since_log / dt, r.device, r.dtype)
     epoch = epochs_done(r.iter_num, r.plan)
     r.last_line = {'train/loss/step': loss, 'lr': r.lr, 'epoch': epoch, 'iter': r.iter_num,
                    'tokens_per_sec': tps, **({'mfu': mfu} if mfu is not None else {})}
@@ -412,11 +479,11 @@ def log_step(r):
           f"| {tps / 1e3:.1f}k tok/s" + (f" | mfu {mfu * 100:.1f}%" if mfu is not None else ''))
     if r.wandb is not None:
         r.wandb.log(r.last_line, step=r.iter_num)
-    r.t_log, r.tokens_since_log = time.time(), 0
+    r.t_log, r.tokens_since_log, r.flops_since_log = time.time(), 0, 0.0
 
 
 def evaluate_and_save(r):
-    """Evaluate, log, keep the best, and checkpoint when it improved."""
+    """Evaluate, log, and keep the best: its metrics, and its weights in out_dir/best.pt."""
     cfg, meta = r.cfg, r.data.meta
     r.hook('eval_start', r)
     r.metrics = evaluate(r.model, r.ev, meta, r.device, r.ctx)
@@ -434,12 +501,16 @@ def evaluate_and_save(r):
     if r.wandb is not None:
         r.wandb.log(r.metrics, step=r.iter_num)
     r.hook('eval_end', r)
-    if (improved and r.iter_num > 0) or cfg['always_save_checkpoint']:
-        save(r, 'running')
-    r.t_log, r.tokens_since_log = time.time(), 0  # evaluation time is not training throughput
+    if improved and r.iter_num > 0:  # weights only: a third of a resume checkpoint
+        r.hook('save_start', r)
+        atomic_save(dict(model=r.model.state_dict(), model_args=vars(r.model.config), config=r.cfg,
+                         iter_num=r.iter_num, metrics=r.metrics), os.path.join(cfg['out_dir'], 'best.pt'))
+        r.hook('save_end', r)
+    r.t_log, r.tokens_since_log, r.flops_since_log = time.time(), 0, 0.0  # eval time is not training throughput
 
 
 def save(r, status):
+    """The resume checkpoint, out_dir/ckpt.pt: everything needed to continue the run exactly."""
     r.hook('save_start', r)
     atomic_save(dict(model=r.model.state_dict(), optimizer=r.optimizer.state_dict(),
                      model_args=vars(r.model.config), config=r.cfg, iter_num=r.iter_num, last_eval=r.last_eval,

@@ -1,7 +1,7 @@
 """model.py: shapes, causality, target selection, generation, optimiser groups, MFU table."""
 import torch
 
-from model import GPT, GPTConfig, gpu_peak_flops, estimate_mfu
+from model import GPT, GPTConfig, estimate_mfu, gpu_peak_flops
 
 
 def small_model(**kw):
@@ -71,8 +71,29 @@ def test_optimizer_decays_only_matrices_and_embeddings():
     assert len(no_decay['params']) > 0
 
 
-def test_mfu_knows_common_gpus_and_is_none_on_cpu():
-    assert gpu_peak_flops('NVIDIA H200') == 989e12
-    assert gpu_peak_flops('NVIDIA A100-SXM4-80GB') == 312e12
+def test_peak_flops_tell_the_h100_and_h200_variants_and_the_dtype_apart():
+    assert gpu_peak_flops('NVIDIA H200') == 989e12 and gpu_peak_flops('NVIDIA H200 NVL') == 835e12
+    assert gpu_peak_flops('NVIDIA H100 80GB HBM3') == 989e12 and gpu_peak_flops('NVIDIA H100 PCIe') == 756e12
+    assert gpu_peak_flops('NVIDIA H100 NVL') == 835e12
+    assert gpu_peak_flops('NVIDIA H100 80GB HBM3', 'float32') == 495e12  # TF32
+    assert gpu_peak_flops('NVIDIA A100-SXM4-80GB', 'float16') == 312e12
+    assert gpu_peak_flops('Tesla V100-SXM2-16GB', 'float32') == 15.7e12
     assert gpu_peak_flops('Some Unknown Accelerator') is None
-    assert estimate_mfu(small_model(), 1e6, 8, 'cpu') is None
+    assert estimate_mfu(1e12, 'cpu', 'float32') is None
+
+
+def test_flops_per_row_counts_what_is_computed():
+    """Against torch's FLOP counter (matmuls): the head only at the target slots, the body at every
+    position. The counter does not see the attention kernel on CPU, so its term is left out."""
+    from torch.utils.flop_counter import FlopCounterMode
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=500, block_size=16, n_layer=2, n_head=4, n_embd=64))
+    B, T, K = 8, 12, 3
+    x, pos, tgt = torch.randint(0, 500, (B, T)), torch.randint(0, T, (B, K)), torch.randint(0, 500, (B, K))
+    with FlopCounterMode(display=False) as counter:
+        model(x, tgt, positions=pos)[1].backward()
+    counted = counter.get_flop_counts()
+    assert counted['GPT.lm_head'][torch.ops.aten.mm] == B * 6 * 500 * 64 * K  # the tied head at K slots only
+    attention = 12 * 2 * 64 * T * T
+    ours = B * (model.flops_per_row(T, K) - attention)
+    assert abs(ours - counter.get_total_flops()) / counter.get_total_flops() < 0.01  # LayerNorm gains aside

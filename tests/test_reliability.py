@@ -87,13 +87,13 @@ if mode == 'signal':  # arg 'SIGINT:12': the signal arrives during the training 
     def hook(event, run):
         if event == 'step' and run.iter_num == int(at):
             os.kill(os.getpid(), getattr(signal, name))
-elif mode == 'hang-in-save':  # arg '3:MARKER': the 3rd torch.save writes half its file, then hangs
+elif mode == 'hang-in-save':  # arg '2:MARKER': the 2nd save of ckpt.pt writes half its file, then hangs
     n, marker = arg.split(':', 1)
     real_save, calls = torch.save, []
     def save(obj, f, *rest, **kw):
-        calls.append(f)
+        calls.extend([f] if 'ckpt.pt' in str(f) else [])
         real_save(obj, f, *rest, **kw)
-        if len(calls) == int(n):
+        if len(calls) == int(n) and 'ckpt.pt' in str(f):
             os.truncate(f, os.path.getsize(f) // 2)
             open(marker, 'w').close()
             time.sleep(600)  # until the test sends SIGKILL
@@ -222,9 +222,9 @@ def test_a_signal_during_the_last_step_still_ends_with_the_final_metrics(tmp_pat
 # kill -9 in the middle of a write
 
 def test_kill_9_inside_a_checkpoint_write_keeps_the_previous_checkpoint_and_resume_matches(tmp_path, reference):
-    cfg = run_config(tmp_path, always_save_checkpoint=True)  # saves at iters 0, 10, 20, 30
+    cfg = run_config(tmp_path)  # resume checkpoints at every eval: iters 10, 20, 30
     marker = str(tmp_path / 'half-written')
-    child = start_train_child('hang-in-save', f'3:{marker}', cfg)
+    child = start_train_child('hang-in-save', f'2:{marker}', cfg)
     try:
         wait_for(marker, child)
     finally:
@@ -378,7 +378,7 @@ def test_eight_concurrent_builders_build_once_and_agree_in_each_of_20_rounds(tmp
 def test_a_diverging_run_stops_with_exit_1_one_error_line_naming_learning_rate_and_a_failed_wandb_run(
         tmp_path, capsys):
     cfg = run_config(tmp_path, learning_rate=1e6, grad_clip=0.0, dropout=0.0, eval_interval=2,
-                     always_save_checkpoint=True, wandb_log=True, wandb_mode='offline')
+                     checkpoint_interval=1, wandb_log=True, wandb_mode='offline')
     with pytest.raises(SystemExit) as stop:
         train.main(argv(cfg))
     assert stop.value.code == 1

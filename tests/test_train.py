@@ -39,11 +39,11 @@ def test_target_slots_list_each_rows_targets_in_order():
     assert tgt.tolist() == [[7, 8, 9], [8, -1, -1]]
 
 
-def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
-    a = train.epoch_order(50, 1, 3, 'cpu')
-    assert sorted(a.tolist()) == list(range(50))
-    assert torch.equal(a, train.epoch_order(50, 1, 3, 'cpu'))
-    assert not torch.equal(a, train.epoch_order(50, 1, 4, 'cpu'))
+def test_epoch_orders_are_permutations_fixed_by_seed_and_epoch():
+    a, b = train.epoch_orders([50, 7], 1, 3, 'cpu')
+    assert sorted(a.tolist()) == list(range(50)) and sorted(b.tolist()) == list(range(7))
+    assert all(torch.equal(x, y) for x, y in zip((a, b), train.epoch_orders([50, 7], 1, 3, 'cpu')))
+    assert not torch.equal(a, train.epoch_orders([50, 7], 1, 4, 'cpu')[0])
 
 
 def test_device_and_dtype_selection_on_a_machine_without_cuda(monkeypatch):
@@ -56,11 +56,16 @@ def test_device_and_dtype_selection_on_a_machine_without_cuda(monkeypatch):
         train.pick_device('cuda')
 
 
-def test_dtype_auto_on_cuda_prefers_bf16_and_falls_back_to_fp16(monkeypatch):
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: True)
-    assert train.pick_dtype('auto', 'cuda') == 'bfloat16'
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: False)
+def test_dtype_auto_on_cuda_follows_the_chosen_gpus_compute_capability(monkeypatch):
+    """bf16 from compute capability 8.0 (Ampere) on; older GPUs (V100 7.0, T4 7.5) get fp16 with a
+    grad scaler, whatever is_bf16_supported() says (it counts emulation), and the GPU asked about
+    is the run's own."""
+    capability, asked = {0: (8, 0), 1: (7, 5)}, []
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda d=None: asked.append(d) or capability[d.index])
+    assert train.pick_dtype('auto', 'cuda:0') == 'bfloat16'
     assert train.pick_dtype('auto', 'cuda:1') == 'float16'
+    assert [d.index for d in asked] == [0, 1]
 
 
 def test_oom_and_divergence_messages_name_what_to_change():
