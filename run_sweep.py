@@ -14,7 +14,8 @@ Two backends. 'wandb' hands the YAML to wandb's sweep server and runs wandb.agen
 'local' needs no account: an optuna study in a journal file under
 sweeps/<id>/ (or any optuna storage URL, e.g. postgresql://, for many machines)
 hands out trials to any number of agents. Each trial calls train.train() in
-this process with out_dir sweeps/<id>/trial_<n>.
+this process with out_dir sweeps/<id>/trial_<n>. A database has optuna's own
+trial heartbeat; the journal file has none, so it gets a home-made one here.
 """
 import argparse
 import math
@@ -37,8 +38,8 @@ from sweep_space import (check_combinations, check_sweep, format_value, grid_poi
                          print_table, swept)
 
 SWEEPS_DIR = 'sweeps'     # in the current directory: sweeps/<id>/{sweep.yaml,journal.log,trial_<n>/}
-HEARTBEAT_S = 60          # a running trial stamps its heartbeat this often...
-STALE_S = 600             # ...and counts as abandoned when the stamp is older than this
+HEARTBEAT_S = 60          # a running trial stamps its heartbeat this often (env PATHSTAR_HEARTBEAT_S)...
+STALE_S = 600             # ...and counts as abandoned when the stamp is older than this (env PATHSTAR_GRACE_S)
 MAX_ATTEMPTS = 3          # an interrupted or abandoned trial is queued again, up to this many attempts
 MAX_FAILS_IN_A_ROW = 5    # an agent whose every trial fails (no GPU, bad path) stops instead of spinning
 STATE_NAMES = dict(COMPLETE='FINISHED', FAIL='FAILED', RUNNING='RUNNING', WAITING='QUEUED', PRUNED='PRUNED')
@@ -57,15 +58,45 @@ class Stopped(KeyboardInterrupt):
 
 def open_storage(url):
     """A journal file (a path) or an optuna RDB URL such as postgresql://user:pw@host/db."""
+    import importlib.util
+    import warnings
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
+    warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+    warnings.filterwarnings('ignore', message='Heartbeat of storage is supposed')  # ...and meant for study.optimize
+    interval, grace = heartbeat_times()
     if '://' not in url:
         from optuna.storages.journal import JournalFileBackend
         return optuna.storages.JournalStorage(JournalFileBackend(os.path.abspath(url)))
+    if re.match('postgres(ql)?://', url):  # name the driver: SQLAlchemy's default changed (psycopg2, then psycopg)
+        only_2 = importlib.util.find_spec('psycopg2') and not importlib.util.find_spec('psycopg')
+        url = re.sub('^postgres(ql)?://', f"postgresql+{'psycopg2' if only_2 else 'psycopg'}://", url)
+    renamed = hasattr(optuna.storages, 'RetryHeartbeatStaleTrialCallback')  # optuna >= 4.9
+    callback = {'heartbeat_stale_trial_callback' if renamed else 'failed_trial_callback': retry_stale_trial}
     try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as e:  # a missing driver, a refused connection: one line, not a page of sqlalchemy
+        return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace, **callback)
+    except ImportError as e:  # no database driver
+        name = e.name or getattr(e.__cause__, 'name', None) or 'psycopg'
+        pip = {'psycopg': '"psycopg[binary]"', 'psycopg2': 'psycopg2-binary', 'MySQLdb': 'mysqlclient'}.get(name, name)
+        raise ConfigError(f"--storage {hide_password(url)}: its driver, python module {name}, is not installed; "
+                          f"pip install {pip}") from None
+    except Exception as e:  # a refused connection, a wrong password: one line, not a page of sqlalchemy
         raise ConfigError(f"--storage: cannot open {hide_password(url)}: {first_line(e)}") from None
+
+
+def heartbeat_times():
+    """(interval, grace period) in seconds: HEARTBEAT_S and STALE_S unless the environment says otherwise."""
+    times = [os.environ.get(var, '').strip() or default
+             for var, default in (('PATHSTAR_HEARTBEAT_S', HEARTBEAT_S), ('PATHSTAR_GRACE_S', STALE_S))]
+    if not all(str(t).isdigit() and int(t) > 0 for t in times) or int(times[1]) <= int(times[0]):
+        raise ConfigError(f"PATHSTAR_HEARTBEAT_S={times[0]}, PATHSTAR_GRACE_S={times[1]}: both must be whole "
+                          f"seconds > 0, the grace period longer than the heartbeat interval")
+    return int(times[0]), int(times[1])
+
+
+def optuna_heartbeat(storage):
+    """A database has optuna's heartbeat (open_storage turns it on); the journal has only ours."""
+    return getattr(storage, 'get_heartbeat_interval', lambda: None)() is not None
 
 
 def hide_password(url):
@@ -139,6 +170,8 @@ def claim_queued(study, storage):
     from optuna.trial import TrialState
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         tid = trial_id(storage, study, frozen.number)
+        if optuna_heartbeat(storage):  # beat first: optuna never ages a RUNNING trial that has no beat
+            storage.record_heartbeat(tid)
         try:
             if storage.set_trial_state_values(tid, TrialState.RUNNING):  # False: another agent won it
                 return optuna.trial.Trial(study, tid)
@@ -156,7 +189,7 @@ def next_trial(study, storage, sweep):
         return None
     tid = trial_id(storage, study, trial.number)
     storage.set_trial_user_attr(tid, 'agent', dict(machine=MACHINE, pid=os.getpid()))
-    storage.set_trial_user_attr(tid, 'heartbeat', time.time())
+    beat(storage, tid)
     for name, spec in swept(sweep['parameters']).items():
         if 'values' in spec:
             trial.suggest_categorical(name, spec['values'])
@@ -202,13 +235,16 @@ def is_abandoned(frozen, now):
     last = frozen.user_attrs.get('heartbeat')
     if last is None and frozen.datetime_start is not None:  # died between claiming and stamping
         last = frozen.datetime_start.timestamp()
-    return last is not None and now - last > STALE_S
+    return last is not None and now - last > heartbeat_times()[1]
 
 
 def fail_abandoned_trials(study, storage):
     """Mark FAILED the trials left RUNNING by dead agents and queue each to run again."""
+    import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
+    if optuna_heartbeat(storage):
+        return optuna.storages.fail_stale_trials(study)  # calls retry_stale_trial for each
     now = time.time()
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_abandoned(frozen, now):
@@ -223,28 +259,47 @@ def fail_abandoned_trials(study, storage):
         queue_retry(study, storage.get_trial(tid))
 
 
-def queue_retry(study, frozen):
-    """Queue the same parameters again: the failure was the agent's, not the config's."""
+def queue_retry(study, frozen, optuna_retry=None):
+    """Queue the same parameters again: the failure was the agent's, not the config's. The retry resumes
+    frozen's checkpoint. optuna_retry, optuna's own retry callback, also notes the retry history."""
     attempt = frozen.user_attrs.get('attempt', 1)
     if attempt >= MAX_ATTEMPTS:
         print(f"trial {frozen.number}: not queued again, it was attempt {attempt} of {MAX_ATTEMPTS}")
         return
-    params = frozen.params or frozen.system_attrs.get('fixed_params', {})
-    study.enqueue_trial(params, user_attrs=dict(attempt=attempt + 1, retry_of=frozen.number,
-                                                resume_from=frozen.user_attrs.get('out_dir')))
+    attrs = dict(attempt=attempt + 1, retry_of=frozen.number, resume_from=frozen.user_attrs.get('out_dir'))
+    if optuna_retry:
+        frozen.user_attrs = attrs  # what it copies to the retry, with the params and their distributions
+        optuna_retry(study, frozen)
+    else:
+        study.enqueue_trial(frozen.params or frozen.system_attrs.get('fixed_params', {}), user_attrs=attrs)
     print(f"trial {frozen.number}: queued again (attempt {attempt + 1}); the next agent to take a trial runs it")
+
+
+def retry_stale_trial(study, frozen):
+    """Called by optuna's fail_stale_trials with a copy of each database trial it failed."""
+    import optuna.storages as storages
+    print(f"trial {frozen.number}: its agent {frozen.user_attrs.get('agent')} stopped its heartbeat; marked FAILED")
+    retry = getattr(storages, 'RetryHeartbeatStaleTrialCallback', None) or storages.RetryFailedTrialCallback
+    queue_retry(study, frozen, retry())  # no max_retry: our attempt count, which signals also add to, decides
+
+
+def beat(storage, tid):
+    if optuna_heartbeat(storage):
+        storage.record_heartbeat(tid)
+    else:
+        storage.set_trial_user_attr(tid, 'heartbeat', time.time())
 
 
 def start_heartbeat(storage, tid):
     stop = threading.Event()
 
-    def beat():
-        while not stop.wait(HEARTBEAT_S):
+    def beats():
+        while not stop.wait(heartbeat_times()[0]):
             try:
-                storage.set_trial_user_attr(tid, 'heartbeat', time.time())
-            except Exception:  # one missed beat is harmless: STALE_S allows for several
+                beat(storage, tid)
+            except Exception:  # one missed beat is harmless: the grace period allows for several
                 pass
-    threading.Thread(target=beat, daemon=True).start()
+    threading.Thread(target=beats, daemon=True).start()
     return stop
 
 
@@ -338,17 +393,25 @@ def stop_signal(study, storage, trial, signum):
 
 
 def run_local_agent(sweep_id, storage_url, count, project, entity):
-    """Run trials until count is reached, a grid runs out or a signal arrives. Returns the exit code."""
+    """Run trials until count is reached, a grid has nothing queued or running, or a signal arrives.
+    Returns the exit code."""
+    from optuna.trial import TrialState
     study, storage, sweep = open_local_sweep(sweep_id, storage_url)
     until = f"{count} trials" if count else ("the grid is done" if sweep['method'] == 'grid' else "stopped (Ctrl-C)")
     print(f"agent {socket.gethostname()}:{os.getpid()} on sweep {sweep_id} ({sweep['method']}): running until {until}")
     old_group = os.environ.get('WANDB_RUN_GROUP')
     os.environ['WANDB_RUN_GROUP'] = sweep_id  # trials with wandb_log=True are grouped by sweep
-    ran, finished, fails_in_a_row = 0, 0, 0
+    ran, finished, fails_in_a_row, waited = 0, 0, 0, False
     try:
         while count is None or ran < count:
             fail_abandoned_trials(study, storage)
             trial = next_trial(study, storage, sweep)
+            if trial is None and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if not waited:  # a running trial whose agent dies is queued again: stay to run it
+                    print(f"sweep {sweep_id}: no grid point queued; waiting while other agents' trials run")
+                waited = True
+                time.sleep(min(heartbeat_times()[0], 10))
+                continue
             if trial is None:
                 print(f"sweep {sweep_id}: no grid point left to run")
                 break
@@ -392,8 +455,9 @@ def print_results(study, sweep, limit=None):
     for t in trials[:limit]:
         params = t.params or t.system_attrs.get('fixed_params', {})  # a queued grid point has no params yet
         value = format_value(t.value) if metric and t.state.name == 'COMPLETE' else '-'
-        note = t.user_attrs.get('error') or (f"retry of {t.user_attrs['retry_of']}" if 'retry_of' in t.user_attrs
-                                             else '')
+        note = t.user_attrs.get('error') or (
+            'its agent died (no heartbeat)' if t.state.name == 'FAIL' else  # optuna's fail_stale_trials: no note
+            f"retry of {t.user_attrs['retry_of']}" if 'retry_of' in t.user_attrs else '')
         rows.append([t.number, STATE_NAMES[t.state.name], value, *(format_value(params.get(n, '-')) for n in names),
                      note[:60]])
     if rows:
