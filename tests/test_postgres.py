@@ -22,8 +22,7 @@ RUN_SWEEP = os.path.join(ROOT, 'run_sweep.py')
 # trial 0 (600 epochs, a second or two) is the one killed; the others train in well under a second
 GRID = dict(epochs={'values': [600, 3, 4]}, graph_d={'value': 4}, graph_l={'value': 3}, n_layer={'value': 1},
             n_head={'value': 2}, n_embd={'value': 32}, num_pause_tokens={'value': 1}, device={'value': 'cpu'},
-            graph_holdout_percentage={'value': 0.25}, eval_interval={'value': 50}, log_interval={'value': 1000},
-            always_save_checkpoint={'value': True})
+            graph_holdout_percentage={'value': 0.25}, eval_interval={'value': 50}, log_interval={'value': 1000})
 
 
 def server_user():
