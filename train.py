@@ -80,6 +80,15 @@ def pick_dtype(name, device):
     return 'float32'
 
 
+def use_device(device):
+    """Make a CUDA device current, so RNG state, capability and memory calls mean it (with
+    device='cuda:1' and no CUDA_VISIBLE_DEVICES they would mean GPU 0), and allow TF32 matmuls."""
+    if device.startswith('cuda'):
+        torch.cuda.set_device(torch.device(device))
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def autocast_context(device, dtype):
     if dtype == 'float32' or not device.startswith('cuda'):
         return nullcontext()
@@ -328,11 +337,8 @@ def setup(cfg, checkpoint, hook):
     if cfg['max_iters']:
         max_iters = min(max_iters, cfg['max_iters'])
 
+    use_device(device)
     torch.manual_seed(cfg['seed'])
-    if device.startswith('cuda'):
-        torch.cuda.set_device(torch.device(device))  # so RNG state, capability and memory calls mean this GPU
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     model_config = GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=cfg['n_layer'],
                              n_head=cfg['n_head'], n_embd=cfg['n_embd'], dropout=cfg['dropout'], bias=cfg['bias'])
     with out_of_memory_as_training_error(cfg, batch_size):
@@ -501,7 +507,7 @@ def evaluate_and_save(r):
     if r.wandb is not None:
         r.wandb.log(r.metrics, step=r.iter_num)
     r.hook('eval_end', r)
-    if improved and r.iter_num > 0:  # weights only: a third of a resume checkpoint
+    if improved:  # weights only: a third of a resume checkpoint
         r.hook('save_start', r)
         atomic_save(dict(model=r.model.state_dict(), model_args=vars(r.model.config), config=r.cfg,
                          iter_num=r.iter_num, metrics=r.metrics), os.path.join(cfg['out_dir'], 'best.pt'))
