@@ -10,6 +10,7 @@ A config file is the user's own Python (as in nanoGPT): it runs in a namespace
 of its own and only the names it assigns that are config keys are taken.
 Override values are parsed, never evaluated.
 """
+import ast
 import difflib
 import math
 import os
@@ -72,6 +73,7 @@ DEFAULTS = dict(
     # checkpoints
     out_dir='out',
     init_from='scratch',         # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+    overwrite_out_dir=False,     # a new run from scratch may replace an earlier run's files in out_dir
     checkpoint_interval=0,       # iterations between resume checkpoints (out_dir/ckpt.pt); 0 = at every eval
     # system
     device='auto',               # 'auto' = cuda, then mps, then cpu; or e.g. 'cuda:1'
@@ -287,6 +289,21 @@ def device_name(cfg):
             f"device: expected auto, cpu, cuda, cuda:N or mps, got {dev!r}")
 
 
+@rule('dtype', 'device')
+def dtype_runs_on_device(cfg):  # autocast to half precision runs on CUDA only: it would silently be fp32
+    require(cfg['dtype'] in ('auto', 'float32') or cfg['device'] in ('auto', 'cuda') or
+            cfg['device'].startswith('cuda:'), f"dtype: {cfg['dtype']} needs a CUDA device, got "
+                                               f"device={cfg['device']!r}; use dtype=auto or float32")
+
+
+@rule('wandb_project')
+def wandb_project_name(cfg):  # wandb refuses these when the run starts, after the data is built
+    name = cfg['wandb_project']
+    bad = sorted(set(name) & set('/\\#?%:'))
+    require(0 < len(name) <= 128 and not bad, f"wandb_project: {name!r} is not a wandb project name (at most 128 "
+                                              f"characters, none of / \\ # ? % :)")
+
+
 @rule('graph_d', 'graph_l', 'graph_vocab_size')
 def vocab_holds_the_graph(cfg):
     d, l = cfg['graph_d'], cfg['graph_l']
@@ -375,10 +392,12 @@ def wandb_mode(cfg):
 
 def load_config_file(path, so_far=None):
     """Run a config file in a namespace of its own that starts with the config so far (so a
-    variant can say out_dir += '-staged'); return the config keys it leaves there."""
+    variant can say out_dir += '-staged'); return the config keys it assigns."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     try:
+        with open(path, 'rb') as f:
+            tree = ast.parse(f.read(), path)
         namespace = runpy.run_path(path, init_globals=dict(so_far or DEFAULTS), run_name='__config__')
     except SyntaxError as e:
         raise ConfigError(f"{path}, line {e.lineno}: {e.msg} (a config file is Python)") from None
@@ -388,8 +407,10 @@ def load_config_file(path, so_far=None):
         lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
         message = ' '.join(str(e).split())
         raise ConfigError(f"{path}, line {lines[-1] if lines else '?'}: {type(e).__name__}: {message}") from None
+    assigned = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
     values = {}
-    for name, value in namespace.items():
+    for name in sorted(assigned & set(namespace)):
+        value = namespace[name]
         if name.startswith('_') or callable(value) or type(value).__name__ == 'module':
             continue
         if name not in DEFAULTS:
@@ -406,20 +427,26 @@ def build_config(overrides=None):
     return check(cfg)
 
 
-def parse_args(argv):
-    """argv like ['config/x.py', 'config/variant.py', '--graph_d=100'] -> a checked config dict,
-    each config file and override applied in order."""
-    cfg = dict(DEFAULTS)
+def parse_overrides(argv):
+    """argv like ['config/x.py', 'config/variant.py', '--graph_d=100'] -> the keys they set, parsed,
+    each config file and override applied in order (a resumed run needs to know what was asked for)."""
+    cfg, overrides = dict(DEFAULTS), {}
     for arg in argv:
-        if not arg.startswith('--'):
-            for key, value in load_config_file(arg, cfg).items():
-                cfg[key] = parse_value(key, value)
-            continue
-        key, sep, value = arg[2:].partition('=')
-        if not sep:
-            raise ConfigError(f"expected --key=value, got {arg!r}")
-        cfg[key] = parse_value(key, value)
-    return check(cfg)
+        if arg.startswith('--'):
+            key, sep, value = arg[2:].partition('=')
+            if not sep:
+                raise ConfigError(f"expected --key=value, got {arg!r}")
+            values = {key: value}
+        else:
+            values = load_config_file(arg, cfg)
+        for key, value in values.items():
+            cfg[key] = overrides[key] = parse_value(key, value)
+    return overrides
+
+
+def parse_args(argv):
+    """argv -> a whole checked config dict."""
+    return build_config(parse_overrides(argv))
 
 
 def exit_on_config_error(main):

@@ -8,7 +8,6 @@ plans the held-out paths.
 
 train(config) -> summary is what the sweep runner calls in-process.
 """
-import glob
 import math
 import os
 import signal
@@ -21,6 +20,7 @@ from typing import Callable, NamedTuple, Optional
 import torch
 
 import analyze
+import checkpoint as checkpoint_files
 import configurator
 import pathstar_data
 import pathstar_rows
@@ -58,15 +58,6 @@ def pick_device(name):
     if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
         return 'mps'
     return 'cpu'
-
-
-def check_out_dir(out_dir):
-    """out_dir must be a folder or creatable as one; checked before anything is written."""
-    path = os.path.abspath(out_dir)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"out_dir: cannot create {out_dir!r}: {path} is not a writable folder")
 
 
 def pick_dtype(name, device):
@@ -179,26 +170,12 @@ def cosine_lr(it, max_iters, cfg):
 
 
 # -----------------------------------------------------------------------------
-# checkpoints, summary, wandb
-
-def atomic_save(obj, path):
-    tmp = f'{path}.tmp-{os.getpid()}'
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(obj, path):
-    import json
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
+# the run's identity and wandb
 
 # keys that define a run; on resume they come from the checkpoint
 RUN_KEYS = [k for k in configurator.DEFAULTS if not k.startswith('wandb_') and k not in (
-    'device', 'dtype', 'compile', 'compile_mode', 'data_dir', 'out_dir', 'init_from', 'eval_only',
-    'checkpoint_interval', 'log_interval', 'geometry_interval')]
+    'device', 'dtype', 'compile', 'compile_mode', 'data_dir', 'out_dir', 'init_from', 'overwrite_out_dir',
+    'eval_only', 'checkpoint_interval', 'log_interval', 'geometry_interval')]
 
 
 def run_name(cfg):
@@ -244,6 +221,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     hook: Callable                  # hook(event, run); see train()
+    lock: object = None             # out_dir/.lock, held while the run owns out_dir
     wandb: object = None
     wandb_id: Optional[str] = None
     iter_num: int = 0
@@ -270,7 +248,9 @@ def train(config, hook=None):
     each optimizer step), 'eval_start'/'eval_end', 'save_start'/'save_end': the one way for
     tests and benchmarks to observe or perturb a run (run is the Run above).
     """
-    cfg, checkpoint = resume_config(configurator.build_config(config))
+    cfg, checkpoint = configurator.build_config(config), None
+    if cfg['init_from'] == 'resume':
+        cfg, checkpoint = checkpoint_files.load_for_resume(cfg, set(config), RUN_KEYS)
     r = setup(cfg, checkpoint, hook or (lambda event, run: None))
     stop, summary = {}, None
     handlers = install_signal_handlers(stop)
@@ -300,26 +280,7 @@ def train(config, hook=None):
     finally:
         restore_signal_handlers(handlers)
         finish_wandb(r, summary)
-
-
-def resume_config(cfg):
-    """(config, checkpoint or None): on resume the keys that define the run come from the checkpoint."""
-    if cfg['init_from'] != 'resume':
-        return cfg, None
-    ckpt_path = os.path.join(cfg['out_dir'], 'ckpt.pt')
-    if not os.path.isfile(ckpt_path):
-        raise ConfigError(f"init_from: 'resume' needs {ckpt_path}, which does not exist")
-    try:
-        checkpoint = torch.load(ckpt_path, map_location='cpu', weights_only=True)
-    except Exception as e:  # truncated, foreign, or carrying pickled code: never unpickled
-        raise ConfigError(f"init_from: cannot resume from {ckpt_path}: not a readable checkpoint "
-                          f"({type(e).__name__})") from None
-    for key in RUN_KEYS:
-        if cfg[key] != checkpoint['config'][key] and cfg[key] != configurator.DEFAULTS[key]:
-            print(f"warning: resuming keeps {key}={checkpoint['config'][key]!r} from the checkpoint, "
-                  f"not {cfg[key]!r}", file=sys.stderr)
-        cfg[key] = checkpoint['config'][key]
-    return cfg, checkpoint
+        r.lock.close()  # out_dir is free for the next run
 
 
 def setup(cfg, checkpoint, hook):
@@ -327,7 +288,9 @@ def setup(cfg, checkpoint, hook):
     (or at the checkpoint's iteration)."""
     device = pick_device(cfg['device'])  # user errors first, before anything is written
     dtype = pick_dtype(cfg['dtype'], device)
-    check_out_dir(cfg['out_dir'])
+    checkpoint_files.check_out_dir(cfg)
+    checkpoint_files.check_path('data_dir', cfg['data_dir'], longest_child=100)  # a cache folder and its files
+    check_memory(cfg)
     data = pathstar_data.load_or_build(cfg)
     meta = data.meta
     n_rows = meta['num_train_rows']
@@ -352,27 +315,29 @@ def setup(cfg, checkpoint, hook):
             max_iters=max_iters, batch_size=batch_size, model=model, step_model=model, optimizer=optimizer,
             scaler=torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device_type == 'cuda')),
             hook=hook)
-    if checkpoint is not None:
-        restore(r, checkpoint)
-    if use_compile(cfg['compile'], device):
-        r.step_model = compile_model(model, cfg['compile_mode'])
-    d = meta['d']
-    print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
-          f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
-    stages = ', '.join(f"{s.epochs} epochs x {s.iters_per_epoch} iters over {s.rows} rows" for s in plan)
-    print(f"training ({cfg['recipe']}): {stages} = {max_iters} iters of <= {rows_per_iter} rows; "
-          f"first-hop chance 1/{d} = {1 / d:.3f}")
-    r.wandb = start_wandb(cfg, r.wandb_id) if cfg['wandb_log'] else None
-    os.makedirs(cfg['out_dir'], exist_ok=True)
-    ckpt_path = os.path.join(cfg['out_dir'], 'ckpt.pt')
-    for stale in glob.glob(glob.escape(ckpt_path) + '.tmp-*'):  # half-written by a killed run: never read
-        os.remove(stale)
+    r.lock = checkpoint_files.claim(cfg)
+    try:
+        if checkpoint is not None:
+            restore(r, checkpoint)
+        if use_compile(cfg['compile'], device):
+            r.step_model = compile_model(model, cfg['compile_mode'])
+        d = meta['d']
+        print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
+              f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
+        stages = ', '.join(f"{s.epochs} epochs x {s.iters_per_epoch} iters over {s.rows} rows" for s in plan)
+        print(f"training ({cfg['recipe']}): {stages} = {max_iters} iters of <= {rows_per_iter} rows; "
+              f"first-hop chance 1/{d} = {1 / d:.3f}")
+        r.wandb = start_wandb(cfg, r.wandb_id) if cfg['wandb_log'] else None
+    except BaseException:
+        r.lock.close()
+        raise
     return r
 
 
 def restore(r, checkpoint):
-    r.model.load_state_dict(checkpoint['model'])
-    r.optimizer.load_state_dict(checkpoint['optimizer'])
+    path = os.path.join(r.cfg['out_dir'], 'ckpt.pt')
+    checkpoint_files.restore_state(r.model, checkpoint['model'], path, 'model')
+    checkpoint_files.restore_state(r.optimizer, checkpoint['optimizer'], path, 'optimizer state')
     r.iter_num, r.last_eval = checkpoint['iter_num'], checkpoint['last_eval']
     r.best, r.best_metrics, r.wandb_id = checkpoint['best'], checkpoint['best_metrics'], checkpoint['wandb_id']
     torch.set_rng_state(checkpoint['rng_cpu'])
@@ -509,7 +474,7 @@ def evaluate_and_save(r):
     r.hook('eval_end', r)
     if improved:  # weights only: a third of a resume checkpoint
         r.hook('save_start', r)
-        atomic_save(dict(model=r.model.state_dict(), model_args=vars(r.model.config), config=r.cfg,
+        checkpoint_files.atomic_save(dict(model=r.model.state_dict(), model_args=vars(r.model.config), config=r.cfg,
                          iter_num=r.iter_num, metrics=r.metrics), os.path.join(cfg['out_dir'], 'best.pt'))
         r.hook('save_end', r)
     r.t_log, r.tokens_since_log, r.flops_since_log = time.time(), 0, 0.0  # eval time is not training throughput
@@ -518,7 +483,7 @@ def evaluate_and_save(r):
 def save(r, status):
     """The resume checkpoint, out_dir/ckpt.pt: everything needed to continue the run exactly."""
     r.hook('save_start', r)
-    atomic_save(dict(model=r.model.state_dict(), optimizer=r.optimizer.state_dict(),
+    checkpoint_files.atomic_save(dict(model=r.model.state_dict(), optimizer=r.optimizer.state_dict(),
                      model_args=vars(r.model.config), config=r.cfg, iter_num=r.iter_num, last_eval=r.last_eval,
                      best=r.best, best_metrics=r.best_metrics, rng_cpu=torch.get_rng_state(),
                      rng_cuda=torch.cuda.get_rng_state() if r.device.startswith('cuda') else None,
@@ -535,7 +500,7 @@ def write_summary(r):
                     'iter': r.iter_num, 'max_iters': r.max_iters, 'epoch': epochs_done(r.iter_num, r.plan),
                     'params': r.model.num_params(), 'train_rows': meta['num_train_rows'],
                     'val_rows': len(r.data.val_rows), 'device': r.device})
-    atomic_write_json(summary, os.path.join(r.cfg['out_dir'], 'summary.json'))
+    checkpoint_files.atomic_write_json(summary, os.path.join(r.cfg['out_dir'], 'summary.json'))
     print_summary(summary)
     if r.wandb is not None:
         for key, value in summary.items():
@@ -561,12 +526,29 @@ def out_of_memory_as_training_error(cfg, batch_size):
     try:
         yield
     except torch.cuda.OutOfMemoryError:
-        raise TrainingError(oom_message(cfg, batch_size)) from None
+        raise TrainingError(oom_message(cfg, batch_size, 'GPU')) from None
+    except (MemoryError, RuntimeError) as e:  # the CPU allocator's failure is a RuntimeError
+        if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e):
+            raise
+        raise TrainingError(oom_message(cfg, batch_size, 'CPU')) from None
 
 
-def oom_message(cfg, batch_size):
-    return (f"out of GPU memory with batch_size={batch_size}, n_layer={cfg['n_layer']}, n_embd={cfg['n_embd']}: "
+def oom_message(cfg, batch_size, where):
+    return (f"out of {where} memory with batch_size={batch_size}, n_layer={cfg['n_layer']}, n_embd={cfg['n_embd']}: "
             f"lower batch_size (raise gradient_accumulation_steps to keep the rows per step) or the model size")
+
+
+def check_memory(cfg):
+    """Refuse, before building anything, a dataset that cannot fit in this machine's memory: its
+    rows and masks, and the int64 inputs and target slots made from them."""
+    counts = pathstar_data.row_counts(pathstar_data.data_config(cfg))
+    edge_len, _, path_len = pathstar_data.row_lengths(cfg)
+    T, rows = max(edge_len, path_len), counts.train_rows + counts.held_out
+    need = rows * (T * 5 + (T - 1) * 8 + 2 * cfg['graph_l'] * 8)  # uint32 + mask, then x, pos, tgt
+    have = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    if need > have:
+        raise ConfigError(f"graph_d: {rows:,} rows of {T} tokens need about {need / 2 ** 30:.1f} GiB in memory, "
+                          f"more than this machine's {have / 2 ** 30:.1f} GiB; use a smaller graph")
 
 
 def install_signal_handlers(stop):
@@ -586,12 +568,14 @@ def restore_signal_handlers(handlers):
 
 
 def main(argv, hook=None):
-    cfg = configurator.parse_args(argv)
     try:
-        train(cfg, hook)
+        train(configurator.parse_overrides(argv), hook)
     except Interrupted as e:
         print(f"stopped: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
+    except KeyboardInterrupt:  # Ctrl-C before the run's own handler was in place: nothing to save yet
+        print("stopped: interrupted during start-up", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

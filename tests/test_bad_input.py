@@ -105,7 +105,7 @@ CASES = [
     case(TRAIN, 'resume-from-a-file-that-is-not-a-checkpoint', ['--init_from=resume'], 'out/ckpt.pt',
          files={'out/ckpt.pt': 'not a checkpoint\n'}),
     case(TRAIN, 'data_dir-below-a-file', ['--data_dir=blocker/data'],
-         "data_dir: cannot write the dataset cache under 'blocker/data'", files={'blocker': 'a file\n'}),
+         "data_dir: cannot create 'blocker/data'", files={'blocker': 'a file\n'}),
     case(TRAIN, 'out_dir-below-a-file', ['--out_dir=blocker/out'], 'out_dir', files={'blocker': 'a file\n'}),
     # config files (the user's own Python, run with runpy)
     case(TRAIN, 'missing-config-file', ['nope.py'], 'config file not found: nope.py', api=False),
@@ -327,8 +327,8 @@ def test_override_values_are_data_never_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / 'pwned'
     payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
-    cfg = configurator.parse_args([f'--wandb_project={payload}', f'--out_dir={payload}'])
-    assert cfg['wandb_project'] == payload and cfg['out_dir'] == payload  # kept as text
+    cfg = configurator.parse_args([f'--wandb_run_name={payload}', f'--out_dir={payload}'])
+    assert cfg['wandb_run_name'] == payload and cfg['out_dir'] == payload  # kept as text
     for key in ('graph_d', 'learning_rate', 'use_undirected', 'batch_size', 'graph_vocab_size', 'init_from'):
         with pytest.raises(ConfigError):
             configurator.parse_args([f'--{key}={payload}'])

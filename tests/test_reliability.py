@@ -412,7 +412,7 @@ def test_out_of_memory_in_a_training_step_names_batch_size_and_model_size(tmp_pa
     for text in ('out of GPU memory', 'batch_size=31', 'n_layer=1', 'n_embd=32', 'gradient_accumulation_steps'):
         assert text in message
     with pytest.raises(SystemExit) as stop:
-        train.main(argv(cfg))
+        train.main(argv(dict(cfg, overwrite_out_dir=True)))  # the failed run left its best.pt
     assert stop.value.code == 1
     assert capsys.readouterr().err.splitlines()[-1] == f'error: {message}'
 

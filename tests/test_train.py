@@ -70,7 +70,8 @@ def test_dtype_auto_on_cuda_follows_the_chosen_gpus_compute_capability(monkeypat
 
 def test_oom_and_divergence_messages_name_what_to_change():
     cfg = dict(n_layer=12, n_embd=384, learning_rate=1e-3, grad_clip=0.0)
-    assert 'batch_size=512' in train.oom_message(cfg, 512) and 'n_embd=384' in train.oom_message(cfg, 512)
+    message = train.oom_message(cfg, 512, 'GPU')
+    assert 'out of GPU memory' in message and 'batch_size=512' in message and 'n_embd=384' in message
     with pytest.raises(train.TrainingError, match='learning_rate'):
         train.check_finite(float('nan'), 10, cfg)
 

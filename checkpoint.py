@@ -1,0 +1,160 @@
+"""
+A run's folder (out_dir) and the files in it, kept trustworthy:
+
+    ckpt.pt        the resume checkpoint: model, optimizer, RNG state, config, progress
+    best.pt        the weights of the best evaluation so far
+    summary.json   the final metrics, written when the run finishes
+    .lock          held while a run owns the folder: who it is
+
+Every file is written to a temporary name and renamed, so a reader sees the old file or the
+new one. A run takes the lock before it writes anything; a second run on the same out_dir
+stops with one line naming the holder. A new run from scratch never overwrites a finished or
+resumable run unless it is told to (overwrite_out_dir=True).
+"""
+import fcntl
+import glob
+import json
+import os
+import socket
+import sys
+import time
+
+import torch
+
+import configurator
+from configurator import ConfigError
+
+RUN_FILES = ('ckpt.pt', 'best.pt', 'summary.json')
+NAME_MAX = 255     # bytes in one path component on Linux and macOS file systems
+PATH_MAX = 4096    # bytes in a whole path on Linux
+TMP_SUFFIX_LEN = 20  # '.tmp-<pid>' and the longest file name we add
+
+
+def check_path(key, path, longest_child):
+    """A folder we will create (out_dir, data_dir): every component and the whole path short enough
+    for the file system, and its nearest existing parent a writable folder. Writes nothing."""
+    full = os.path.abspath(path)
+    for part in full.split(os.sep):
+        if len(part.encode()) > NAME_MAX:
+            raise ConfigError(f"{key}: the folder name {part[:40]!r}... has {len(part.encode())} bytes; "
+                              f"file systems allow {NAME_MAX}")
+    if len(full.encode()) + longest_child + TMP_SUFFIX_LEN > PATH_MAX:
+        raise ConfigError(f"{key}: {full[:60]!r}... is too long ({len(full.encode())} bytes) for the files "
+                          f"inside it: paths may have at most {PATH_MAX} bytes")
+    parent = full
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: cannot create {path!r}: {parent} is not a writable folder")
+
+
+def check_out_dir(cfg):
+    """Before anything is written: out_dir can be made, holds no folder where a run file goes, and
+    (for a new run) holds no earlier run."""
+    out_dir = cfg['out_dir']
+    check_path('out_dir', out_dir, max(len(name) for name in RUN_FILES))
+    for name in RUN_FILES:
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise ConfigError(f"out_dir: {path} is a folder, where the run writes its {name}; move it away")
+    check_no_earlier_run(cfg)
+
+
+def check_no_earlier_run(cfg):
+    if cfg['init_from'] == 'resume' or cfg['overwrite_out_dir']:
+        return
+    found = [name for name in RUN_FILES if os.path.isfile(os.path.join(cfg['out_dir'], name))]
+    if found:
+        what = ('a finished run' if 'summary.json' in found else 'a run that can be resumed' if 'ckpt.pt' in found
+                else "an earlier run's files")
+        raise ConfigError(f"out_dir: {cfg['out_dir']} already holds {what} ({', '.join(found)}); continue it with "
+                          f"--init_from=resume, or replace it with --overwrite_out_dir=True")
+
+
+def claim(cfg):
+    """Make out_dir and lock it for this run (the kernel drops the lock when the process dies).
+    Returns the open lock file; close it to let go."""
+    out_dir = cfg['out_dir']
+    os.makedirs(out_dir, exist_ok=True)
+    lock = open(os.path.join(out_dir, '.lock'), 'a+')
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or 'another process'
+        lock.close()
+        raise ConfigError(f"out_dir: {out_dir} is in use by {holder}; give this run another out_dir, or wait "
+                          f"for that one to end") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    lock.flush()
+    try:
+        check_no_earlier_run(cfg)  # again, now that no other run can start here
+        if cfg['init_from'] == 'scratch':
+            for name in RUN_FILES:
+                if os.path.isfile(os.path.join(out_dir, name)):
+                    os.remove(os.path.join(out_dir, name))
+        for stale in glob.glob(glob.escape(out_dir) + '/*.tmp-*'):  # half-written by a killed run: never read
+            os.remove(stale)
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+def atomic_save(obj, path):
+    tmp = f'{path}.tmp-{os.getpid()}'
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(obj, path):
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+# what a resume checkpoint must hold
+CHECKPOINT_KEYS = ('model', 'optimizer', 'model_args', 'config', 'iter_num', 'last_eval', 'best', 'best_metrics',
+                   'rng_cpu', 'wandb_id')
+
+
+def load_for_resume(cfg, explicit, run_keys):
+    """(config, checkpoint): the keys that define the run come from out_dir/ckpt.pt. An explicit
+    override that differs from the checkpoint is reported (the checkpoint wins), and a key the
+    checkpoint predates takes its default, said once."""
+    path = os.path.join(cfg['out_dir'], 'ckpt.pt')
+    if not os.path.isfile(path):
+        raise ConfigError(f"init_from: 'resume' needs {path}, which does not exist")
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # truncated, foreign, or carrying pickled code: never unpickled
+        raise ConfigError(f"init_from: cannot resume from {path}: not a readable checkpoint "
+                          f"({type(e).__name__})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing or not isinstance(checkpoint['config'], dict):
+        raise ConfigError(f"init_from: {path} is not a pathstar resume checkpoint (it lacks "
+                          f"{', '.join(missing) or 'a config'})")
+    saved, older = checkpoint['config'], []
+    for key in run_keys:
+        if key not in saved:
+            older.append(key)
+        value = saved.get(key, configurator.DEFAULTS[key])
+        if key in explicit and cfg[key] != value:
+            print(f"warning: resuming keeps {key}={value!r} from the checkpoint, not {cfg[key]!r}", file=sys.stderr)
+        cfg[key] = value
+    if older:
+        print(f"note: {path} was written before {', '.join(older)} existed; resuming with "
+              f"{', '.join(f'{k}={configurator.DEFAULTS[k]!r}' for k in older)}", file=sys.stderr)
+    return cfg, checkpoint
+
+
+def restore_state(module, state, path, what):
+    """load_state_dict, with a mismatch as one line (a checkpoint whose weights are not its config's)."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"init_from: the {what} in {path} does not match its own config ({first[:200]})") from None
