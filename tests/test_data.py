@@ -727,3 +727,14 @@ def test_cli_with_a_bad_value_exits_2_with_one_error_line_and_writes_nothing(tmp
     assert result.stdout == '' and 'Traceback' not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith('error: ')
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_cli_rebuilds_a_zeroed_cache_saying_so_in_one_line(tmp_path):
+    args = ['--graph_d=5', '--graph_l=4', f'--data_dir={tmp_path / "data"}']
+    assert run_cli(args, tmp_path).returncode == 0
+    folder = Path(ps.cache_dir(dict(graph_d=5, graph_l=4, data_dir=str(tmp_path / 'data'))))
+    zero_file('train_rows.npy')(folder)  # header and data: np.load alone would suggest allow_pickle
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0 and 'built in' in result.stdout
+    assert result.stderr == (f"pathstar: the dataset cache {folder} was damaged (train_rows.npy is not a .npy "
+                             f"file); rebuilding it\n")
