@@ -18,7 +18,8 @@ training, so validation asks for a path the model has only seen in pieces.
 
 Each parameter set is built once, with vectorised numpy, into its own folder
 {data_dir}/pathstar_d.._{hash}/ of .npy files and meta.json. Builders of the same
-set take turns on a lock file, and a finished folder is only ever reused.
+set take turns on a lock file. A finished folder is reused once every array matches
+the shape, dtype and crc32 that meta.json records; a damaged one is rebuilt.
 """
 import contextlib
 import fcntl
@@ -400,11 +401,14 @@ def load(folder, mmap=False):
         raise configurator.ConfigError(f"data_dir: cannot read the dataset cache {folder}: {e.strerror}; "
                                        f"fix its permissions or delete it") from None
     meta['paths'] = arrays.pop('paths')
-    holdout = meta['holdout_arms']
-    if not (isinstance(holdout, list) and all(type(a) is int and 0 <= a < meta['d'] for a in holdout)):
-        raise DamagedCache("meta.json's holdout_arms are not arm numbers")
-    meta['holdout_arms'] = np.array(holdout, dtype=np.int64).reshape(-1)
-    check_array('holdout_arms', meta['holdout_arms'], records['holdout_arms'])
+    try:
+        holdout = np.array(meta['holdout_arms'], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        holdout = None
+    if holdout is None or list(holdout.shape) != records['holdout_arms']['shape']:
+        raise DamagedCache("meta.json's holdout_arms are not a list of arm numbers")
+    check_array('holdout_arms', holdout, records['holdout_arms'])  # so they are the arms that were held out
+    meta['holdout_arms'] = holdout
     meta['train_arms'] = other_arms(meta['d'], meta['holdout_arms'])
     return PathStarData(**arrays, meta=meta, path=folder)
 

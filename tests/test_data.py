@@ -497,6 +497,8 @@ DAMAGES = {
                                           'meta.json has wrong num_train_rows'),
     'meta-disagreeing-on-the-dtype': (edit_meta(lambda m: m.update(dtype='uint32')), 'meta.json has wrong dtype'),
     'meta-with-other-held-out-arms': (edit_meta(other_holdout), 'holdout_arms fails its checksum'),
+    'meta-with-held-out-arms-that-are-not-numbers': (edit_meta(lambda m: m.update(holdout_arms=['a', None])),
+                                                     "meta.json's holdout_arms are not a list of arm numbers"),
     'meta-of-another-config': (edit_meta(lambda m: m['config'].update(data_seed=1)),
                                "meta.json's config is not the one the folder name stands for"),
     'meta-with-a-wrong-checksum': (edit_meta(lambda m: m['arrays']['val_mask'].update(crc32='00000000')),
