@@ -323,6 +323,8 @@ def read_meta(folder):
             meta = json.loads(f.read())
     except FileNotFoundError:
         raise DamagedCache("meta.json is missing") from None
+    except IsADirectoryError:
+        raise DamagedCache("meta.json is a folder") from None
     except ValueError:  # not UTF-8, not JSON (a power cut leaves zeros)
         raise DamagedCache("meta.json is not valid JSON") from None
     if not isinstance(meta, dict) or not isinstance(meta.get('config'), dict):
