@@ -691,14 +691,18 @@ def test_a_builder_waiting_behind_a_stopped_lock_holder_says_whom_it_waits_for(t
             assert holder.poll() is None and time.time() < deadline
             time.sleep(0.02)
         assert Path(folder + '.lock').read_text() == f'{holder.pid} {socket.gethostname()}\n'
-        waiter = subprocess.Popen([sys.executable, '-c', WAITER, str(ROOT), str(data_dir)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2)
-        assert waiter.poll() is None  # still waiting
+        notices = tmp_path / 'waiter.err'
+        with open(notices, 'w') as err_file:
+            waiter = subprocess.Popen([sys.executable, '-c', WAITER, str(ROOT), str(data_dir)],
+                                      stdout=subprocess.PIPE, stderr=err_file, text=True)
+        while len(notices.read_text().splitlines()) < 2:  # waiting, and saying so every 0.3 s
+            assert waiter.poll() is None and time.time() < deadline + 30, notices.read_text()
+            time.sleep(0.05)
     finally:
         holder.kill()
         holder.wait(timeout=30)
-    out, err = waiter.communicate(timeout=60)
+    out, _ = waiter.communicate(timeout=60)
+    err = notices.read_text()
     assert waiter.returncode == 0 and json.loads(out) == dict(built=True), err
     lines = err.splitlines()
     assert len(lines) >= 2, err
