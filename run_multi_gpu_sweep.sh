@@ -4,13 +4,17 @@
 #   ./run_multi_gpu_sweep.sh CONFIG [RUNS_PER_GPU=10] [PROJECT=pathstar_sweep] [ENTITY]
 #
 # Environment:
-#   GPUS=2,3          use these GPUs (default: every GPU that `nvidia-smi --list-gpus` shows)
+#   GPUS=2,3          use these GPUs, by nvidia-smi index; each must be one that `nvidia-smi --list-gpus`
+#                     shows (default: the GPUs in CUDA_VISIBLE_DEVICES when it is set, else all of them)
 #   AGENTS_PER_GPU=k  run k agents on each GPU (default 1); each runs RUNS_PER_GPU trials
 #   BACKEND=local     passed to run_sweep.py --backend (auto, wandb or local)
 #   STORAGE=URL       passed to run_sweep.py --storage (local backend)
 #   PYTHON=python3    the interpreter
 #
-# With no GPU (or no nvidia-smi) one agent runs on the CPU and its output is shown here too.
+# Agents get CUDA_DEVICE_ORDER=PCI_BUS_ID, so CUDA numbers the GPUs as nvidia-smi does. A GPUS or
+# CUDA_VISIBLE_DEVICES entry that is not a listed GPU stops the script (one line, exit 2) before
+# anything starts. With no GPU (or no nvidia-smi), or CUDA_VISIBLE_DEVICES set empty, one agent runs
+# on the CPU and its output is shown here too.
 # Logs and the sweeps/ folder go in the current directory. Ctrl-C stops this script's agents
 # (each marks its trial failed and queued again), and the exit status is 0 only if every agent
 # succeeded.
@@ -43,7 +47,57 @@ common=(--project "$PROJECT")
 [ -n "${BACKEND:-}" ] && common+=(--backend "$BACKEND")
 [ -n "${STORAGE:-}" ] && common+=(--storage "$STORAGE")
 
-# 1. create the sweep; its id is on the line 'Sweep created! ID: <id>'
+# 1. which GPUs, checked before anything starts. CUDA numbers GPUs fastest first unless told
+# otherwise; PCI_BUS_ID is nvidia-smi's order, so an index means the same GPU to both.
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
+smi=""
+command -v nvidia-smi >/dev/null 2>&1 && smi=$(nvidia-smi --list-gpus 2>/dev/null)
+indices=$(printf '%s\n' "$smi" | sed -n 's/^GPU \([0-9][0-9]*\):.*/\1/p' | tr '\n' ' ' | sed 's/ $//')
+uuids=$(printf '%s\n' "$smi" | sed -n 's/.*(UUID: \([^)]*\)).*/\1/p' | tr '\n' ' ')
+known=" $indices $uuids "  # what an entry may be, each with a space on both sides
+
+pick_gpus() {  # $1 = the variable's name, $2 = its value: sets gpus, or one line and exit 2
+    local name=$1 value=$2 entry gpu
+    gpus=" "
+    if [ -z "$indices" ]; then
+        echo "error: $name: '$value' asked for, but nvidia-smi lists no GPU here; unset $name to run one agent on the CPU" >&2
+        exit 2
+    fi
+    for entry in $(printf '%s' "$value" | tr ',' ' '); do
+        case "$entry" in
+            GPU-*|MIG-*) gpu=$entry ;;  # a UUID, as CUDA_VISIBLE_DEVICES may hold
+            *[!0-9]*) echo "error: $name: '$entry' is not a GPU index (nvidia-smi lists $indices)" >&2; exit 2 ;;
+            *) gpu=$(printf '%s' "$entry" | sed 's/^0*\([0-9]\)/\1/') ;;  # 01 is GPU 1
+        esac
+        case "$known" in
+            *" $gpu "*) ;;
+            *) echo "error: $name: GPU $gpu is not one that nvidia-smi lists ($indices)" >&2; exit 2 ;;
+        esac
+        case "$gpus" in
+            *" $gpu "*) echo "error: $name: GPU $gpu is given twice; set AGENTS_PER_GPU for more agents per GPU" >&2
+                        exit 2 ;;
+        esac
+        gpus="$gpus$gpu "
+    done
+    if [ "$gpus" = " " ]; then
+        echo "error: $name: no GPU in '$value'" >&2
+        exit 2
+    fi
+}
+
+no_gpu="no GPU found"
+if [ -n "${GPUS:-}" ]; then
+    pick_gpus GPUS "$GPUS"
+elif [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then  # the GPUs this shell was given (by a scheduler, say)
+    pick_gpus CUDA_VISIBLE_DEVICES "$CUDA_VISIBLE_DEVICES"
+elif [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then  # set and empty: no GPU for CUDA
+    gpus=""
+    no_gpu="CUDA_VISIBLE_DEVICES is empty"
+else
+    gpus=$indices
+fi
+
+# 2. create the sweep; its id is on the line 'Sweep created! ID: <id>'
 created=$("$PYTHON" "$SWEEP" --sweep_config "$CONFIG" --create_only "${common[@]}")
 status=$?
 printf '%s\n' "$created"
@@ -52,15 +106,6 @@ SWEEP_ID=$(printf '%s\n' "$created" | sed -n 's/^Sweep created! ID: *\([^ ]*\).*
 if [ -z "$SWEEP_ID" ]; then
     echo "error: no 'Sweep created! ID: <id>' line in run_sweep.py's output" >&2
     exit 1
-fi
-
-# 2. which GPUs
-if [ -n "${GPUS:-}" ]; then
-    gpus=$(printf '%s' "$GPUS" | tr ',' ' ')
-elif command -v nvidia-smi >/dev/null 2>&1; then
-    gpus=$(nvidia-smi --list-gpus 2>/dev/null | sed -n 's/^GPU \([0-9][0-9]*\):.*/\1/p' | tr '\n' ' ')
-else
-    gpus=""
 fi
 
 join=(--sweep_id "$SWEEP_ID" --count "$RUNS" "${common[@]}")
@@ -79,7 +124,7 @@ trap stop_agents INT TERM
 # 3. one agent per GPU (or AGENTS_PER_GPU of them), each pinned with CUDA_VISIBLE_DEVICES
 tail_pid=""
 if [ -z "$(printf '%s' "$gpus" | tr -d ' ')" ]; then
-    echo "no GPU found: running one agent on the CPU (log: cpu_sweep.log)"
+    echo "$no_gpu: running one agent on the CPU (log: cpu_sweep.log)"
     : >cpu_sweep.log  # exists before tail looks for it; the agent appends
     "$PYTHON" "$SWEEP" "${join[@]}" >>cpu_sweep.log 2>&1 &
     pids=" $!"

@@ -8,9 +8,11 @@ import itertools
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -404,6 +406,313 @@ def test_concurrent_builders_build_once_and_all_get_identical_arrays(tmp_path):
 
 
 # -----------------------------------------------------------------------------
+# damaged caches: found on every load (mmap or not), rebuilt under the lock with one line of notice
+
+def data_offset(path):
+    """Where a .npy file's data starts, after its header."""
+    with open(path, 'rb') as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        return f.tell()
+
+
+def zero_data(name):
+    """What a power cut can leave: the header whole, the data blocks zeroed."""
+    def damage(folder):
+        path = folder / name
+        start = data_offset(path)
+        with open(path, 'r+b') as f:
+            f.seek(start)
+            f.write(bytes(path.stat().st_size - start))
+    return damage
+
+
+def zero_file(name):
+    def damage(folder):
+        (folder / name).write_bytes(bytes((folder / name).stat().st_size))
+    return damage
+
+
+def truncate(name, keep):
+    def damage(folder):
+        os.truncate(folder / name, int((folder / name).stat().st_size * keep))
+    return damage
+
+
+def flip_a_byte(name):
+    def damage(folder):
+        path = folder / name
+        middle = (data_offset(path) + path.stat().st_size) // 2
+        with open(path, 'r+b') as f:
+            f.seek(middle)
+            byte = f.read(1)
+            f.seek(middle)
+            f.write(bytes([byte[0] ^ 0x40]))
+    return damage
+
+
+def remove(name):
+    return lambda folder: (folder / name).unlink()
+
+
+def resave(name, change):
+    def damage(folder):
+        np.save(folder / name, change(np.load(folder / name)))
+    return damage
+
+
+def edit_meta(change):
+    def damage(folder):
+        meta = json.loads((folder / 'meta.json').read_text())
+        change(meta)
+        (folder / 'meta.json').write_text(json.dumps(meta))
+    return damage
+
+
+def other_holdout(meta):
+    meta['holdout_arms'] = [a for a in range(meta['d']) if a not in meta['holdout_arms']][:len(meta['holdout_arms'])]
+
+
+DAMAGES = {
+    'zeroed-train-rows-data': (zero_data('train_rows.npy'), 'train_rows.npy fails its checksum'),
+    'zeroed-train-mask-data': (zero_data('train_mask.npy'), 'train_mask.npy fails its checksum'),
+    'zeroed-val-rows-data': (zero_data('val_rows.npy'), 'val_rows.npy fails its checksum'),
+    'zeroed-val-mask-data': (zero_data('val_mask.npy'), 'val_mask.npy fails its checksum'),
+    'zeroed-paths-data': (zero_data('paths.npy'), 'paths.npy fails its checksum'),
+    'one-flipped-byte': (flip_a_byte('train_rows.npy'), 'train_rows.npy fails its checksum'),
+    'zeroed-header-and-data': (zero_file('train_rows.npy'), 'train_rows.npy is not a .npy file'),
+    'truncated-array': (truncate('train_mask.npy', 0.5), 'train_mask.npy is '),
+    'truncated-header': (lambda folder: os.truncate(folder / 'val_rows.npy', 40), 'val_rows.npy is not a .npy file'),
+    'empty-array-file': (truncate('paths.npy', 0), 'paths.npy is not a .npy file'),
+    'missing-array': (remove('val_rows.npy'), 'val_rows.npy is missing'),
+    'array-of-the-wrong-shape': (resave('train_rows.npy', lambda a: a[:-1]), 'train_rows.npy holds uint16['),
+    'array-of-the-wrong-dtype': (resave('train_mask.npy', lambda a: a.astype(np.uint8)),
+                                 'train_mask.npy holds uint8'),
+    'zeroed-meta': (zero_file('meta.json'), 'meta.json is not valid JSON'),
+    'truncated-meta': (truncate('meta.json', 0.5), 'meta.json is not valid JSON'),
+    'missing-meta': (remove('meta.json'), 'meta.json is missing'),
+    'folder-for-meta': (lambda folder: [(folder / 'meta.json').unlink(), (folder / 'meta.json').mkdir()],
+                        'meta.json is a folder'),
+    'folder-for-an-array': (lambda folder: [(folder / 'paths.npy').unlink(), (folder / 'paths.npy').mkdir()],
+                            'paths.npy is a folder'),
+    'meta-that-is-not-an-object': (lambda folder: (folder / 'meta.json').write_text('[1, 2]'),
+                                   'meta.json has no config'),
+    'meta-disagreeing-on-the-row-count': (edit_meta(lambda m: m.update(num_train_rows=m['num_train_rows'] + 1)),
+                                          'meta.json has wrong num_train_rows'),
+    'meta-disagreeing-on-the-dtype': (edit_meta(lambda m: m.update(dtype='uint32')), 'meta.json has wrong dtype'),
+    'meta-with-other-held-out-arms': (edit_meta(other_holdout), 'holdout_arms fails its checksum'),
+    'meta-with-held-out-arms-that-are-not-numbers': (edit_meta(lambda m: m.update(holdout_arms=['a', None])),
+                                                     "meta.json's holdout_arms are not a list of arm numbers"),
+    'meta-of-another-config': (edit_meta(lambda m: m['config'].update(data_seed=1)),
+                               "meta.json's config is not the one the folder name stands for"),
+    'meta-with-a-wrong-checksum': (edit_meta(lambda m: m['arrays']['val_mask'].update(crc32='00000000')),
+                                   'val_mask.npy fails its checksum'),
+    'meta-without-array-records': (edit_meta(lambda m: m.pop('arrays')),
+                                   "meta.json's array records do not match its config"),
+}
+
+
+@pytest.mark.parametrize('mmap', [False, True], ids=['read', 'mmap'])
+@pytest.mark.parametrize('damage', list(DAMAGES))
+def test_a_damaged_cache_is_never_used_but_rebuilt_with_one_line_naming_it(tmp_path, capsys, damage, mmap):
+    first = load(tmp_path)
+    folder = Path(first.path)
+    fresh = digest(first)
+    hurt, reason = DAMAGES[damage]
+    hurt(folder)
+    if damage.startswith('missing'):
+        assert not ps.is_built(str(folder))  # a folder missing a file never counts as built
+    with pytest.raises(ps.DamagedCache, match=re.escape(reason)):
+        ps.load(str(folder), mmap=mmap)
+    capsys.readouterr()
+
+    data = ps.load_or_build({**SMALL, 'data_dir': str(tmp_path / 'data')}, verbose=False, mmap=mmap)
+    out, err = capsys.readouterr()
+    assert out == '' and re.fullmatch(rf"pathstar: the dataset cache {re.escape(str(folder))} was damaged "
+                                      rf"\({re.escape(reason)}[^)\n]*\); rebuilding it\n", err), err
+    assert 'allow_pickle' not in err and 'Traceback' not in err
+    assert data.build_seconds is not None and digest(data) == fresh
+    assert sorted(os.listdir(tmp_path / 'data')) == [folder.name, folder.name + '.lock']  # nothing set aside is left
+    again = ps.load_or_build({**SMALL, 'data_dir': str(tmp_path / 'data')}, verbose=False, mmap=mmap)
+    assert again.build_seconds is None and digest(again) == fresh and capsys.readouterr() == ('', '')
+
+
+def test_meta_json_records_the_shape_dtype_and_crc32_of_every_array(tmp_path):
+    data = load(tmp_path)
+    records = json.loads(Path(data.path, 'meta.json').read_text())['arrays']
+    assert set(records) == {*ps.ARRAYS, 'paths', 'holdout_arms'}
+    for name in (*ps.ARRAYS, 'paths'):
+        path = Path(data.path, name + '.npy')
+        array = np.load(path, allow_pickle=False)
+        body = path.read_bytes()[data_offset(path):]
+        assert records[name] == dict(shape=list(array.shape), dtype=array.dtype.name,
+                                     crc32=f'{zlib.crc32(body):08x}'), name
+    held = np.array(data.meta['holdout_arms'], np.int64)
+    assert records['holdout_arms']['crc32'] == f'{zlib.crc32(held.tobytes()):08x}'
+    assert 'arrays' not in data.meta and 'arrays' not in load(tmp_path).meta  # built and loaded meta agree
+
+
+def test_a_damaged_cache_that_cannot_be_moved_aside_is_one_config_error_naming_it(tmp_path, monkeypatch):
+    folder = Path(load(tmp_path).path)
+    zero_data('train_rows.npy')(folder)
+
+    def refuse(*args):
+        raise PermissionError(13, 'Permission denied')
+    monkeypatch.setattr(os, 'rename', refuse)
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    assert str(err.value) == (f"data_dir: the dataset cache {folder} is damaged (train_rows.npy fails its "
+                              f"checksum) and cannot be rebuilt (Permission denied); delete it")
+    assert folder.is_dir() and not list((tmp_path / 'data').glob('*.tmp-*'))
+
+
+def test_an_unreadable_cache_file_is_one_config_error_naming_the_folder(tmp_path, monkeypatch):
+    folder = load(tmp_path).path
+    real_open = open
+
+    def deny(path, *args, **kwargs):
+        if str(path).endswith('val_rows.npy'):
+            raise PermissionError(13, 'Permission denied')
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr('builtins.open', deny)
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    assert str(err.value) == (f"data_dir: cannot read the dataset cache {folder}: Permission denied; "
+                              f"fix its permissions or delete it")
+
+
+def test_a_cache_array_holding_pickled_objects_is_refused_with_one_line(tmp_path):
+    folder = load(tmp_path).path
+    np.save(os.path.join(folder, 'val_rows.npy'), np.array([{'a': 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    assert str(err.value) == (f"data_dir: {folder}/val_rows.npy holds pickled objects, which pathstar never "
+                              f"writes and will not read; delete {folder} and it is rebuilt")
+
+
+def test_rebuilding_leaves_the_arrays_a_process_has_mapped_readable(tmp_path):
+    mapped = ps.load_or_build({**SMALL, 'data_dir': str(tmp_path / 'data')}, verbose=False, mmap=True)
+    fresh = digest(mapped)
+    (Path(mapped.path) / 'val_mask.npy').unlink()
+    rebuilt = load(tmp_path)  # moves the damaged folder aside and deletes it, then builds
+    assert rebuilt.build_seconds is not None and digest(rebuilt) == digest(mapped) == fresh
+
+
+CONCURRENT_LOADER = """
+import hashlib, json, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import pathstar_data as ps
+mmap = sys.argv[4] == '1'
+while time.time() < float(sys.argv[3]):
+    time.sleep(0.002)
+data = ps.load_or_build(dict(graph_d=2000, graph_l=5, data_dir=sys.argv[2]), verbose=False, mmap=mmap)
+h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in ps.ARRAYS))
+print(json.dumps(dict(built=data.build_seconds is not None, digest=h.hexdigest())))
+"""
+
+
+@pytest.mark.parametrize('damage', ['zeroed-train-rows-data', 'truncated-meta'])
+def test_concurrent_loaders_of_a_damaged_cache_rebuild_it_once_and_all_get_the_right_arrays(tmp_path, damage):
+    data_dir = tmp_path / 'data'
+    cfg = dict(graph_d=2000, graph_l=5, data_dir=str(data_dir))
+    good = ps.load_or_build(cfg, verbose=False)
+    folder, fresh = Path(good.path), digest(good)
+    DAMAGES[damage][0](folder)
+    start_at = str(time.time() + 2.5)
+    procs = [subprocess.Popen([sys.executable, '-c', CONCURRENT_LOADER, str(ROOT), str(data_dir), start_at, str(i % 2)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    assert sum(r['built'] for r in results) == 1 and {r['digest'] for r in results} == {fresh}
+    notices = ''.join(err for _, err in outputs).splitlines()
+    assert len(notices) == 1 and notices[0].startswith(f'pathstar: the dataset cache {folder} was damaged')
+    assert sorted(os.listdir(data_dir)) == [folder.name, folder.name + '.lock']
+
+
+# -----------------------------------------------------------------------------
+# files in the way, and waiting for the lock
+
+def test_a_file_where_the_cache_folder_belongs_is_one_config_error_and_nothing_is_written(tmp_path):
+    folder = Path(ps.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    folder.parent.mkdir()
+    folder.write_text('not a folder\n')
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    assert str(err.value) == (f"data_dir: {folder} is a file where the dataset cache folder belongs; "
+                              f"move it away or delete it")
+    with pytest.raises(ConfigError):
+        ps.build_locked(ps.data_config(SMALL), str(folder))
+    assert os.listdir(folder.parent) == [folder.name] and folder.read_text() == 'not a folder\n'
+
+
+def test_a_data_dir_that_is_a_file_or_a_lock_that_is_a_folder_is_one_config_error(tmp_path):
+    (tmp_path / 'data').write_text('x\n')
+    with pytest.raises(ConfigError, match=r"^data_dir: '.*/data' is a file, not a folder; move it away"):
+        load(tmp_path)
+    (tmp_path / 'data').unlink()
+    folder = Path(ps.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    Path(f'{folder}.lock').mkdir(parents=True)
+    with pytest.raises(ConfigError, match=rf"^data_dir: {re.escape(str(folder))}\.lock is a folder where"):
+        load(tmp_path)
+    assert os.listdir(tmp_path / 'data') == [folder.name + '.lock']
+
+
+# holds the lock of a dataset as a builder would, then stops itself: python3 -c HOLDER ROOT FOLDER MARKER
+HOLDER = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import pathstar_data as ps
+with ps.build_lock(sys.argv[2]):
+    open(sys.argv[3], 'w').close()
+    os.kill(os.getpid(), signal.SIGSTOP)  # a stopped holder: the lock stays held until it is killed
+"""
+
+WAITER = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import pathstar_data as ps
+ps.WAIT_NOTICE_SECONDS = 0.3
+data = ps.load_or_build(dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, data_dir=sys.argv[2]), verbose=False)
+print(json.dumps(dict(built=data.build_seconds is not None)))
+"""
+
+
+def test_a_builder_waiting_behind_a_stopped_lock_holder_says_whom_it_waits_for(tmp_path):
+    data_dir = tmp_path / 'data'
+    folder = ps.cache_dir({**SMALL, 'data_dir': str(data_dir)})
+    marker = tmp_path / 'holding'
+    holder = subprocess.Popen([sys.executable, '-c', HOLDER, str(ROOT), folder, str(marker)])
+    waiter = None
+    try:
+        deadline = time.time() + 30
+        while not marker.exists():
+            assert holder.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        assert Path(folder + '.lock').read_text() == f'{holder.pid} {socket.gethostname()}\n'
+        notices = tmp_path / 'waiter.err'
+        with open(notices, 'w') as err_file:
+            waiter = subprocess.Popen([sys.executable, '-c', WAITER, str(ROOT), str(data_dir)],
+                                      stdout=subprocess.PIPE, stderr=err_file, text=True)
+        while len(notices.read_text().splitlines()) < 2:  # waiting, and saying so every 0.3 s
+            assert waiter.poll() is None and time.time() < deadline + 30, notices.read_text()
+            time.sleep(0.05)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    out, _ = waiter.communicate(timeout=60)
+    err = notices.read_text()
+    assert waiter.returncode == 0 and json.loads(out) == dict(built=True), err
+    lines = err.splitlines()
+    assert len(lines) >= 2, err
+    for line in lines:
+        assert re.fullmatch(rf"pathstar: waiting for pid {holder.pid} on {re.escape(socket.gethostname())} to finish "
+                            rf"building {re.escape(folder)} \(\d+ s so far\)", line), line
+    assert Path(folder + '.lock').read_text() == ''  # a released lock names nobody
+
+
+# -----------------------------------------------------------------------------
 # the command line
 
 def test_cli_builds_then_reuses_and_prints_a_few_decoded_rows(tmp_path):
@@ -428,3 +737,14 @@ def test_cli_with_a_bad_value_exits_2_with_one_error_line_and_writes_nothing(tmp
     assert result.stdout == '' and 'Traceback' not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith('error: ')
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_cli_rebuilds_a_zeroed_cache_saying_so_in_one_line(tmp_path):
+    args = ['--graph_d=5', '--graph_l=4', f'--data_dir={tmp_path / "data"}']
+    assert run_cli(args, tmp_path).returncode == 0
+    folder = Path(ps.cache_dir(dict(graph_d=5, graph_l=4, data_dir=str(tmp_path / 'data'))))
+    zero_file('train_rows.npy')(folder)  # header and data: np.load alone would suggest allow_pickle
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0 and 'built in' in result.stdout
+    assert result.stderr == (f"pathstar: the dataset cache {folder} was damaged (train_rows.npy is not a .npy "
+                             f"file); rebuilding it\n")

@@ -523,3 +523,76 @@ def test_sigterm_stops_the_scripts_own_agents(tmp_path):
     assert script.wait(timeout=20) != 0
     assert sorted(line for line in log.read_text().splitlines() if line.startswith('stopped')) == \
         ['stopped 0', 'stopped 1']
+
+
+# GPUs are checked against nvidia-smi before anything starts; agents see nvidia-smi's numbering
+
+def run_script_raw(tmp_path, env):
+    """The script's result, and the fake python's calls (none when nothing started)."""
+    result = subprocess.run(['bash', SCRIPT, 'cfg.yaml'], cwd=tmp_path / 'work', env=env,
+                            capture_output=True, text=True, timeout=60)
+    log = tmp_path / 'calls.log'
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize('gpus, gpus_on_the_machine, message', [
+    ('abc', 2, "error: GPUS: 'abc' is not a GPU index (nvidia-smi lists 0 1)"),
+    ('0,x1', 2, "error: GPUS: 'x1' is not a GPU index (nvidia-smi lists 0 1)"),
+    ('-1', 2, "error: GPUS: '-1' is not a GPU index (nvidia-smi lists 0 1)"),
+    ('1.0', 2, "error: GPUS: '1.0' is not a GPU index (nvidia-smi lists 0 1)"),
+    ('0,2', 2, 'error: GPUS: GPU 2 is not one that nvidia-smi lists (0 1)'),
+    ('1,01', 2, 'error: GPUS: GPU 1 is given twice; set AGENTS_PER_GPU for more agents per GPU'),
+    (',', 2, "error: GPUS: no GPU in ','"),
+    ('0', 0, "error: GPUS: '0' asked for, but nvidia-smi lists no GPU here; unset GPUS to run one agent on the CPU"),
+])
+def test_gpus_that_nvidia_smi_does_not_list_stop_the_script_before_anything_starts(
+        tmp_path, gpus, gpus_on_the_machine, message):
+    result, calls = run_script_raw(tmp_path, script_env(tmp_path, gpus=gpus_on_the_machine, GPUS=gpus))
+    assert result.returncode == 2 and result.stderr == message + '\n' and result.stdout == ''
+    assert calls == [] and os.listdir(tmp_path / 'work') == []  # no sweep, no agent, no log
+
+
+def with_order_logging(tmp_path):
+    """The fake python, also logging the CUDA_DEVICE_ORDER each call sees."""
+    python = tmp_path / 'python'
+    python.write_text(FAKE_PYTHON.replace('CUDA=${CUDA_VISIBLE_DEVICES-unset}',
+                                          'CUDA=${CUDA_VISIBLE_DEVICES-unset} ORDER=${CUDA_DEVICE_ORDER-unset}'))
+
+
+def test_agents_number_gpus_as_nvidia_smi_does(tmp_path):
+    env = script_env(tmp_path, gpus=3, GPUS='2,0')
+    with_order_logging(tmp_path)
+    result, calls = run_script_raw(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(call.split()[:2] for call in calls[1:]) == [['CUDA=0', 'ORDER=PCI_BUS_ID'],
+                                                             ['CUDA=2', 'ORDER=PCI_BUS_ID']]
+
+
+def test_an_existing_cuda_visible_devices_picks_the_gpus_and_is_checked_too(tmp_path):
+    env = script_env(tmp_path, gpus=4, CUDA_VISIBLE_DEVICES='3,1')
+    with_order_logging(tmp_path)
+    result, calls = run_script_raw(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(call.split()[0] for call in calls[1:]) == ['CUDA=1', 'CUDA=3']
+    assert 'agent on GPU 3' in result.stdout and 'agent on GPU 1' in result.stdout
+
+    (tmp_path / 'calls.log').unlink()  # a UUID that nvidia-smi lists works as well; GPUS wins over both
+    result, calls = run_script_raw(tmp_path, dict(env, CUDA_VISIBLE_DEVICES='GPU-2'))
+    assert result.returncode == 0 and [call.split()[0] for call in calls[1:]] == ['CUDA=GPU-2']
+    (tmp_path / 'calls.log').unlink()
+    result, calls = run_script_raw(tmp_path, dict(env, GPUS='0'))
+    assert result.returncode == 0 and [call.split()[0] for call in calls[1:]] == ['CUDA=0']
+
+    (tmp_path / 'calls.log').unlink()
+    result, calls = run_script_raw(tmp_path, dict(env, CUDA_VISIBLE_DEVICES='1,7'))
+    assert result.returncode == 2 and calls == []
+    assert result.stderr == 'error: CUDA_VISIBLE_DEVICES: GPU 7 is not one that nvidia-smi lists (0 1 2 3)\n'
+    result, calls = run_script_raw(tmp_path, dict(env, CUDA_VISIBLE_DEVICES='GPU-9'))
+    assert result.returncode == 2 and calls == []
+
+
+def test_an_empty_cuda_visible_devices_runs_one_agent_on_the_cpu(tmp_path):
+    result, calls = run_script_raw(tmp_path, script_env(tmp_path, gpus=2, CUDA_VISIBLE_DEVICES=''))
+    assert result.returncode == 0, result.stderr
+    assert [call.split()[0] for call in calls[1:]] == ['CUDA=']
+    assert 'CUDA_VISIBLE_DEVICES is empty: running one agent on the CPU' in result.stdout
