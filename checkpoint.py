@@ -41,6 +41,8 @@ def check_path(key, path, longest_child):
     if len(full.encode()) + longest_child + TMP_SUFFIX_LEN > PATH_MAX:
         raise ConfigError(f"{key}: {full[:60]!r}... is too long ({len(full.encode())} bytes) for the files "
                           f"inside it: paths may have at most {PATH_MAX} bytes")
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise ConfigError(f"{key}: {path!r} is a file, not a folder")
     parent = full
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
