@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
 
@@ -22,15 +21,13 @@ import torch
 import analyze
 import checkpoint as checkpoint_files
 import configurator
+import device as machine
 import pathstar_data
 import pathstar_rows
-from configurator import ConfigError, wandb_mode
+from configurator import wandb_mode
 from evaluate import best_key, evaluate, print_eval, print_summary
+from device import TrainingError  # noqa: F401 (train.TrainingError is what callers catch)
 from model import GPT, GPTConfig, estimate_mfu
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (diverged, out of memory): one line for the user, status failed."""
 
 
 class Interrupted(RuntimeError):
@@ -39,65 +36,6 @@ class Interrupted(RuntimeError):
     def __init__(self, signum, iter_num):
         super().__init__(f"interrupted by signal {signum} at iter {iter_num}; resume with --init_from=resume")
         self.signum = signum
-
-
-# -----------------------------------------------------------------------------
-# system
-
-def pick_device(name):
-    if name != 'auto':
-        if name.startswith('cuda') and not torch.cuda.is_available():
-            raise ConfigError(f"device: {name!r} asked for but CUDA is not available; use device=cpu or auto")
-        if name.startswith('cuda:') and int(name[5:]) >= torch.cuda.device_count():
-            raise ConfigError(f"device: {name!r} asked for but {torch.cuda.device_count()} CUDA device(s) are visible")
-        if name == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-            raise ConfigError("device: 'mps' asked for but MPS is not available; use device=cpu or auto")
-        return name
-    if torch.cuda.is_available():
-        return 'cuda'
-    if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
-        return 'mps'
-    return 'cpu'
-
-
-def pick_dtype(name, device):
-    """'auto': bf16 on GPUs that have it, fp16 (with a grad scaler) on older ones, fp32 elsewhere."""
-    if name != 'auto':
-        if name != 'float32' and not device.startswith('cuda'):  # autocast runs on CUDA only: it would be fp32
-            raise ConfigError(f"dtype: {name} needs a CUDA device, got device={device!r}; use dtype=auto or float32")
-        return name
-    if device.startswith('cuda'):  # is_bf16_supported() also counts slow emulation (V100, T4): ask the hardware
-        return 'bfloat16' if torch.cuda.get_device_capability(torch.device(device))[0] >= 8 else 'float16'
-    return 'float32'
-
-
-def use_device(device):
-    """Make a CUDA device current, so RNG state, capability and memory calls mean it (with
-    device='cuda:1' and no CUDA_VISIBLE_DEVICES they would mean GPU 0), and allow TF32 matmuls."""
-    if device.startswith('cuda'):
-        torch.cuda.set_device(torch.device(device))
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def autocast_context(device, dtype):
-    if dtype == 'float32' or not device.startswith('cuda'):
-        return nullcontext()
-    return torch.autocast(device_type='cuda', dtype=getattr(torch, dtype))
-
-
-def use_compile(setting, device):
-    return device.startswith('cuda') if setting == 'auto' else setting
-
-
-def compile_model(model, mode):
-    """torch.compile with static shapes and a fresh dynamo cache. A sweep agent runs many trials in one
-    process: with a shared cache each new model is a recompile, and after dynamo's recompile limit
-    trials would silently run eager; here a run that hits the limit fails instead."""
-    import torch._dynamo
-    torch._dynamo.reset()
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
-    return torch.compile(model, dynamic=False, mode=None if mode == 'default' else mode)
 
 
 # -----------------------------------------------------------------------------
@@ -255,7 +193,7 @@ def train(config, hook=None):
     stop, summary = {}, None
     handlers = install_signal_handlers(stop)
     try:
-        with out_of_memory_as_training_error(cfg, r.batch_size):
+        with machine.out_of_memory_as_training_error(cfg, r.batch_size):
             r.hook('start', r)
             if (due(r, cfg['eval_interval']) or cfg['eval_only']) and r.last_eval != r.iter_num:
                 evaluate_and_save(r)
@@ -286,11 +224,11 @@ def train(config, hook=None):
 def setup(cfg, checkpoint, hook):
     """Check the machine, then build the data, model, optimizer and eval sets: a Run at iter 0
     (or at the checkpoint's iteration)."""
-    device = pick_device(cfg['device'])  # user errors first, before anything is written
-    dtype = pick_dtype(cfg['dtype'], device)
+    device = machine.pick_device(cfg['device'])  # user errors first, before anything is written
+    dtype = machine.pick_dtype(cfg['dtype'], device)
     checkpoint_files.check_out_dir(cfg)
     checkpoint_files.check_path('data_dir', cfg['data_dir'], longest_child=100)  # a cache folder and its files
-    check_memory(cfg)
+    machine.check_memory(cfg)
     data = pathstar_data.load_or_build(cfg)
     meta = data.meta
     n_rows = meta['num_train_rows']
@@ -300,17 +238,17 @@ def setup(cfg, checkpoint, hook):
     if cfg['max_iters']:
         max_iters = min(max_iters, cfg['max_iters'])
 
-    use_device(device)
+    machine.use_device(device)
     torch.manual_seed(cfg['seed'])
     model_config = GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=cfg['n_layer'],
                              n_head=cfg['n_head'], n_embd=cfg['n_embd'], dropout=cfg['dropout'], bias=cfg['bias'])
-    with out_of_memory_as_training_error(cfg, batch_size):
+    with machine.out_of_memory_as_training_error(cfg, batch_size):
         model = GPT(model_config).to(device)
         rows = pathstar_rows.training_targets(data, cfg['path_loss'], device)
     device_type = 'cuda' if device.startswith('cuda') else device
     optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'],
                                            (cfg['beta1'], cfg['beta2']), device_type)
-    r = Run(cfg=cfg, device=device, dtype=dtype, ctx=autocast_context(device, dtype), data=data, rows=rows,
+    r = Run(cfg=cfg, device=device, dtype=dtype, ctx=machine.autocast_context(device, dtype), data=data, rows=rows,
             ev=pathstar_rows.eval_sets(data, cfg['eval_samples'], cfg['seed'], device), plan=plan,
             max_iters=max_iters, batch_size=batch_size, model=model, step_model=model, optimizer=optimizer,
             scaler=torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device_type == 'cuda')),
@@ -319,8 +257,8 @@ def setup(cfg, checkpoint, hook):
     try:
         if checkpoint is not None:
             restore(r, checkpoint)
-        if use_compile(cfg['compile'], device):
-            r.step_model = compile_model(model, cfg['compile_mode'])
+        if machine.use_compile(cfg['compile'], device):
+            r.step_model = machine.compile_model(model, cfg['compile_mode'])
         d = meta['d']
         print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
               f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
@@ -519,36 +457,6 @@ def check_finite(loss, iter_num, cfg):
     if not math.isfinite(loss):
         raise TrainingError(f"loss became {loss} at iter {iter_num}: the run diverged; lower learning_rate "
                             f"(now {cfg['learning_rate']:g}) or set grad_clip (now {cfg['grad_clip']:g})")
-
-
-@contextmanager
-def out_of_memory_as_training_error(cfg, batch_size):
-    try:
-        yield
-    except torch.cuda.OutOfMemoryError:
-        raise TrainingError(oom_message(cfg, batch_size, 'GPU')) from None
-    except (MemoryError, RuntimeError) as e:  # the CPU allocator's failure is a RuntimeError
-        if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e):
-            raise
-        raise TrainingError(oom_message(cfg, batch_size, 'CPU')) from None
-
-
-def oom_message(cfg, batch_size, where):
-    return (f"out of {where} memory with batch_size={batch_size}, n_layer={cfg['n_layer']}, n_embd={cfg['n_embd']}: "
-            f"lower batch_size (raise gradient_accumulation_steps to keep the rows per step) or the model size")
-
-
-def check_memory(cfg):
-    """Refuse, before building anything, a dataset that cannot fit in this machine's memory: its
-    rows and masks, and the int64 inputs and target slots made from them."""
-    counts = pathstar_data.row_counts(pathstar_data.data_config(cfg))
-    edge_len, _, path_len = pathstar_data.row_lengths(cfg)
-    T, rows = max(edge_len, path_len), counts.train_rows + counts.held_out
-    need = rows * (T * 5 + (T - 1) * 8 + 2 * cfg['graph_l'] * 8)  # uint32 + mask, then x, pos, tgt
-    have = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    if need > have:
-        raise ConfigError(f"graph_d: {rows:,} rows of {T} tokens need about {need / 2 ** 30:.1f} GiB in memory, "
-                          f"more than this machine's {have / 2 ** 30:.1f} GiB; use a smaller graph")
 
 
 def install_signal_handlers(stop):

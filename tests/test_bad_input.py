@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import configurator
+import device
 import train
 from configurator import ConfigError
 from conftest import ROOT
@@ -308,9 +309,9 @@ def test_a_fresh_process_rejects_bad_input_the_same_way(tmp_path, script, name):
 def test_a_cuda_index_beyond_the_visible_gpus_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
-    assert train.pick_device('cuda:0') == 'cuda:0'
+    assert device.pick_device('cuda:0') == 'cuda:0'
     with pytest.raises(ConfigError, match=r"device: 'cuda:3' asked for but 1 CUDA device"):
-        train.pick_device('cuda:3')
+        device.pick_device('cuda:3')
 
 
 # -----------------------------------------------------------------------------

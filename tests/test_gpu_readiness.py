@@ -11,6 +11,7 @@ import evaluate
 import model
 import pathstar_data
 import pathstar_rows
+import device
 import train
 from conftest import tiny_config
 
@@ -208,6 +209,6 @@ def test_a_cuda_index_becomes_the_current_device(monkeypatch):
     """device='cuda:1' without CUDA_VISIBLE_DEVICES: RNG state and capability calls must mean GPU 1."""
     chosen = []
     monkeypatch.setattr(torch.cuda, 'set_device', lambda d: chosen.append(torch.device(d).index))
-    train.use_device('cuda:1')
-    train.use_device('cpu')
+    device.use_device('cuda:1')
+    device.use_device('cpu')
     assert chosen == [1]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import pathstar_rows
+import device
 import train
 from conftest import ROOT, tiny_config
 
@@ -49,11 +50,11 @@ def test_epoch_orders_are_permutations_fixed_by_seed_and_epoch():
 def test_device_and_dtype_selection_on_a_machine_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: False)
-    assert train.pick_device('auto') == 'cpu'
-    assert train.pick_dtype('auto', 'cpu') == 'float32'
-    assert train.use_compile('auto', 'cpu') is False and train.use_compile('auto', 'cuda') is True
-    with pytest.raises(train.ConfigError, match='CUDA is not available'):
-        train.pick_device('cuda')
+    assert device.pick_device('auto') == 'cpu'
+    assert device.pick_dtype('auto', 'cpu') == 'float32'
+    assert device.use_compile('auto', 'cpu') is False and device.use_compile('auto', 'cuda') is True
+    with pytest.raises(device.ConfigError, match='CUDA is not available'):
+        device.pick_device('cuda')
 
 
 def test_dtype_auto_on_cuda_follows_the_chosen_gpus_compute_capability(monkeypatch):
@@ -63,14 +64,14 @@ def test_dtype_auto_on_cuda_follows_the_chosen_gpus_compute_capability(monkeypat
     capability, asked = {0: (8, 0), 1: (7, 5)}, []
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda d=None: asked.append(d) or capability[d.index])
-    assert train.pick_dtype('auto', 'cuda:0') == 'bfloat16'
-    assert train.pick_dtype('auto', 'cuda:1') == 'float16'
+    assert device.pick_dtype('auto', 'cuda:0') == 'bfloat16'
+    assert device.pick_dtype('auto', 'cuda:1') == 'float16'
     assert [d.index for d in asked] == [0, 1]
 
 
 def test_oom_and_divergence_messages_name_what_to_change():
     cfg = dict(n_layer=12, n_embd=384, learning_rate=1e-3, grad_clip=0.0)
-    message = train.oom_message(cfg, 512, 'GPU')
+    message = device.oom_message(cfg, 512, 'GPU')
     assert 'out of GPU memory' in message and 'batch_size=512' in message and 'n_embd=384' in message
     with pytest.raises(train.TrainingError, match='learning_rate'):
         train.check_finite(float('nan'), 10, cfg)
