@@ -19,6 +19,7 @@ import torch
 
 import configurator
 import device
+import pathstar_cache
 import train
 from configurator import ConfigError
 from conftest import ROOT
@@ -147,17 +148,17 @@ CASES = [
     # the dataset cache's place taken by a file (the cache folder's name is the default config's)
     case(DATA, 'file-where-the-cache-folder-belongs', [],
          ('data_dir: data/pathstar_d20_l5_', 'is a file where the dataset cache folder belongs'),
-         files={train.pathstar_data.cache_dir({'data_dir': 'data'}): 'x\n'}),
+         files={pathstar_cache.cache_dir({'data_dir': 'data'}): 'x\n'}),
     case(TRAIN, 'file-where-the-cache-folder-belongs', [],
          ('data_dir: data/pathstar_d20_l5_', 'is a file where the dataset cache folder belongs'),
-         files={train.pathstar_data.cache_dir({'data_dir': 'data'}): 'x\n'}),
+         files={pathstar_cache.cache_dir({'data_dir': 'data'}): 'x\n'}),
     case(DATA, 'data_dir-that-is-a-file', ['--data_dir=blocker'], "data_dir: 'blocker' is a file, not a folder",
          files={'blocker': 'x\n'}),
     case(TRAIN, 'data_dir-that-is-a-file', ['--data_dir=blocker'], "data_dir: 'blocker' is a file, not a folder",
          files={'blocker': 'x\n'}),
     case(DATA, 'folder-where-the-cache-lock-file-belongs', [],
          ('data_dir: data/pathstar_d20_l5_', ".lock is a folder where the dataset cache's lock file belongs"),
-         files={train.pathstar_data.cache_dir({'data_dir': 'data'}) + '.lock/x': 'x\n'}),
+         files={pathstar_cache.cache_dir({'data_dir': 'data'}) + '.lock/x': 'x\n'}),
 ]
 
 # -----------------------------------------------------------------------------

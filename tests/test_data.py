@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import pathstar_cache as pc  # noqa: E402
 import pathstar_data as ps  # noqa: E402
 from configurator import ConfigError  # noqa: E402
 from pathstar_data import BWD, EDGE, FWD, NODE_OFFSET, PAD, PATH, PAUSE  # noqa: E402
@@ -307,18 +308,18 @@ def test_loaded_meta_describes_the_arrays_and_matches_the_build(tmp_path):
 
 def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
     base = {**SMALL, 'data_dir': str(tmp_path)}
-    folder = ps.cache_dir(base)
+    folder = pc.cache_dir(base)
     assert re.fullmatch(r'pathstar_d6_l4_v38_h0\.34_p3_[0-9a-f]{8}', os.path.basename(folder))
     assert os.path.dirname(folder) == str(tmp_path)
     changes = dict(graph_d=7, graph_l=5, graph_vocab_size=100, graph_holdout_percentage=0.5, num_pause_tokens=1,
                    use_undirected=False, use_directional_tokens=False, use_task_tokens=False,
                    path_replication=2, data_seed=1)
     assert set(changes) == set(ps.DATA_KEYS)
-    folders = {ps.cache_dir({**base, key: value}) for key, value in changes.items()}
+    folders = {pc.cache_dir({**base, key: value}) for key, value in changes.items()}
     assert len(folders) == len(changes) and folder not in folders
-    assert ps.cache_dir({**base, 'n_layer': 8, 'graph_vocab_size': 38}) == folder  # '2max' of 19 nodes
+    assert pc.cache_dir({**base, 'n_layer': 8, 'graph_vocab_size': 38}) == folder  # '2max' of 19 nodes
     _, meta = build()
-    assert ps.cache_dir({**meta['config'], 'data_dir': str(tmp_path)}) == folder
+    assert pc.cache_dir({**meta['config'], 'data_dir': str(tmp_path)}) == folder
 
 
 def test_same_seed_gives_identical_files_and_another_seed_other_labels(tmp_path):
@@ -349,12 +350,12 @@ def test_a_killed_build_leaves_nothing_that_breaks_the_next_build(tmp_path):
     data_dir = tmp_path / 'data'
     # a build that dies (no cleanup, like SIGKILL) after writing its arrays, before meta.json
     killed = subprocess.run([sys.executable, '-c', (
-        "import os, sys; sys.path.insert(0, sys.argv[1]); import pathstar_data as ps\n"
-        "ps.save_meta = lambda *args: os._exit(9)\n"
+        "import os, sys; sys.path.insert(0, sys.argv[1]); import pathstar_cache as pc, pathstar_data as ps\n"
+        "pc.save_meta = lambda *args: os._exit(9)\n"
         "ps.load_or_build(dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, data_dir=sys.argv[2]))"),
         str(ROOT), str(data_dir)], capture_output=True, text=True, timeout=60)
     assert killed.returncode == 9
-    folder = ps.cache_dir({**SMALL, 'data_dir': str(data_dir)})
+    folder = pc.cache_dir({**SMALL, 'data_dir': str(data_dir)})
     leftovers = list(data_dir.glob('*.tmp-*'))
     assert len(leftovers) == 1 and (leftovers[0] / 'train_rows.npy').exists() and not os.path.exists(folder)
     data = load(tmp_path)
@@ -364,7 +365,7 @@ def test_a_killed_build_leaves_nothing_that_breaks_the_next_build(tmp_path):
 
 
 def test_a_stale_temp_folder_with_our_pid_or_an_unfinished_cache_folder_is_rebuilt(tmp_path):
-    folder = Path(ps.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    folder = Path(pc.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
     stale = Path(f"{folder}.tmp-{os.getpid()}")  # a dead process whose pid we now have
     stale.mkdir(parents=True)
     (stale / 'train_rows.npy').write_bytes(b'garbage')
@@ -380,6 +381,7 @@ CONCURRENT_BUILDER = """
 import hashlib, json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
+import pathstar_cache as pc
 import pathstar_data as ps
 while time.time() < float(sys.argv[3]):  # start together, after everyone has imported numpy
     time.sleep(0.002)
@@ -521,9 +523,9 @@ def test_a_damaged_cache_is_never_used_but_rebuilt_with_one_line_naming_it(tmp_p
     hurt, reason = DAMAGES[damage]
     hurt(folder)
     if damage.startswith('missing'):
-        assert not ps.is_built(str(folder))  # a folder missing a file never counts as built
-    with pytest.raises(ps.DamagedCache, match=re.escape(reason)):
-        ps.load(str(folder), mmap=mmap)
+        assert not pc.is_built(str(folder))  # a folder missing a file never counts as built
+    with pytest.raises(pc.DamagedCache, match=re.escape(reason)):
+        pc.load(str(folder), mmap=mmap)
     capsys.readouterr()
 
     data = ps.load_or_build({**SMALL, 'data_dir': str(tmp_path / 'data')}, verbose=False, mmap=mmap)
@@ -602,6 +604,7 @@ CONCURRENT_LOADER = """
 import hashlib, json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
+import pathstar_cache as pc
 import pathstar_data as ps
 mmap = sys.argv[4] == '1'
 while time.time() < float(sys.argv[3]):
@@ -635,7 +638,7 @@ def test_concurrent_loaders_of_a_damaged_cache_rebuild_it_once_and_all_get_the_r
 # files in the way, and waiting for the lock
 
 def test_a_file_where_the_cache_folder_belongs_is_one_config_error_and_nothing_is_written(tmp_path):
-    folder = Path(ps.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    folder = Path(pc.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
     folder.parent.mkdir()
     folder.write_text('not a folder\n')
     with pytest.raises(ConfigError) as err:
@@ -643,7 +646,7 @@ def test_a_file_where_the_cache_folder_belongs_is_one_config_error_and_nothing_i
     assert str(err.value) == (f"data_dir: {folder} is a file where the dataset cache folder belongs; "
                               f"move it away or delete it")
     with pytest.raises(ConfigError):
-        ps.build_locked(ps.data_config(SMALL), str(folder))
+        pc.build_locked(ps.data_config(SMALL), str(folder))
     assert os.listdir(folder.parent) == [folder.name] and folder.read_text() == 'not a folder\n'
 
 
@@ -652,7 +655,7 @@ def test_a_data_dir_that_is_a_file_or_a_lock_that_is_a_folder_is_one_config_erro
     with pytest.raises(ConfigError, match=r"^data_dir: '.*/data' is a file, not a folder; move it away"):
         load(tmp_path)
     (tmp_path / 'data').unlink()
-    folder = Path(ps.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    folder = Path(pc.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
     Path(f'{folder}.lock').mkdir(parents=True)
     with pytest.raises(ConfigError, match=rf"^data_dir: {re.escape(str(folder))}\.lock is a folder where"):
         load(tmp_path)
@@ -663,8 +666,9 @@ def test_a_data_dir_that_is_a_file_or_a_lock_that_is_a_folder_is_one_config_erro
 HOLDER = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
+import pathstar_cache as pc
 import pathstar_data as ps
-with ps.build_lock(sys.argv[2]):
+with pc.build_lock(sys.argv[2]):
     open(sys.argv[3], 'w').close()
     os.kill(os.getpid(), signal.SIGSTOP)  # a stopped holder: the lock stays held until it is killed
 """
@@ -672,8 +676,9 @@ with ps.build_lock(sys.argv[2]):
 WAITER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
+import pathstar_cache as pc
 import pathstar_data as ps
-ps.WAIT_NOTICE_SECONDS = 0.3
+pc.WAIT_NOTICE_SECONDS = 0.3
 data = ps.load_or_build(dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, data_dir=sys.argv[2]), verbose=False)
 print(json.dumps(dict(built=data.build_seconds is not None)))
 """
@@ -681,7 +686,7 @@ print(json.dumps(dict(built=data.build_seconds is not None)))
 
 def test_a_builder_waiting_behind_a_stopped_lock_holder_says_whom_it_waits_for(tmp_path):
     data_dir = tmp_path / 'data'
-    folder = ps.cache_dir({**SMALL, 'data_dir': str(data_dir)})
+    folder = pc.cache_dir({**SMALL, 'data_dir': str(data_dir)})
     marker = tmp_path / 'holding'
     holder = subprocess.Popen([sys.executable, '-c', HOLDER, str(ROOT), folder, str(marker)])
     waiter = None
@@ -742,7 +747,7 @@ def test_cli_with_a_bad_value_exits_2_with_one_error_line_and_writes_nothing(tmp
 def test_cli_rebuilds_a_zeroed_cache_saying_so_in_one_line(tmp_path):
     args = ['--graph_d=5', '--graph_l=4', f'--data_dir={tmp_path / "data"}']
     assert run_cli(args, tmp_path).returncode == 0
-    folder = Path(ps.cache_dir(dict(graph_d=5, graph_l=4, data_dir=str(tmp_path / 'data'))))
+    folder = Path(pc.cache_dir(dict(graph_d=5, graph_l=4, data_dir=str(tmp_path / 'data'))))
     zero_file('train_rows.npy')(folder)  # header and data: np.load alone would suggest allow_pickle
     result = run_cli(args, tmp_path)
     assert result.returncode == 0 and 'built in' in result.stdout

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import model
+import pathstar_cache as pc
 import pathstar_data as ps
 import train
 from conftest import ROOT
@@ -253,6 +254,7 @@ import hashlib, json, os, sys, time
 root, data_dir, mode, marker = sys.argv[1:5]
 sys.path.insert(0, root)
 import numpy as np
+import pathstar_cache as pc
 import pathstar_data as ps
 if mode == 'hang-in-save':  # the 2nd array file is left half written, then the builder hangs
     real_save, calls = np.save, []
@@ -298,7 +300,7 @@ def test_kill_9_inside_a_dataset_write_lets_the_waiting_builder_take_over_with_a
     taken_over = json.loads(out)
     arrays, _ = ps.build_arrays(DATA_CFG)
     assert taken_over == dict(built=True, digest=digest(arrays))
-    folder = ps.cache_dir(dict(DATA_CFG, data_dir=str(data_dir)))
+    folder = pc.cache_dir(dict(DATA_CFG, data_dir=str(data_dir)))
     assert sorted(os.listdir(data_dir)) == sorted([os.path.basename(folder), os.path.basename(folder) + '.lock'])
     again = ps.load_or_build(dict(DATA_CFG, data_dir=str(data_dir)), verbose=False)
     assert again.build_seconds is None and digest(vars(again)) == digest(arrays)
@@ -314,6 +316,7 @@ import hashlib, json, multiprocessing, os, sys
 root, base, rounds, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 sys.path.insert(0, root)
 import numpy as np
+import pathstar_cache as pc
 import pathstar_data as ps
 CFG = %r
 
@@ -359,7 +362,7 @@ def test_eight_concurrent_builders_build_once_and_agree_in_each_of_20_rounds(tmp
     assert run.returncode == 0 and run.stderr == '', run.stderr[-3000:]
     report = json.loads(run.stdout)
     arrays, _ = ps.build_arrays(DATA_CFG)
-    folder = os.path.basename(ps.cache_dir(dict(DATA_CFG, data_dir='.')))
+    folder = os.path.basename(pc.cache_dir(dict(DATA_CFG, data_dir='.')))
     expected_files = {folder + '.lock'} | {f'{folder}/{n}.npy' for n in (*ps.ARRAYS, 'paths')} | {f'{folder}/meta.json'}
     assert len(report) == rounds
     for r, result in enumerate(report):
