@@ -29,6 +29,7 @@ DEFAULTS = dict(
     graph_l=5,                   # nodes on a root->leaf path, root and leaf included
     graph_vocab_size='2max',     # node ids drawn from range(V): an int, or 'Nmax' = N x node count
     graph_holdout_percentage=0.25,  # fraction of leaves whose paths are never trained (validation)
+    graph_builder='pathstar',    # 'official': node ids and held-out leaves exactly as the official code's builder
     num_pause_tokens=3,          # PAUSE tokens between the leaf and the root in a path row
     use_undirected=True,         # edges in both directions (the paper: forward-only fails)
     use_directional_tokens=True,  # mark edge rows with '>' (parent->child) or '<'
@@ -96,6 +97,7 @@ CHOICES = dict(
     compile_mode=('default', 'reduce-overhead', 'max-autotune'),
     wandb_mode=('auto', 'online', 'offline', 'disabled'),
     recipe=('interleaved', 'staged'),
+    graph_builder=('pathstar', 'official'),
     path_loss=('full', 'first_hop'),
 )
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
@@ -313,10 +315,10 @@ def vocab_holds_the_graph(cfg):
     require(v <= limit, f"graph_vocab_size: must be <= {limit} (token ids are stored as uint32), got {v}")
 
 
-@rule('graph_d', 'graph_holdout_percentage')
+@rule('graph_d', 'graph_holdout_percentage', 'graph_builder')
 def holdout_rounds_to_some_leaves(cfg):
     d, p = cfg['graph_d'], cfg['graph_holdout_percentage']
-    n = pathstar_data.holdout_count(d, p)
+    n = pathstar_data.holdout_count(d, p, cfg['graph_builder'])
     require(p == 0 or n > 0, f"graph_holdout_percentage: {p:g} of graph_d={d} rounds to 0 held-out leaves; "
                              f"use >= {three_digits(0.5 / d, up=True):g} or 0")
     require(n < d, f"graph_holdout_percentage: {p:g} of graph_d={d} rounds to {n} held-out leaves, leaving no "
@@ -332,7 +334,8 @@ def stages_not_empty(cfg):
                 f"({edge_epochs} edge epochs); need 0 < round(staged_edge_frac * epochs) < epochs")
 
 
-@rule('batch_size', 'graph_d', 'graph_l', 'graph_holdout_percentage', 'use_undirected', 'path_replication')
+@rule('batch_size', 'graph_d', 'graph_l', 'graph_holdout_percentage', 'graph_builder', 'use_undirected',
+      'path_replication')
 def batch_fits_the_rows(cfg):
     if cfg['batch_size'] != 'auto':
         n_rows = pathstar_data.row_counts(cfg).train_rows

@@ -41,7 +41,7 @@ TOKENS = dict(pad=PAD, pause=PAUSE, edge=EDGE, path=PATH, fwd=FWD, bwd=BWD)
 TOKEN_TEXT = {PAUSE: '_', EDGE: '[EDGE]', PATH: '[PATH]', FWD: '>', BWD: '<'}  # PAD is not shown
 
 # the config keys that decide the dataset's contents (data_dir only decides where it lives)
-DATA_KEYS = ('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage', 'num_pause_tokens',
+DATA_KEYS = ('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage', 'graph_builder', 'num_pause_tokens',
              'use_undirected', 'use_directional_tokens', 'use_task_tokens', 'path_replication', 'data_seed')
 ARRAYS = ('train_rows', 'train_mask', 'val_rows', 'val_mask')
 MAX_VOCAB_SIZE = 2 ** 32  # token ids are stored as uint16 or uint32
@@ -84,8 +84,11 @@ def data_config(cfg):
     return picked
 
 
-def holdout_count(d, percentage):
-    """How many arms are held out: d * percentage rounded half up (0.05 of 10 arms is 1)."""
+def holdout_count(d, percentage, builder='pathstar'):
+    """How many arms are held out: d * percentage rounded half up (0.05 of 10 arms is 1); the
+    official builder trains int(d * (1 - percentage)) paths and holds out the rest."""
+    if builder == 'official':
+        return d - int(d * round(1 - percentage, 12))  # round: 1 - 0.25 is the 0.75 the official code is given
     return int(d * percentage + 0.5 + 1e-9)  # the 1e-9 keeps 0.05 * 10 = 0.4999.. from rounding down
 
 
@@ -105,6 +108,8 @@ def draw_graph(cfg):
 
     Returns paths, (d, l) int64 token ids root..leaf for each arm, and the sorted held-out arms.
     """
+    if cfg['graph_builder'] == 'official':
+        return draw_official_graph(cfg)
     d, l = cfg['graph_d'], cfg['graph_l']
     rng = np.random.default_rng(cfg['data_seed'])
     labels = rng.choice(cfg['graph_vocab_size'], configurator.num_nodes(d, l), replace=False)
@@ -116,6 +121,25 @@ def draw_graph(cfg):
     paths += NODE_OFFSET
     held_out = rng.choice(d, holdout_count(d, cfg['graph_holdout_percentage']), replace=False)
     return paths, np.sort(held_out).astype(np.int64)
+
+
+def draw_official_graph(cfg):
+    """The graph the official builder (Geometric_Memory, data/build_in_weights_datasets.py) makes for
+    random_seed = data_seed: Python's random.Random shuffles range(V); the first id is the root and
+    each arm takes the next l - 1, root side first; the same generator then shuffles the arms, and
+    the first int(d * (1 - holdout)) of them are trained. So node label k is the official id k."""
+    import random
+    d, l = cfg['graph_d'], cfg['graph_l']
+    rng = random.Random(cfg['data_seed'])
+    ids = list(range(cfg['graph_vocab_size']))
+    rng.shuffle(ids)
+    paths = np.empty((d, l), np.int64)
+    paths[:, 0] = ids[0]
+    paths[:, 1:] = np.array(ids[1:configurator.num_nodes(d, l)]).reshape(d, l - 1)
+    order = list(range(d))
+    rng.shuffle(order)  # the official code shuffles the path lists themselves: the same permutation
+    n_train = d - holdout_count(d, cfg['graph_holdout_percentage'], 'official')
+    return paths + NODE_OFFSET, np.sort(np.array(order[n_train:], np.int64))
 
 
 def other_arms(d, arms):
@@ -137,7 +161,7 @@ def row_counts(cfg):
     against them). Reads graph_d, graph_l, graph_holdout_percentage, use_undirected, path_replication."""
     d, l = cfg['graph_d'], cfg['graph_l']
     edge_rows = (configurator.num_nodes(d, l) - 1) * (2 if cfg['use_undirected'] else 1)
-    held_out = holdout_count(d, cfg['graph_holdout_percentage'])
+    held_out = holdout_count(d, cfg['graph_holdout_percentage'], cfg['graph_builder'])
     rep = cfg['path_replication']
     if rep == 'auto':  # about as many path rows as edge rows, so neither task drowns the other
         rep = max(1, edge_rows // (d - held_out))
