@@ -753,3 +753,14 @@ def test_cli_rebuilds_a_zeroed_cache_saying_so_in_one_line(tmp_path):
     assert result.returncode == 0 and 'built in' in result.stdout
     assert result.stderr == (f"pathstar: the dataset cache {folder} was damaged (train_rows.npy is not a .npy "
                              f"file); rebuilding it\n")
+
+
+def test_the_official_builder_makes_the_official_fixtures_graph():
+    """../shared/fixtures/official holds the official builder's files for d=5, l=4, seed 0."""
+    cfg = ps.data_config(dict(graph_d=5, graph_l=4, graph_vocab_size='1max', graph_builder='official', data_seed=0))
+    paths, held_out = ps.draw_graph(cfg)
+    assert (paths - ps.NODE_OFFSET).tolist() == [[10, 14, 5, 1], [10, 9, 2, 3], [10, 11, 13, 7], [10, 8, 4, 0],
+                                                 [10, 6, 15, 12]]
+    assert held_out.tolist() == [1, 2]  # the test file's leaves, 3 and 7
+    for d in (4, 5, 10, 5000):
+        assert ps.holdout_count(d, 0.25, 'official') == d - int(0.75 * d)
