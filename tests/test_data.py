@@ -313,7 +313,7 @@ def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
     assert os.path.dirname(folder) == str(tmp_path)
     changes = dict(graph_d=7, graph_l=5, graph_vocab_size=100, graph_holdout_percentage=0.5, num_pause_tokens=1,
                    use_undirected=False, use_directional_tokens=False, use_task_tokens=False,
-                   path_replication=2, data_seed=1)
+                   path_replication=2, data_seed=1, graph_builder='official')
     assert set(changes) == set(ps.DATA_KEYS)
     folders = {pc.cache_dir({**base, key: value}) for key, value in changes.items()}
     assert len(folders) == len(changes) and folder not in folders
