@@ -1,6 +1,7 @@
 """
 The performance benchmark: dataset builds, training throughput, eval and start-up
-overhead, memory, and (optionally) sweep throughput with concurrent agents.
+overhead, memory, the paper-scale configs' FLOPs and GPU memory computed without a GPU
+(bench_paper.py), and (optionally) sweep throughput with concurrent agents.
 
     python3 bench/bench.py                     # full run: about 5 min on 2 CPU cores (+2 min with --agents)
     python3 bench/bench.py --quick             # smoke run: under 1 min (skips G(5000,5) on CPU)
@@ -35,6 +36,7 @@ import bench_data  # noqa: E402  (the dataset-build benchmark; its children are 
 
 REFERENCE_B_S_PER_ITER = 0.25  # origin repo, config (b), 2-core CPU
 TRAIN_TIMEOUT_S, AGENT_TIMEOUT_S = 420, 300  # per training child; per group of concurrent agents
+PAPER_TIMEOUT_S = 300  # the paper-scale accounting (about 15 s)
 PAPER_CONFIG = os.path.join(ROOT, 'config', 'paper_g5000_l5.py')
 
 
@@ -92,12 +94,12 @@ class Timers:
             run.ev = shrink_eval_sets(run.ev, self.eval_rows)
         what, _, edge = event.partition('_')
         if edge == 'start':
-            self.started[what] = time.perf_counter()
+            self.started[what] = now()
         elif edge == 'end':
-            (self.evals if what == 'eval' else self.saves).append((self.started.pop(what), time.perf_counter()))
+            (self.evals if what == 'eval' else self.saves).append((self.started.pop(what), now()))
 
     def on_step(self, optimizer, args, kwargs):
-        self.step_ends.append(time.perf_counter())
+        self.step_ends.append(now())
 
     def step_seconds(self):
         """Each step's own time: the gap since the previous step minus evals and saves inside it."""
@@ -106,6 +108,15 @@ class Timers:
         for prev, end in zip(self.step_ends, self.step_ends[1:]):
             out.append(end - prev - sum(e - s for s, e in pauses if prev <= s < end))
         return out
+
+
+def now():
+    """perf_counter once the GPU has finished what was queued: CUDA kernels run asynchronously, so
+    without the synchronize a step or an eval would be timed when it was launched, not done."""
+    import torch
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def shrink_eval_sets(ev, n):
@@ -131,13 +142,13 @@ def run_timed(train, cfg, options):
     from torch.optim.optimizer import register_optimizer_step_post_hook
     timers = Timers(options.get('eval_rows'))
     hook = register_optimizer_step_post_hook(timers.on_step)
-    start = time.perf_counter()
+    start = now()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             summary = train.train(cfg, timers.hook)
     finally:
         hook.remove()
-    return timers, summary, start, time.perf_counter()
+    return timers, summary, start, now()
 
 
 def child_train(spec, options):
@@ -151,7 +162,7 @@ def child_train(spec, options):
         cfg = child_config(spec, tmp)
         timers, summary, start, end = run_timed(train, cfg, options)
         rows_per_iter = min(cfg_batch(cfg, summary) * cfg['gradient_accumulation_steps'], summary['train_rows'])
-        stats = train_stats(summary, timers, start, end, rows_per_iter * (row_length(cfg) - 1))
+        stats = train_stats(summary, timers, start, end, computed_tokens_per_step(cfg))
         stats['peak_mem_mb'] = peak_memory_mb(torch)
         if options.get('warm_probe'):  # a second train() in this process, as a sweep agent runs them
             cfg = dict(cfg, max_iters=1, out_dir=os.path.join(tmp, 'out_warm'))
@@ -166,10 +177,12 @@ def cfg_batch(cfg, summary):
     return configurator.batch_rows(cfg, summary['train_rows'])
 
 
-def row_length(cfg):
-    import pathstar_data
-    edge_len, _, path_len = pathstar_data.row_lengths(cfg)
-    return max(edge_len, path_len)
+def computed_tokens_per_step(cfg):
+    """Input tokens one step of the first stage computes, as train.py counts them: each part's rows
+    (padding rows included) at its own length, each distinct row once in full-batch mode."""
+    import bench_paper
+    step = bench_paper.steps(cfg, bench_paper.geometry(cfg))[0]
+    return sum(p.rows * step.accum * p.T for p in step.parts)
 
 
 def train_stats(summary, timers, start, end, tokens_per_iter):
@@ -235,9 +248,18 @@ def child_agent(spec, options):
     return dict(trial_walls=walls, threads=torch.get_num_threads())
 
 
+def child_paper(spec, options):
+    """bench_paper.py's paper-scale accounting and memory (FakeTensors: nothing real is computed), and
+    its tables, rendered here because the parent never imports torch."""
+    import bench_paper
+    start = time.perf_counter()
+    rows = bench_paper.measure()
+    return dict(rows=rows, table=bench_paper.table(rows), seconds=time.perf_counter() - start)
+
+
 def child_main(payload):
     kind, spec, options = payload['kind'], payload['spec'], payload['options']
-    result = (child_train if kind == 'train' else child_agent)(spec, options)
+    result = dict(train=child_train, agent=child_agent, paper=child_paper)[kind](spec, options)
     print(json.dumps(result))
 
 
@@ -287,6 +309,12 @@ def bench_training(quick, cuda, threads, only):
                                    f"{r['iters']} iters, {r['s_per_iter']:.3f} s/iter, eval {r['eval_pct']:.1f}%"),
               flush=True)
     return runs
+
+
+def bench_paper_scale():
+    result = run_child('paper', None, {}, timeout=PAPER_TIMEOUT_S)
+    print('paper scale: ' + (result['error'] if 'error' in result else f"{result['seconds']:.1f} s"), flush=True)
+    return result
 
 
 def agent_plans(counts, cores):
@@ -397,7 +425,7 @@ def training_table(runs):
         lines.append(f"{name:<20} " + (f"error: {r['error']}" if 'error' in r else r['skipped'] if 'skipped' in r
                                         else training_row(r)))
     lines += ['  step ms: median training step (mean ms: mean); s/iter, epoch/s: whole run incl. eval and checkpoints;',
-              '  tok/s: padded input tokens per second of median step; 1st s: train() call -> first step done;',
+              '  tok/s: input tokens computed per second of median step; 1st s: train() call -> first step done;',
               '  warm s: the same in a second train() in that process (a sweep agent); thr: torch threads']
     return lines + [f"  {n}: eval on {r['options']['eval_rows']} rows per eval set only (CPU)" for n, r in runs.items()
                     if r.get('options', {}).get('eval_rows')]
@@ -441,6 +469,8 @@ def report(results):
         lines.append(f"WARNING: the 1-min load average was {m['load_avg_start']:.2f} before the benchmark started: "
                      f"other work (or a run just before) was using the CPU, so the timings may be inflated")
     lines += [''] + build_table(results['builds']) + [''] + training_table(results['training'])
+    paper = results['paper']
+    lines += [''] + (paper['table'] if 'table' in paper else [f"paper scale: error: {paper['error']}"])
     if results['agents']:
         lines += [''] + agents_table(results['agents'])
     return '\n'.join(lines + [''] + targets_table(results['targets'], results['quick']))
@@ -464,6 +494,7 @@ def main():
     cuda = results['machine']['gpu'] is not None
     results['builds'] = bench_builds()
     results['training'] = bench_training(args.quick, cuda, args.threads, args.only)
+    results['paper'] = bench_paper_scale()
     results['agents'] = bench_agents([int(k) for k in args.agents.split(',')], args.quick) if args.agents else []
     results['machine']['load_avg_end'] = os.getloadavg()[0]
     results['targets'] = targets(results['builds'], results['training'])
