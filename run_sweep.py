@@ -153,8 +153,8 @@ def main(argv):
         return run_wandb(args, sweep)
     sweep_id = args.sweep_id
     if args.results:
-        study, _, sweep = open_local_sweep(sweep_id, args.storage)
-        print_results(study, sweep)
+        study, storage, sweep = open_local_sweep(sweep_id, args.storage)
+        print_results(study, storage, sweep)
         return 0
     if sweep is not None:
         sweep_id = create_local_sweep(sweep, args.storage)

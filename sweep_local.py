@@ -56,16 +56,23 @@ def make_sampler(method):
 
 
 def create_local_sweep(sweep, storage_url):
+    """A new sweep's id. Its folder sweeps/<id>/ holds sweep.yaml, a copy of the config for people
+    to read, and the journal unless storage_url names another file or a database. On any failure
+    nothing it made is left behind."""
     import optuna
     while True:
         sweep_id = secrets.token_hex(4)
         folder = os.path.join(SWEEPS_DIR, sweep_id)
         if not os.path.exists(folder):
             break
-    os.makedirs(folder)
+    journal = storage_url or os.path.join(folder, 'journal.log')
+    new_paths = [path for path in (SWEEPS_DIR, folder, journal) if '://' not in path and not os.path.exists(path)]
     try:
-        storage = open_storage(storage_url or os.path.join(folder, 'journal.log'),
-                               stale_trial_callback=retry_stale_trial)
+        if storage_url:  # checked before anything is made
+            storage = open_storage(storage_url, create=True, stale_trial_callback=retry_stale_trial)
+        os.makedirs(folder)
+        if not storage_url:
+            storage = open_storage(journal, create=True)
         goal = sweep['metric']['goal'] if sweep['metric'] else 'minimize'
         study = optuna.create_study(study_name=sweep_id, storage=storage, direction=goal,
                                     sampler=make_sampler(sweep['method']))
@@ -76,7 +83,13 @@ def create_local_sweep(sweep, storage_url):
         with open(os.path.join(folder, 'sweep.yaml'), 'w') as f:
             yaml.safe_dump(sweep, f, sort_keys=False)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        for path in reversed(new_paths):
+            if os.path.isfile(path):
+                os.remove(path)
+            elif path == folder:
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.isdir(path) and not os.listdir(path):
+                os.rmdir(path)  # sweeps/, unless another sweep was created in it meanwhile
         raise
     return sweep_id
 
@@ -317,7 +330,7 @@ def run_local_agent(sweep_id, storage_url, count, project, entity):
         else:
             os.environ['WANDB_RUN_GROUP'] = old_group
     print(f"\nagent done: {finished} of {ran} trials finished")
-    print_results(study, sweep, limit=20)
+    print_results(study, storage, sweep, limit=20)
     # non-zero when something is wrong with every trial (or the agent gave up), so scripts notice
     return 1 if (ran and not finished) or fails_in_a_row == MAX_FAILS_IN_A_ROW else 0
 
@@ -337,8 +350,9 @@ def best_first(trials, metric):
     return sorted(trials, key=key)
 
 
-def print_results(study, sweep, limit=None):
+def print_results(study, storage, sweep, limit=None):
     metric, names = sweep['metric'], list(swept(sweep['parameters']))
+    now, journal = time.time(), not optuna_heartbeat(storage)  # is_abandoned reads the journal's heartbeat
     trials = best_first(study.get_trials(deepcopy=False), metric)
     counts = ', '.join(f"{sum(t.state.name == s for t in trials)} {shown.lower()}"
                        for s, shown in STATE_NAMES.items() if any(t.state.name == s for t in trials))
@@ -350,6 +364,8 @@ def print_results(study, sweep, limit=None):
         value = format_value(t.value) if metric and t.state.name == 'COMPLETE' else '-'
         note = t.user_attrs.get('error') or (
             'its agent died (no heartbeat)' if t.state.name == 'FAIL' else  # optuna's fail_stale_trials: no note
+            'its agent is gone; the next agent to join re-runs it' if t.state.name == 'RUNNING' and journal
+            and is_abandoned(t, now) else
             f"retry of {t.user_attrs['retry_of']}" if 'retry_of' in t.user_attrs else '')
         rows.append([t.number, STATE_NAMES[t.state.name], value, *(format_value(params.get(n, '-')) for n in names),
                      note[:60]])

@@ -1,17 +1,27 @@
 """
 Where a local sweep lives: opening its optuna storage (a journal file, or a database named by an
-optuna RDB URL), and the signs of life agents leave in it (machine, pid, heartbeat). Nothing here
-imports optuna before it is used.
+optuna RDB URL), and the signs of life agents leave in it (machine, pid, heartbeat).
 
-    storage = sweep_storage.open_storage('sweeps/<id>/journal.log')
+    storage = sweep_storage.open_storage('sweeps/<id>/journal.log')                  # join: the file must exist
+    storage = sweep_storage.open_storage('/shared/sweeps.log', create=True)          # create: it may be new
     storage = sweep_storage.open_storage('postgresql://user@host/db', stale_trial_callback=retry)
     stop = sweep_storage.start_heartbeat(storage, trial_id)   # while the trial trains; then stop.set()
 
+The journal file is optuna's JournalFileBackend: one JSON record per line, appended by every agent
+under optuna's lock (a symlink journal.log.lock beside it). A crash or a full disk in the middle of
+an append leaves a cut-off last record. optuna skips it when reading, but appends the next record
+onto it, and that joined line makes the journal unreadable for good. So the journal is checked here
+before optuna reads it: a damaged complete line is a ConfigError naming the file and the line, and
+a cut-off last record is moved to a side file, journal.log.partial-<time>, under the same lock. The
+lock that optuna takes for every append does the same check first, so an agent that is already
+running never appends after a cut-off record either. Nothing here imports optuna before it is used.
 """
 import importlib.util
+import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -20,19 +30,21 @@ from configurator import ConfigError
 
 HEARTBEAT_S = 60          # a running trial stamps its heartbeat this often (env PATHSTAR_HEARTBEAT_S)...
 STALE_S = 600             # ...and counts as abandoned when the stamp is older than this (env PATHSTAR_GRACE_S)
+GUIDE = "see 'Recovering a damaged sweep' in SWEEP_GUIDE.md"
+RECORD_START = b'{"op_code":'  # how optuna writes every journal record
 
 
-def open_storage(url, stale_trial_callback=None):
-    """A journal file (a path) or an optuna RDB URL such as postgresql://user:pw@host/db.
-    stale_trial_callback(study, frozen): what a database does with each trial whose heartbeat went stale."""
+def open_storage(url, create=False, stale_trial_callback=None):
+    """A journal file (a path) or an optuna RDB URL such as postgresql://user:pw@host/db. create: the
+    journal file may be made (only creating a sweep does that). stale_trial_callback(study, frozen):
+    what a database does with each trial whose heartbeat went stale."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
     warnings.filterwarnings('ignore', message='Heartbeat of storage is supposed')  # ...and meant for study.optimize
     interval, grace = heartbeat_times()
     if '://' not in url:
-        from optuna.storages.journal import JournalFileBackend
-        return optuna.storages.JournalStorage(JournalFileBackend(os.path.abspath(url)))
+        return open_journal(url, create)
     if re.match('postgres(ql)?://', url):  # name the driver: SQLAlchemy's default changed (psycopg2, then psycopg)
         only_2 = importlib.util.find_spec('psycopg2') and not importlib.util.find_spec('psycopg')
         url = re.sub('^postgres(ql)?://', f"postgresql+{'psycopg2' if only_2 else 'psycopg'}://", url)
@@ -131,3 +143,126 @@ def start_heartbeat(storage, tid):
                 pass
     threading.Thread(target=beats, daemon=True).start()
     return stop
+
+
+# -----------------------------------------------------------------------------
+# the journal file
+
+def open_journal(path, create):
+    """optuna's JournalStorage on the file at path, checked first and guarded by SetAsideLock."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+    check_journal_path(path, create)
+    full = os.path.abspath(path)
+    lock = SetAsideLock(JournalFileSymlinkLock(full), full, path)  # optuna's default lock, so old agents respect it
+    if os.path.exists(full) and check_journal(full, path):
+        try:
+            lock.acquire()  # which sets the cut-off record aside
+            lock.release()
+        except OSError as e:
+            raise ConfigError(f"{path}: its last record is cut off, and setting it aside failed ({e.strerror}); "
+                              f"free some disk space or fix the permissions, then run this again") from None
+    return JournalStorage(JournalFileBackend(full, lock_obj=lock))
+
+
+def check_journal_path(path, create):
+    """Only creating a sweep may create a journal file, and only in a folder that exists."""
+    if os.path.isdir(path):
+        raise ConfigError(f"--storage {path}: is a folder; give the path of a journal file, "
+                          f"e.g. {os.path.join(path, 'sweeps.log')}")
+    if os.path.exists(path):
+        return
+    if not create:
+        raise ConfigError(f"--storage {path}: does not exist; a journal file is made only when a sweep is created "
+                          f"(--sweep_config), so pass the --storage the sweep was created with")
+    folder = os.path.dirname(path) or '.'
+    if not os.path.isdir(folder):
+        problem = 'is not a folder' if os.path.exists(folder) else 'does not exist; create it first'
+        raise ConfigError(f"--storage {path}: the folder {folder} {problem}")
+
+
+def check_journal(path, shown):
+    """Raise ConfigError at the first complete line that is not a journal record. Returns the size of
+    a cut-off last record (the bytes after the last newline), 0 when there is none. It reads without
+    the lock: a record being appended meanwhile may look cut off, which the lock holder then sees whole."""
+    with open(path, 'rb') as f:
+        for number, line in enumerate(f, 1):
+            if not line.endswith(b'\n'):
+                if number == 1 and not (line.startswith(RECORD_START) or RECORD_START.startswith(line)):
+                    raise ConfigError(f"{shown}: is not an optuna journal file; pass the journal the sweep "
+                                      f"was created with")  # and it is left as it is
+                return len(line)
+            if not is_record(line):
+                if number == 1:
+                    raise ConfigError(f"{shown}: is not an optuna journal file (line 1 is not a journal record); "
+                                      f"pass the journal the sweep was created with")
+                raise ConfigError(f"{shown}: line {number} is damaged (not a journal record), and optuna cannot "
+                                  f"read the sweep past it; remove or repair that line, or move the journal aside "
+                                  f"and create the sweep again: {GUIDE}")
+    return 0
+
+
+def is_record(line):
+    try:
+        record = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return False
+    return isinstance(record, dict) and 'op_code' in record
+
+
+class SetAsideLock:
+    """optuna's journal lock which, once held, sets aside a cut-off last record. optuna takes it
+    for every append, so nothing is ever appended to the end of a cut-off record."""
+
+    def __init__(self, lock, path, shown):
+        self.lock, self.path, self.shown = lock, path, shown
+
+    def acquire(self):
+        self.lock.acquire()
+        try:
+            set_aside_partial_record(self.path, self.shown)
+        except BaseException:
+            self.lock.release()
+            raise
+        return True
+
+    def release(self):
+        self.lock.release()
+
+
+def set_aside_partial_record(path, shown):
+    """With the journal's lock held, so that nobody is appending: move whatever follows the last
+    newline to the side file path.partial-<time> (appended to, one line per record) and cut it off."""
+    with open(path, 'r+b') as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b'\n':
+            return
+        cut = end_of_last_line(f, size)
+        f.seek(cut)
+        tail = f.read()
+        side = f"{path}.partial-{time.strftime('%Y%m%d-%H%M%S')}"
+        with open(side, 'ab') as keep:
+            keep.write(tail + b'\n')
+            keep.flush()
+            os.fsync(keep.fileno())
+        f.truncate(cut)
+        f.flush()
+        os.fsync(f.fileno())
+    print(f"warning: {shown}: set aside a partial last record ({len(tail)} bytes) in "
+          f"{os.path.join(os.path.dirname(shown), os.path.basename(side))}", file=sys.stderr)
+
+
+def end_of_last_line(f, size, chunk=1 << 16):
+    """The offset just after the file's last newline (0 if it has none), reading backwards."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        f.seek(start)
+        newline = f.read(end - start).rfind(b'\n')
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
