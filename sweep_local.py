@@ -115,6 +115,23 @@ def open_local_sweep(sweep_id, storage_url):
     return study, storage, sweep
 
 
+def warn_if_edited(sweep_id, sweep):
+    """sweeps/<id>/sweep.yaml is a copy for reading: the study's own copy of the config is the one
+    used. Say so when the file was edited, rather than seem to run the edit."""
+    path = os.path.join(SWEEPS_DIR, sweep_id, 'sweep.yaml')
+    if not os.path.exists(path):  # e.g. on a machine that joins a database sweep made elsewhere
+        return
+    try:
+        with open(path) as f:
+            on_disk = yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
+        on_disk = None
+    if on_disk != sweep:
+        print(f"warning: {path} was changed after the sweep was created; the config stored in the sweep is the "
+              f"one used. To run the changed config, create a new sweep: python3 run_sweep.py --sweep_config "
+              f"{path}", file=sys.stderr)
+
+
 # -----------------------------------------------------------------------------
 # claiming trials, heartbeats, retries
 
@@ -300,6 +317,7 @@ def run_local_agent(sweep_id, storage_url, count, project, entity):
     Returns the exit code."""
     from optuna.trial import TrialState
     study, storage, sweep = open_local_sweep(sweep_id, storage_url)
+    warn_if_edited(sweep_id, sweep)
     until = f"{count} trials" if count else ("the grid is done" if sweep['method'] == 'grid' else "stopped (Ctrl-C)")
     print(f"agent {socket.gethostname()}:{os.getpid()} on sweep {sweep_id} ({sweep['method']}): running until {until}")
     old_group = os.environ.get('WANDB_RUN_GROUP')

@@ -1,5 +1,6 @@
 """What a local sweep keeps on disk, and what happens when that goes wrong: a journal whose last record a
-crash or a full disk cut off, a damaged line, a --storage path that is a folder or does not exist."""
+crash or a full disk cut off, a damaged line, a --storage path that is a folder or does not exist, a
+sweeps/<id>/sweep.yaml edited after creation."""
 import glob
 import json
 import os
@@ -199,3 +200,26 @@ def test_a_journal_named_by_storage_is_made_by_creation_and_read_by_joiners(tmp_
     assert run_sweep.main(['--sweep_id', sweep_id, '--storage', 'shared.log', '--results']) == 0
     assert table(capsys.readouterr().out.split(f"sweep {sweep_id}: grid")[-1])['0'][:2] == ['FINISHED', '0.5']
     assert os.path.isfile('shared.log') and os.listdir(tmp_path / 'sweeps' / sweep_id) == ['sweep.yaml']
+
+
+# -----------------------------------------------------------------------------
+# sweeps/<id>/sweep.yaml is a copy: the study's config is the one used
+
+def test_joining_after_sweep_yaml_was_edited_says_the_stored_config_is_used(tmp_path, monkeypatch, capsys):
+    sweep_id = create(tmp_path, monkeypatch, n_layer={'values': [1, 2]})
+    seen = []
+    monkeypatch.setattr(train, 'train', lambda cfg: seen.append(cfg['n_layer']) or {'val/loss/overall': 0.5})
+    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1']) == 0
+    assert 'warning' not in capsys.readouterr().err  # untouched: nothing to say
+
+    copy = tmp_path / 'sweeps' / sweep_id / 'sweep.yaml'
+    edited = yaml.safe_load(copy.read_text())
+    edited['parameters']['n_layer'] = {'values': [3, 4]}
+    copy.write_text(yaml.safe_dump(edited))
+    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1']) == 0
+    err = capsys.readouterr().err
+    assert err == (f"warning: sweeps/{sweep_id}/sweep.yaml was changed after the sweep was created; the config "
+                   f"stored in the sweep is the one used. To run the changed config, create a new sweep: "
+                   f"python3 run_sweep.py --sweep_config sweeps/{sweep_id}/sweep.yaml\n")
+    assert seen == [1, 2]
+    assert run_sweep.main(['--sweep_config', str(copy), '--dry_run']) == 0  # the advice works
