@@ -24,7 +24,8 @@ import sys
 
 import configurator
 from configurator import ConfigError
-from sweep_local import SWEEPS_DIR, Stopped, create_local_sweep, open_local_sweep, print_results, run_local_agent
+from sweep_local import (SWEEPS_DIR, Stopped, create_local_sweep, open_local_sweep, print_results, release_memory,
+                         run_local_agent)
 from sweep_space import check_combinations, check_sweep, load_sweep_file, print_plan
 from sweep_storage import first_line, hide_password
 
@@ -76,7 +77,10 @@ def wandb_trial(sweep_id, project, entity):
                      out_dir=os.path.join(SWEEPS_DIR, sweep_id, run.id))
     # train.start_wandb adopts this run (adding the full config to it), logs every metric and the
     # summary to it, and finishes it; wandb's sweep server reads the metric from that summary
-    train.train(configurator.build_config(overrides))
+    try:
+        train.train(configurator.build_config(overrides))
+    finally:
+        release_memory()
 
 
 # -----------------------------------------------------------------------------

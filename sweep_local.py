@@ -12,6 +12,7 @@ queued trials (grid points, retries) atomically; a trial left RUNNING by a dead 
 queued again. A database has optuna's own trial heartbeat; the journal file has none, so it gets a
 home-made one (sweep_storage.start_heartbeat).
 """
+import gc
 import math
 import os
 import re
@@ -306,6 +307,15 @@ def run_trial(study, storage, trial, sweep, sweep_id, project, entity):
     return True
 
 
+def release_memory():
+    """Free what the last trial left before the next one starts: its model, optimizer and data sit in
+    reference cycles that only the garbage collector frees, and CUDA keeps freed blocks in its cache."""
+    gc.collect()
+    torch = sys.modules.get('torch')
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def stop_signal(study, storage, trial, signum):
     if finish(study, trial, error=f"interrupted by signal {signum}"):
         queue_retry(study, storage.get_trial(trial_id(storage, study, trial.number)))
@@ -337,6 +347,7 @@ def run_local_agent(sweep_id, storage_url, count, project, entity):
                 print(f"sweep {sweep_id}: no grid point left to run")
                 break
             ok = run_trial(study, storage, trial, sweep, sweep_id, project, entity)
+            release_memory()
             ran, finished = ran + 1, finished + ok
             fails_in_a_row = 0 if ok else fails_in_a_row + 1
             if fails_in_a_row == MAX_FAILS_IN_A_ROW:

@@ -1,11 +1,13 @@
 """What a local sweep keeps on disk, and what happens when that goes wrong: a journal whose last record a
 crash or a full disk cut off, a damaged line, a --storage path that is a folder or does not exist, a
-sweeps/<id>/sweep.yaml edited after creation."""
+sweeps/<id>/sweep.yaml edited after creation; and the memory an agent frees between its trials."""
+import gc
 import glob
 import json
 import os
 import subprocess
 import sys
+import weakref
 
 import pytest
 import yaml
@@ -223,3 +225,27 @@ def test_joining_after_sweep_yaml_was_edited_says_the_stored_config_is_used(tmp_
                    f"python3 run_sweep.py --sweep_config sweeps/{sweep_id}/sweep.yaml\n")
     assert seen == [1, 2]
     assert run_sweep.main(['--sweep_config', str(copy), '--dry_run']) == 0  # the advice works
+
+
+# -----------------------------------------------------------------------------
+# memory
+
+def test_a_finished_trials_model_is_freed_before_the_next_trial_starts(tmp_path, monkeypatch):
+    """The model, optimizer and data of a trial sit in reference cycles; with the collector off, only
+    the agent's own gc.collect() after each trial frees them."""
+    sweep_id = create(tmp_path, monkeypatch, n_layer={'values': [1, 2]})
+    models, alive_at_start = [], []
+    real_train = train.train
+
+    def hook(event, run):
+        if event == 'start':
+            alive_at_start.append([ref() is not None for ref in models])
+            models.append(weakref.ref(run.model))
+    monkeypatch.setattr(train, 'train', lambda cfg: real_train(cfg, hook))
+    gc.collect()
+    gc.disable()
+    try:
+        assert run_sweep.main(['--sweep_id', sweep_id]) == 0
+        assert alive_at_start == [[], [False]] and [ref() for ref in models] == [None, None]
+    finally:
+        gc.enable()
