@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import run_sweep
+import sweep_local
 from conftest import ROOT
 
 RUN_SWEEP = os.path.join(ROOT, 'run_sweep.py')
@@ -89,7 +90,7 @@ def test_a_trial_whose_agent_is_killed_is_failed_and_run_again_by_the_other_agen
                              capture_output=True, text=True, timeout=60)
     assert created.returncode == 0, created.stderr
     sweep_id = created.stdout.split('Sweep created! ID: ')[1].split()[0]
-    study, _, _ = run_sweep.open_local_sweep(sweep_id, postgres)
+    study, _, _ = sweep_local.open_local_sweep(sweep_id, postgres)
     assert [t.state.name for t in study.get_trials()] == ['WAITING'] * 3
 
     agents, logs = {}, {}  # by pid

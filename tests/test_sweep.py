@@ -1,5 +1,6 @@
-"""run_sweep.py, sweep_space.py and run_multi_gpu_sweep.sh: checks, the local backend end to end,
-resuming, the wandb backend with fakes, and the shell script with a fake nvidia-smi and python."""
+"""run_sweep.py (with sweep_local.py and sweep_storage.py), sweep_space.py and run_multi_gpu_sweep.sh: checks,
+the local backend end to end, resuming, the wandb backend with fakes, and the shell script with a fake
+nvidia-smi and python."""
 import glob
 import json
 import math
@@ -14,7 +15,9 @@ import pytest
 import yaml
 
 import run_sweep
+import sweep_local
 import sweep_space
+import sweep_storage
 import train
 from conftest import ROOT
 
@@ -53,7 +56,7 @@ def load(tmp_path, sweep_id):
     old = os.getcwd()
     os.chdir(tmp_path)
     try:
-        study, _, sweep = run_sweep.open_local_sweep(sweep_id, None)
+        study, _, sweep = sweep_local.open_local_sweep(sweep_id, None)
     finally:
         os.chdir(old)
     return study, sweep
@@ -287,7 +290,7 @@ def test_a_missing_metric_fails_the_trial_and_names_the_keys(tmp_path, monkeypat
 def test_an_agent_killed_mid_trial_leaves_a_trial_that_the_next_agent_fails_and_queues_again(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write_sweep(tmp_path / 'grid.yaml', epochs={'values': [2000, 2]})
-    sweep_id = run_sweep.create_local_sweep(sweep_space.check_sweep(sweep_space.load_sweep_file(path)), None)
+    sweep_id = sweep_local.create_local_sweep(sweep_space.check_sweep(sweep_space.load_sweep_file(path)), None)
     agent = subprocess.Popen([sys.executable, RUN_SWEEP, '--sweep_id', sweep_id, '--count', '1'], cwd=tmp_path,
                              env=sweep_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     study, _ = load(tmp_path, sweep_id)
@@ -311,13 +314,13 @@ def test_a_silent_heartbeat_on_another_machine_counts_as_a_dead_agent(tmp_path, 
     monkeypatch.chdir(tmp_path)
     path = write_sweep(tmp_path / 'random.yaml', method='random', learning_rate={
         'distribution': 'log_uniform_values', 'min': '1e-4', 'max': '1e-2'})
-    sweep_id = run_sweep.create_local_sweep(sweep_space.check_sweep(sweep_space.load_sweep_file(path)), None)
-    study, storage, sweep = run_sweep.open_local_sweep(sweep_id, None)
-    for age in (10, run_sweep.STALE_S + 10):
-        trial = run_sweep.next_trial(study, storage, sweep)
+    sweep_id = sweep_local.create_local_sweep(sweep_space.check_sweep(sweep_space.load_sweep_file(path)), None)
+    study, storage, sweep = sweep_local.open_local_sweep(sweep_id, None)
+    for age in (10, sweep_storage.STALE_S + 10):
+        trial = sweep_local.next_trial(study, storage, sweep)
         trial.set_user_attr('agent', dict(machine='elsewhere/boot', pid=1))
         trial.set_user_attr('heartbeat', time.time() - age)
-    run_sweep.fail_abandoned_trials(study, storage)
+    sweep_local.fail_abandoned_trials(study, storage)
     assert states(study) == ['RUNNING', 'FAIL', 'WAITING']  # the fresh one lives; the stale one is queued again
     assert study.trials[2].system_attrs['fixed_params'] == study.trials[1].params
 
