@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import pathstar_data
-from configurator import ConfigError, exit_on_config_error
+from configurator import UserError, exit_on_user_error
 from model import GPT, GPTConfig
 
 LAPLACIAN_K = 16         # default number of low Laplacian eigenvectors (widened to whole eigenspaces)
@@ -364,7 +364,7 @@ def graph_meta(cfg):
 
 
 def load_checkpoint(path):
-    """(model on CPU, checkpoint dict, meta), or a one-line ConfigError."""
+    """(model on CPU, checkpoint dict, meta), or a one-line UserError."""
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
         model = GPT(GPTConfig(**ckpt['model_args']))
@@ -372,16 +372,16 @@ def load_checkpoint(path):
         meta = graph_meta(ckpt['config'])
     except Exception as e:  # not a torch file, a different model, a truncated write, a missing key
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot read checkpoint {path}: {type(e).__name__}: {reason}") from None
+        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {reason}") from None
     if meta['vocab_size'] != ckpt['model_args']['vocab_size']:
-        raise ConfigError(f"checkpoint {path}: vocab_size {ckpt['model_args']['vocab_size']} does not match its "
+        raise UserError(f"checkpoint {path}: vocab_size {ckpt['model_args']['vocab_size']} does not match its "
                           f"dataset's {meta['vocab_size']}")
     return model.eval(), ckpt, meta
 
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit 2, like every other user error
-        raise ConfigError(f"{message} (see --help)")
+        raise UserError(f"{message} (see --help)")
 
 
 def positive_int(text):
@@ -410,7 +410,7 @@ def check_out_dir(out_dir, given):
         where = f"--out_dir {out_dir!r}" if given else f"the checkpoint's folder {out_dir!r}"
         what = 'not writable' if os.path.isdir(path) else 'a file, not a folder'
         hint = '' if given else '; pick another with --out_dir'
-        raise ConfigError(f"cannot write into {where}: {path} is {what}{hint}")
+        raise UserError(f"cannot write into {where}: {path} is {what}{hint}")
 
 
 def write_json(obj, path):
@@ -443,7 +443,7 @@ def main(argv):
     args = parse_cli(argv)
     ckpt_path = args.checkpoint
     if not os.path.isfile(ckpt_path):
-        raise ConfigError(f"checkpoint not found: {ckpt_path}")
+        raise UserError(f"checkpoint not found: {ckpt_path}")
     out_dir = args.out_dir or os.path.dirname(os.path.abspath(ckpt_path))
     check_out_dir(out_dir, given=bool(args.out_dir))  # before the minutes of work, not after
     model, ckpt, meta = load_checkpoint(ckpt_path)
@@ -456,7 +456,7 @@ def main(argv):
         write_json(dict(metrics, checkpoint=os.path.abspath(ckpt_path), iter=ckpt.get('iter_num'), title=title,
                         pngs=pngs), json_path)
     except OSError as e:
-        raise ConfigError(f"cannot write into {out_dir!r}: {e.strerror or type(e).__name__}") from None
+        raise UserError(f"cannot write into {out_dir!r}: {e.strerror or type(e).__name__}") from None
     print(f"{ckpt_path}: {title}")
     print_table(metrics, meta)
     for name, path in pngs.items():
@@ -465,4 +465,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    exit_on_config_error(lambda: main(sys.argv[1:]))
+    exit_on_user_error(lambda: main(sys.argv[1:]))

@@ -22,7 +22,7 @@ import time
 import torch
 
 import configurator
-from configurator import ConfigError
+from configurator import UserError
 
 RUN_FILES = ('ckpt.pt', 'best.pt', 'summary.json')
 NAME_MAX = 255     # bytes in one path component on Linux and macOS file systems
@@ -36,18 +36,18 @@ def check_path(key, path, longest_child):
     full = os.path.abspath(path)
     for part in full.split(os.sep):
         if len(part.encode()) > NAME_MAX:
-            raise ConfigError(f"{key}: the folder name {part[:40]!r}... has {len(part.encode())} bytes; "
+            raise UserError(f"{key}: the folder name {part[:40]!r}... has {len(part.encode())} bytes; "
                               f"file systems allow {NAME_MAX}")
     if len(full.encode()) + longest_child + TMP_SUFFIX_LEN > PATH_MAX:
-        raise ConfigError(f"{key}: {full[:60]!r}... is too long ({len(full.encode())} bytes) for the files "
+        raise UserError(f"{key}: {full[:60]!r}... is too long ({len(full.encode())} bytes) for the files "
                           f"inside it: paths may have at most {PATH_MAX} bytes")
     if os.path.exists(full) and not os.path.isdir(full):
-        raise ConfigError(f"{key}: {path!r} is a file, not a folder")
+        raise UserError(f"{key}: {path!r} is a file, not a folder")
     parent = full
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}: cannot create {path!r}: {parent} is not a writable folder")
+        raise UserError(f"{key}: cannot create {path!r}: {parent} is not a writable folder")
 
 
 def check_out_dir(cfg):
@@ -58,7 +58,7 @@ def check_out_dir(cfg):
     for name in RUN_FILES:
         path = os.path.join(out_dir, name)
         if os.path.exists(path) and not os.path.isfile(path):
-            raise ConfigError(f"out_dir: {path} is a folder, where the run writes its {name}; move it away")
+            raise UserError(f"out_dir: {path} is a folder, where the run writes its {name}; move it away")
     check_no_earlier_run(cfg)
 
 
@@ -69,7 +69,7 @@ def check_no_earlier_run(cfg):
     if found:
         what = ('a finished run' if 'summary.json' in found else 'a run that can be resumed' if 'ckpt.pt' in found
                 else "an earlier run's files")
-        raise ConfigError(f"out_dir: {cfg['out_dir']} already holds {what} ({', '.join(found)}); continue it with "
+        raise UserError(f"out_dir: {cfg['out_dir']} already holds {what} ({', '.join(found)}); continue it with "
                           f"--init_from=resume, or replace it with --overwrite_out_dir=True")
 
 
@@ -85,7 +85,7 @@ def claim(cfg):
         lock.seek(0)
         holder = lock.read().strip() or 'another process'
         lock.close()
-        raise ConfigError(f"out_dir: {out_dir} is in use by {holder}; give this run another out_dir, or wait "
+        raise UserError(f"out_dir: {out_dir} is in use by {holder}; give this run another out_dir, or wait "
                           f"for that one to end") from None
     lock.seek(0)
     lock.truncate()
@@ -129,15 +129,15 @@ def load_for_resume(cfg, explicit, run_keys):
     checkpoint predates takes its default, said once."""
     path = os.path.join(cfg['out_dir'], 'ckpt.pt')
     if not os.path.isfile(path):
-        raise ConfigError(f"init_from: 'resume' needs {path}, which does not exist")
+        raise UserError(f"init_from: 'resume' needs {path}, which does not exist")
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # truncated, foreign, or carrying pickled code: never unpickled
-        raise ConfigError(f"init_from: cannot resume from {path}: not a readable checkpoint "
+        raise UserError(f"init_from: cannot resume from {path}: not a readable checkpoint "
                           f"({type(e).__name__})") from None
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing or not isinstance(checkpoint['config'], dict):
-        raise ConfigError(f"init_from: {path} is not a pathstar resume checkpoint (it lacks "
+        raise UserError(f"init_from: {path} is not a pathstar resume checkpoint (it lacks "
                           f"{', '.join(missing) or 'a config'})")
     saved, older = checkpoint['config'], []
     for key in run_keys:
@@ -159,4 +159,4 @@ def restore_state(module, state, path, what):
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"init_from: the {what} in {path} does not match its own config ({first[:200]})") from None
+        raise UserError(f"init_from: the {what} in {path} does not match its own config ({first[:200]})") from None

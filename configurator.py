@@ -103,7 +103,7 @@ CHOICES = dict(
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
 
 
-class ConfigError(ValueError):
+class UserError(ValueError):
     """A user error: its message is one line, shown without a traceback."""
 
 
@@ -118,39 +118,39 @@ def parse_bool(key, text):
         return True
     if low in ('false', '0', 'no'):
         return False
-    raise ConfigError(f"{key}: expected true/false, got {text!r}")
+    raise UserError(f"{key}: expected true/false, got {text!r}")
 
 
 def parse_int(key, text):
     if isinstance(text, bool):
-        raise ConfigError(f"{key}: expected an integer, got {text!r}")
+        raise UserError(f"{key}: expected an integer, got {text!r}")
     if isinstance(text, int):
         return text
     if isinstance(text, float):
         if text.is_integer():
             return int(text)
-        raise ConfigError(f"{key}: expected an integer, got {text!r}")
+        raise UserError(f"{key}: expected an integer, got {text!r}")
     s = str(text).strip()
     if re.fullmatch(r'[+-]?\d+', s):
         return int(s)
     try:  # allow 1e4, not 2.5
         f = float(s)
     except ValueError:
-        raise ConfigError(f"{key}: expected an integer, got {text!r}") from None
+        raise UserError(f"{key}: expected an integer, got {text!r}") from None
     if math.isfinite(f) and f.is_integer():
         return int(f)
-    raise ConfigError(f"{key}: expected an integer, got {text!r}")
+    raise UserError(f"{key}: expected an integer, got {text!r}")
 
 
 def parse_float(key, text):
     if isinstance(text, bool):
-        raise ConfigError(f"{key}: expected a number, got {text!r}")
+        raise UserError(f"{key}: expected a number, got {text!r}")
     try:
         value = float(text)  # YAML gives '1e-3' as a string: float() reads it
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected a number, got {text!r}") from None
+        raise UserError(f"{key}: expected a number, got {text!r}") from None
     if not math.isfinite(value):
-        raise ConfigError(f"{key}: must be a finite number, got {text!r}")
+        raise UserError(f"{key}: must be a finite number, got {text!r}")
     return value
 
 
@@ -159,7 +159,7 @@ def parse_vocab(key, text):
     if isinstance(text, str) and text.strip().lower().endswith('max'):
         n = text.strip()[:-3]
         if not re.fullmatch(r'\d+', n) or int(n) < 1:
-            raise ConfigError(f"{key}: expected an int or 'Nmax' with N >= 1 (e.g. '2max'), got {text!r}")
+            raise UserError(f"{key}: expected an int or 'Nmax' with N >= 1 (e.g. '2max'), got {text!r}")
         return f"{int(n)}max"
     return parse_int(key, text)
 
@@ -167,11 +167,11 @@ def parse_vocab(key, text):
 def parse_value(key, text):
     """Parse one override (a string from the command line, or a YAML/Python value)."""
     if key not in DEFAULTS:
-        raise ConfigError(unknown_key_message(key))
+        raise UserError(unknown_key_message(key))
     if text is None or (isinstance(text, str) and text.strip() == ''):
         if key in ('wandb_entity', 'wandb_run_name'):
             return ''  # empty means "choose for me"
-        raise ConfigError(f"{key}: empty value")
+        raise UserError(f"{key}: empty value")
     if key in CHOICES:
         allowed = CHOICES[key]
         if True in allowed:  # 'auto' or a bool
@@ -180,7 +180,7 @@ def parse_value(key, text):
             return parse_bool(key, text)
         if text in allowed:
             return text
-        raise ConfigError(f"{key}: expected one of {', '.join(map(str, allowed))}, got {text!r}")
+        raise UserError(f"{key}: expected one of {', '.join(map(str, allowed))}, got {text!r}")
     if key in AUTO_OR_INT:
         if isinstance(text, str) and text.strip().lower() == 'auto':
             return 'auto'
@@ -222,11 +222,11 @@ def rule(*keys):
 
 def require(ok, message):
     if not ok:
-        raise ConfigError(message)
+        raise UserError(message)
 
 
 def check(cfg):
-    """Raise ConfigError (one line naming the key) unless every rule holds; return cfg."""
+    """Raise UserError (one line naming the key) unless every rule holds; return cfg."""
     for _, fn in RULES:
         fn(cfg)
     return cfg
@@ -397,19 +397,19 @@ def load_config_file(path, so_far=None):
     """Run a config file in a namespace of its own that starts with the config so far (so a
     variant can say out_dir += '-staged'); return the config keys it assigns."""
     if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
+        raise UserError(f"config file not found: {path}")
     try:
         with open(path, 'rb') as f:
             tree = ast.parse(f.read(), path)
         namespace = runpy.run_path(path, init_globals=dict(so_far or DEFAULTS), run_name='__config__')
     except SyntaxError as e:
-        raise ConfigError(f"{path}, line {e.lineno}: {e.msg} (a config file is Python)") from None
+        raise UserError(f"{path}, line {e.lineno}: {e.msg} (a config file is Python)") from None
     except SystemExit:  # else a config file could end the run with exit code 0, having trained nothing
-        raise ConfigError(f"{path}: a config file may not exit (it called sys.exit or exit)") from None
+        raise UserError(f"{path}: a config file may not exit (it called sys.exit or exit)") from None
     except Exception as e:  # the user's own code failed: say where, in one line
         lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
         message = ' '.join(str(e).split())
-        raise ConfigError(f"{path}, line {lines[-1] if lines else '?'}: {type(e).__name__}: {message}") from None
+        raise UserError(f"{path}, line {lines[-1] if lines else '?'}: {type(e).__name__}: {message}") from None
     assigned = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
     values = {}
     for name in sorted(assigned & set(namespace)):
@@ -417,7 +417,7 @@ def load_config_file(path, so_far=None):
         if name.startswith('_') or callable(value) or type(value).__name__ == 'module':
             continue
         if name not in DEFAULTS:
-            raise ConfigError(f"{path}: {unknown_key_message(name)}")
+            raise UserError(f"{path}: {unknown_key_message(name)}")
         values[name] = value
     return values
 
@@ -438,7 +438,7 @@ def parse_overrides(argv):
         if arg.startswith('--'):
             key, sep, value = arg[2:].partition('=')
             if not sep:
-                raise ConfigError(f"expected --key=value, got {arg!r}")
+                raise UserError(f"expected --key=value, got {arg!r}")
             values = {key: value}
         else:
             values = load_config_file(arg, cfg)
@@ -452,10 +452,10 @@ def parse_args(argv):
     return build_config(parse_overrides(argv))
 
 
-def exit_on_config_error(main):
-    """Run main(); a ConfigError becomes one line on stderr and exit code 2."""
+def exit_on_user_error(main):
+    """Run main(); a UserError becomes one line on stderr and exit code 2."""
     try:
         return main()
-    except ConfigError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

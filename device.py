@@ -8,7 +8,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 import pathstar_data
-from configurator import ConfigError
+from configurator import UserError
 
 
 class TrainingError(RuntimeError):
@@ -18,11 +18,11 @@ class TrainingError(RuntimeError):
 def pick_device(name):
     if name != 'auto':
         if name.startswith('cuda') and not torch.cuda.is_available():
-            raise ConfigError(f"device: {name!r} asked for but CUDA is not available; use device=cpu or auto")
+            raise UserError(f"device: {name!r} asked for but CUDA is not available; use device=cpu or auto")
         if name.startswith('cuda:') and int(name[5:]) >= torch.cuda.device_count():
-            raise ConfigError(f"device: {name!r} asked for but {torch.cuda.device_count()} CUDA device(s) are visible")
+            raise UserError(f"device: {name!r} asked for but {torch.cuda.device_count()} CUDA device(s) are visible")
         if name == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-            raise ConfigError("device: 'mps' asked for but MPS is not available; use device=cpu or auto")
+            raise UserError("device: 'mps' asked for but MPS is not available; use device=cpu or auto")
         return name
     if torch.cuda.is_available():
         return 'cuda'
@@ -35,7 +35,7 @@ def pick_dtype(name, device):
     """'auto': bf16 on GPUs that have it, fp16 (with a grad scaler) on older ones, fp32 elsewhere."""
     if name != 'auto':
         if name != 'float32' and not device.startswith('cuda'):  # autocast runs on CUDA only: it would be fp32
-            raise ConfigError(f"dtype: {name} needs a CUDA device, got device={device!r}; use dtype=auto or float32")
+            raise UserError(f"dtype: {name} needs a CUDA device, got device={device!r}; use dtype=auto or float32")
         return name
     if device.startswith('cuda'):  # is_bf16_supported() also counts slow emulation (V100, T4): ask the hardware
         return 'bfloat16' if torch.cuda.get_device_capability(torch.device(device))[0] >= 8 else 'float16'
@@ -101,5 +101,5 @@ def check_memory(cfg):
     need = rows * (T * 5 + (T - 1) * 8 + 2 * cfg['graph_l'] * 8)  # uint32 + mask, then x, pos, tgt
     have = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
     if need > have:
-        raise ConfigError(f"graph_d: {rows:,} rows of {T} tokens need about {need / 2 ** 30:.1f} GiB in memory, "
+        raise UserError(f"graph_d: {rows:,} rows of {T} tokens need about {need / 2 ** 30:.1f} GiB in memory, "
                           f"more than this machine's {have / 2 ** 30:.1f} GiB; use a smaller graph")

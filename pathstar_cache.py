@@ -106,7 +106,7 @@ def read_meta(folder):
         raise DamagedCache("meta.json has no config")
     try:
         dcfg = data_config(meta['config'])
-    except (configurator.ConfigError, TypeError):
+    except (configurator.UserError, TypeError):
         raise DamagedCache("meta.json's config is not a valid dataset config") from None
     name = os.path.basename(cache_dir(dict(dcfg, data_dir='.')))
     if dcfg != meta['config'] or name != os.path.basename(os.path.normpath(folder)):
@@ -147,7 +147,7 @@ def read_npy(folder, name, record, mmap):
         except (ValueError, SyntaxError):  # numpy's word for a bad magic string, header or version
             raise DamagedCache(f"{name}.npy is not a .npy file") from None
         if got_dtype.hasobject:  # pickled objects: no power cut writes those, someone else did
-            raise configurator.ConfigError(f"data_dir: {path} holds pickled objects, which pathstar never writes "
+            raise configurator.UserError(f"data_dir: {path} holds pickled objects, which pathstar never writes "
                                            f"and will not read; delete {folder} and it is rebuilt")
         if (got_shape, fortran_order, got_dtype) != (shape, False, dtype):
             raise DamagedCache(f"{name}.npy holds {got_dtype}{list(got_shape)}, not {dtype}{list(shape)}")
@@ -175,7 +175,7 @@ def load(folder, mmap=False):
         records = meta.pop('arrays')
         arrays = {name: read_npy(folder, name, records[name], mmap) for name in FILES}
     except PermissionError as e:
-        raise configurator.ConfigError(f"data_dir: cannot read the dataset cache {folder}: {e.strerror}; "
+        raise configurator.UserError(f"data_dir: cannot read the dataset cache {folder}: {e.strerror}; "
                                        f"fix its permissions or delete it") from None
     meta['paths'] = arrays.pop('paths')
     try:
@@ -191,16 +191,16 @@ def load(folder, mmap=False):
 
 
 def check_place(folder):
-    """A ConfigError, before anything is written, when a file is where a folder of the cache belongs."""
+    """A UserError, before anything is written, when a file is where a folder of the cache belongs."""
     data_dir = os.path.dirname(folder) or '.'
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-        raise configurator.ConfigError(f"data_dir: {data_dir!r} is a file, not a folder; move it away or set "
+        raise configurator.UserError(f"data_dir: {data_dir!r} is a file, not a folder; move it away or set "
                                        f"data_dir to a folder")
     if os.path.lexists(folder) and not os.path.isdir(folder):
-        raise configurator.ConfigError(f"data_dir: {folder} is a file where the dataset cache folder belongs; "
+        raise configurator.UserError(f"data_dir: {folder} is a file where the dataset cache folder belongs; "
                                        f"move it away or delete it")
     if os.path.isdir(folder + '.lock'):
-        raise configurator.ConfigError(f"data_dir: {folder}.lock is a folder where the dataset cache's lock file "
+        raise configurator.UserError(f"data_dir: {folder}.lock is a folder where the dataset cache's lock file "
                                        f"belongs; move it away or delete it")
 
 
@@ -221,12 +221,12 @@ def build_lock(folder):
     try:
         os.makedirs(data_dir, exist_ok=True)
     except OSError as e:  # a user error (a file in the way, no permission): one line, exit code 2
-        raise configurator.ConfigError(f"data_dir: cannot write the dataset cache under {data_dir!r}: "
+        raise configurator.UserError(f"data_dir: cannot write the dataset cache under {data_dir!r}: "
                                        f"{e.strerror or type(e).__name__}") from None
     try:
         fd = os.open(folder + '.lock', os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise configurator.ConfigError(f"data_dir: cannot open the lock file {folder}.lock: "
+        raise configurator.UserError(f"data_dir: cannot open the lock file {folder}.lock: "
                                        f"{e.strerror or type(e).__name__}") from None
     try:
         started = time.monotonic()
@@ -264,12 +264,12 @@ def remove_leftovers(folder):
 
 def set_aside(folder, reason):
     """Rename a damaged folder out of the way (a process that has its files open keeps them), then
-    delete it; one line on stderr says so. A ConfigError naming the folder when it cannot be moved."""
+    delete it; one line on stderr says so. A UserError naming the folder when it cannot be moved."""
     aside = f"{folder}.tmp-damaged-{os.getpid()}"
     try:
         os.rename(folder, aside)
     except OSError as e:
-        raise configurator.ConfigError(f"data_dir: the dataset cache {folder} is damaged ({reason}) and cannot be "
+        raise configurator.UserError(f"data_dir: the dataset cache {folder} is damaged ({reason}) and cannot be "
                                        f"rebuilt ({e.strerror or type(e).__name__}); delete it") from None
     print(f"pathstar: the dataset cache {folder} was damaged ({reason}); rebuilding it", file=sys.stderr, flush=True)
     shutil.rmtree(aside, ignore_errors=True)  # what is left (open files on NFS) goes with the next leftovers
@@ -306,7 +306,7 @@ def load_or_build(cfg, verbose=True, mmap=False):
     """The dataset for cfg's dataset keys, from its cache folder, building it first if needed.
 
     cfg needs the dataset keys (missing ones take their defaults) and data_dir; bad values
-    raise configurator.ConfigError before anything is written. mmap=True maps an existing cache's arrays
+    raise configurator.UserError before anything is written. mmap=True maps an existing cache's arrays
     read-only instead of reading them (a fresh build is in memory already). A damaged cache folder is
     rebuilt, with one line on stderr saying so.
     """

@@ -74,7 +74,7 @@ def decode(row):
 # the config
 
 def data_config(cfg):
-    """The dataset keys of cfg, checked by configurator.check (configurator.ConfigError), graph_vocab_size as an int.
+    """The dataset keys of cfg, checked by configurator.check (configurator.UserError), graph_vocab_size as an int.
 
     Missing keys take their defaults, so a caller may pass just the keys it changes.
     """
@@ -310,4 +310,4 @@ def main():
 
 
 if __name__ == '__main__':
-    configurator.exit_on_config_error(main)
+    configurator.exit_on_user_error(main)

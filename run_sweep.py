@@ -23,7 +23,7 @@ import signal
 import sys
 
 import configurator
-from configurator import ConfigError
+from configurator import UserError
 from sweep_local import (SWEEPS_DIR, Stopped, create_local_sweep, open_local_sweep, print_results, release_memory,
                          run_local_agent)
 from sweep_space import check_combinations, check_sweep, load_sweep_file, print_plan
@@ -41,7 +41,7 @@ def run_wandb(args, sweep):
         try:
             sweep_id = wandb.sweep(config, project=args.project, entity=args.entity)
         except Exception as e:
-            raise ConfigError(f"wandb could not create the sweep ({first_line(e)}); log in with `wandb login` "
+            raise UserError(f"wandb could not create the sweep ({first_line(e)}); log in with `wandb login` "
                               f"or use --backend local") from None
         print(f"Sweep created! ID: {sweep_id}")
         print(f"Sweep path: {args.entity or wandb_entity(wandb)}/{args.project}/{sweep_id}")
@@ -55,7 +55,7 @@ def run_wandb(args, sweep):
     try:  # errors inside a trial are the agent's to report; these are about reaching the sweep at all
         wandb.agent(sweep_id, function=trial, count=args.count, project=args.project, entity=args.entity)
     except Exception as e:
-        raise ConfigError(f"wandb agent for sweep {sweep_id} failed ({first_line(e)}); check `wandb login`, "
+        raise UserError(f"wandb agent for sweep {sweep_id} failed ({first_line(e)}); check `wandb login`, "
                           f"--project and --entity") from None
     return 0
 
@@ -88,7 +88,7 @@ def wandb_trial(sweep_id, project, entity):
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit 2, like every other user error
-        raise ConfigError(f"{message} (see --help)")
+        raise UserError(f"{message} (see --help)")
 
 
 def parse_args(argv):
@@ -107,17 +107,17 @@ def parse_args(argv):
     p.add_argument('--results', action='store_true', help="print a local sweep's trials, best first")
     args = p.parse_args(argv)
     if args.sweep_config and args.sweep_id:
-        raise ConfigError("give --sweep_config (create a sweep) or --sweep_id (join one), not both")
+        raise UserError("give --sweep_config (create a sweep) or --sweep_id (join one), not both")
     if not args.sweep_config and not args.sweep_id:
-        raise ConfigError("give --sweep_config to create a sweep or --sweep_id to join one (see --help)")
+        raise UserError("give --sweep_config to create a sweep or --sweep_id to join one (see --help)")
     if (args.dry_run or args.create_only) and not args.sweep_config:
-        raise ConfigError(f"--{'dry_run' if args.dry_run else 'create_only'} needs --sweep_config")
+        raise UserError(f"--{'dry_run' if args.dry_run else 'create_only'} needs --sweep_config")
     if args.results and not args.sweep_id:
-        raise ConfigError("--results needs --sweep_id")
+        raise UserError("--results needs --sweep_id")
     if args.count is not None and args.count < 1:
-        raise ConfigError(f"--count: must be >= 1, got {args.count}")
+        raise UserError(f"--count: must be >= 1, got {args.count}")
     if args.storage and args.backend == 'wandb':
-        raise ConfigError("--storage is for the local backend; wandb keeps its sweeps on its server")
+        raise UserError("--storage is for the local backend; wandb keeps its sweeps on its server")
     return args
 
 
@@ -153,7 +153,7 @@ def main(argv):
     backend = choose_backend(args)
     if backend == 'wandb':
         if args.results:
-            raise ConfigError("--results reads local sweeps; a wandb sweep's results are on its dashboard")
+            raise UserError("--results reads local sweeps; a wandb sweep's results are on its dashboard")
         return run_wandb(args, sweep)
     sweep_id = args.sweep_id
     if args.results:
@@ -183,4 +183,4 @@ def main(argv):
 
 if __name__ == '__main__':
     sys.stdout.reconfigure(line_buffering=True)  # agents write to log files that people tail -f
-    sys.exit(configurator.exit_on_config_error(lambda: main(sys.argv[1:])))
+    sys.exit(configurator.exit_on_user_error(lambda: main(sys.argv[1:])))

@@ -27,7 +27,7 @@ import traceback
 import yaml
 
 import configurator
-from configurator import ConfigError
+from configurator import UserError
 from sweep_space import format_value, grid_points, print_table, swept
 from sweep_storage import (MACHINE, beat, first_line, heartbeat_times, hide_password, is_abandoned, open_storage,
                            optuna_heartbeat, start_heartbeat)
@@ -99,19 +99,19 @@ def open_local_sweep(sweep_id, storage_url):
     """(study, storage, sweep) of an existing local sweep."""
     import optuna
     if not re.fullmatch(r'[A-Za-z0-9_-]+', sweep_id):
-        raise ConfigError(f"--sweep_id: expected letters, digits, - or _, got {sweep_id!r}")
+        raise UserError(f"--sweep_id: expected letters, digits, - or _, got {sweep_id!r}")
     if storage_url is None:
         storage_url = os.path.join(SWEEPS_DIR, sweep_id, 'journal.log')
         if not os.path.isfile(storage_url):
-            raise ConfigError(f"sweep {sweep_id}: {storage_url} does not exist; run from the directory the sweep "
+            raise UserError(f"sweep {sweep_id}: {storage_url} does not exist; run from the directory the sweep "
                               f"was created in, or pass the --storage it was created with")
     storage = open_storage(storage_url, stale_trial_callback=retry_stale_trial)
     try:
         sweep = storage.get_study_user_attrs(storage.get_study_id_from_name(sweep_id)).get('sweep')
     except KeyError:
-        raise ConfigError(f"sweep {sweep_id}: not found in {hide_password(storage_url)}") from None
+        raise UserError(f"sweep {sweep_id}: not found in {hide_password(storage_url)}") from None
     if sweep is None:
-        raise ConfigError(f"sweep {sweep_id}: the optuna study has no sweep config; it was not made by run_sweep.py")
+        raise UserError(f"sweep {sweep_id}: the optuna study has no sweep config; it was not made by run_sweep.py")
     study = optuna.load_study(study_name=sweep_id, storage=storage, sampler=make_sampler(sweep['method']))
     return study, storage, sweep
 

@@ -20,7 +20,7 @@ import sys
 import yaml
 
 import configurator
-from configurator import DEFAULTS, ConfigError
+from configurator import DEFAULTS, UserError
 
 METHODS = ('grid', 'random', 'bayes')
 GOALS = ('minimize', 'maximize')
@@ -41,7 +41,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 continue  # merged (<<) keys may be overridden on purpose; complex keys fail later
             key, line = self.construct_object(key_node), key_node.start_mark.line + 1
             if key in lines:
-                raise ConfigError(f"{self.name}: key {key!r} is listed twice (lines {lines[key]} and {line}); "
+                raise UserError(f"{self.name}: key {key!r} is listed twice (lines {lines[key]} and {line}); "
                                   f"YAML would keep only the last, so remove one")
             lines[key] = line
         return super().construct_mapping(node, deep=deep)
@@ -63,44 +63,44 @@ class SweepFile(dict):
 
 def load_sweep_file(path):
     if not os.path.exists(path):
-        raise ConfigError(f"sweep config not found: {path}")
+        raise UserError(f"sweep config not found: {path}")
     try:
         with open(path) as f:
             raw = safe_load_unique(f)
     except OSError as e:
-        raise ConfigError(f"cannot read sweep config {path}: {e.strerror}") from None
+        raise UserError(f"cannot read sweep config {path}: {e.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         mark = getattr(e, 'problem_mark', None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+        raise UserError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with method, metric and parameters, got {type(raw).__name__}")
+        raise UserError(f"{path}: expected a mapping with method, metric and parameters, got {type(raw).__name__}")
     raw = SweepFile(raw)
     raw.path = path
     return raw
 
 
 def check_sweep(raw):
-    """The YAML dict -> a normalised sweep: every value parsed to its key's type. Raises ConfigError."""
+    """The YAML dict -> a normalised sweep: every value parsed to its key's type. Raises UserError."""
     for key in raw:
         if key not in TOP_KEYS:
             close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
             hint = f"did you mean {close[0]}?" if close else f"expected {', '.join(TOP_KEYS)}"
-            raise ConfigError(f"unknown sweep key {key!r}; {hint}")
+            raise UserError(f"unknown sweep key {key!r}; {hint}")
     method = raw.get('method')
     if method not in METHODS:
-        raise ConfigError(f"method: expected grid, random or bayes, got {method!r}")
+        raise UserError(f"method: expected grid, random or bayes, got {method!r}")
     metric = check_metric(raw.get('metric'), method)
     params = raw.get('parameters')
     if not isinstance(params, dict) or not params:
-        raise ConfigError("parameters: expected a mapping of train.py keys, "
+        raise UserError("parameters: expected a mapping of train.py keys, "
                           "e.g. learning_rate: {values: [1.0e-3, 3.0e-3]}")
     parameters = {str(name): check_parameter(str(name), spec, method) for name, spec in params.items()}
     if method != 'grid' and not any(varies(spec) for spec in parameters.values()):  # grid runs its one point once
-        raise ConfigError(f"parameters: a {method} sweep needs a parameter to vary (values with two or more "
+        raise UserError(f"parameters: a {method} sweep needs a parameter to vary (values with two or more "
                           f"entries, or a distribution); with every one fixed each trial is the same run")
     if method == 'grid' and grid_size(parameters) > MAX_GRID:
-        raise ConfigError(f"parameters: the grid has {grid_size(parameters):,} points, more than {MAX_GRID:,}; "
+        raise UserError(f"parameters: the grid has {grid_size(parameters):,} points, more than {MAX_GRID:,}; "
                           f"use method random or bayes")
     if metric is not None:
         check_metric_name(metric['name'], parameters)
@@ -108,7 +108,7 @@ def check_sweep(raw):
     sweep.update({key: str(raw[key]) for key in ('name', 'description') if key in raw})
     if 'early_terminate' in raw:  # for wandb only; the local backend runs every trial to the end
         if not isinstance(raw['early_terminate'], dict):
-            raise ConfigError(f"early_terminate: expected a mapping such as {{type: hyperband, min_iter: 3}}, "
+            raise UserError(f"early_terminate: expected a mapping such as {{type: hyperband, min_iter: 3}}, "
                               f"got {raw['early_terminate']!r}")
         sweep['early_terminate'] = raw['early_terminate']
     warn_string_numbers(params, getattr(raw, 'path', None))  # only for a file that passed, so errors stay one line
@@ -150,15 +150,15 @@ def yaml_number(text, kind):
 def check_metric(metric, method):
     if metric is None:
         if method == 'bayes':
-            raise ConfigError("metric: bayes needs a metric to optimise, e.g. {name: val/loss/overall, goal: minimize}")
+            raise UserError("metric: bayes needs a metric to optimise, e.g. {name: val/loss/overall, goal: minimize}")
         return None  # grid and random can run without one; the trials then have no objective
     if not isinstance(metric, dict) or set(metric) - {'name', 'goal'}:
-        raise ConfigError(f"metric: expected a mapping with name and goal, got {metric!r}")
+        raise UserError(f"metric: expected a mapping with name and goal, got {metric!r}")
     name, goal = metric.get('name'), metric.get('goal')
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError("metric: needs a name, e.g. val/loss/overall")
+        raise UserError("metric: needs a name, e.g. val/loss/overall")
     if goal not in GOALS:
-        raise ConfigError(f"metric: goal must be minimize or maximize, got {goal!r}")
+        raise UserError(f"metric: goal must be minimize or maximize, got {goal!r}")
     return dict(name=name.strip(), goal=goal)
 
 
@@ -188,7 +188,7 @@ def check_metric_name(name, parameters):
     def values(key):
         return candidates(parameters.get(key, {'value': DEFAULTS[key]}))
     if name.startswith(('val/', 'best/val/')) and 0 in values('graph_holdout_percentage'):
-        raise ConfigError(f"metric: {name} is measured on held-out paths, but graph_holdout_percentage=0 "
+        raise UserError(f"metric: {name} is measured on held-out paths, but graph_holdout_percentage=0 "
                           f"holds none out")
     geometry = max(values('geometry_interval')) > 0
     gpu = any(str(device).startswith(('auto', 'cuda')) for device in values('device'))
@@ -217,11 +217,11 @@ def key_kind(name):
 def check_parameter(name, spec, method):
     """One parameter -> {'value': v}, {'values': [...]} or {'distribution': d, 'min': a, 'max': b}, parsed."""
     if name not in DEFAULTS:
-        raise ConfigError(f"parameters: {configurator.unknown_key_message(name)}")
+        raise UserError(f"parameters: {configurator.unknown_key_message(name)}")
     if name in RUNNER_KEYS:
-        raise ConfigError(f"{name}: the sweep runner sets it for each trial; remove it from parameters")
+        raise UserError(f"{name}: the sweep runner sets it for each trial; remove it from parameters")
     if not isinstance(spec, dict):
-        raise ConfigError(f"{name}: expected {{value: x}}, {{values: [...]}} or {{distribution: ..., min: ..., "
+        raise UserError(f"{name}: expected {{value: x}}, {{values: [...]}} or {{distribution: ..., min: ..., "
                           f"max: ...}}, got {spec!r}")
     keys = set(spec)
     if keys == {'value'}:
@@ -229,45 +229,45 @@ def check_parameter(name, spec, method):
     if keys == {'values'} or (keys == {'values', 'distribution'} and spec['distribution'] == 'categorical'):
         values = spec['values']
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{name}: values must be a non-empty list, got {values!r}")
+            raise UserError(f"{name}: values must be a non-empty list, got {values!r}")
         return dict(values=check_unique(name, [configurator.parse_value(name, v) for v in values]))
     if 'distribution' in keys:
         return check_distribution(name, spec, method)
-    raise ConfigError(f"{name}: expected one of value, values or distribution, got keys {', '.join(map(str, keys))}")
+    raise UserError(f"{name}: expected one of value, values or distribution, got keys {', '.join(map(str, keys))}")
 
 
 def check_unique(name, values):
     """A value listed twice (maybe spelt two ways, 1e-3 and 0.001) would run its grid points twice."""
     for i, v in enumerate(values):
         if v in values[:i]:
-            raise ConfigError(f"{name}: values lists {format_value(v)} twice; list each value once")
+            raise UserError(f"{name}: values lists {format_value(v)} twice; list each value once")
     return values
 
 
 def check_distribution(name, spec, method):
     dist = spec['distribution']
     if dist not in DISTRIBUTIONS:
-        raise ConfigError(f"{name}: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
+        raise UserError(f"{name}: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
     if dist == 'categorical':
-        raise ConfigError(f"{name}: distribution categorical takes values: [...] and nothing else")
+        raise UserError(f"{name}: distribution categorical takes values: [...] and nothing else")
     if method == 'grid':
-        raise ConfigError(f"{name}: grid search needs discrete values (value or values), not distribution {dist}")
+        raise UserError(f"{name}: grid search needs discrete values (value or values), not distribution {dist}")
     if set(spec) != {'distribution', 'min', 'max'}:
-        raise ConfigError(f"{name}: distribution {dist} takes min and max, got keys {', '.join(map(str, spec))}")
+        raise UserError(f"{name}: distribution {dist} takes min and max, got keys {', '.join(map(str, spec))}")
     kind = key_kind(name)
     if dist == 'int_uniform':
         if kind is None:
-            raise ConfigError(f"{name}: is not numeric; use values: [...]")
+            raise UserError(f"{name}: is not numeric; use values: [...]")
         lo, hi = configurator.parse_int(name, spec['min']), configurator.parse_int(name, spec['max'])
     else:
         if kind != 'float':
             advice = 'takes integers; use int_uniform' if kind else 'is not numeric; use values: [...]'
-            raise ConfigError(f"{name}: {advice}")
+            raise UserError(f"{name}: {advice}")
         lo, hi = configurator.parse_float(name, spec['min']), configurator.parse_float(name, spec['max'])
     if not lo < hi:
-        raise ConfigError(f"{name}: min must be less than max, got min={lo:g}, max={hi:g}")
+        raise UserError(f"{name}: min must be less than max, got min={lo:g}, max={hi:g}")
     if dist == 'log_uniform_values' and lo <= 0:
-        raise ConfigError(f"{name}: log_uniform_values needs min > 0, got {lo:g}")
+        raise UserError(f"{name}: log_uniform_values needs min > 0, got {lo:g}")
     return dict(distribution=dist, min=lo, max=hi)
 
 
@@ -312,9 +312,9 @@ def check_combinations(parameters):
 def check_config(fixed, values):
     try:
         configurator.build_config({**fixed, **values})
-    except ConfigError as e:
+    except UserError as e:
         combo = ', '.join(f"{k}={format_value(v)}" for k, v in values.items())
-        raise ConfigError(f"{e} (in the combination {combo})") from None
+        raise UserError(f"{e} (in the combination {combo})") from None
 
 
 def swept(parameters):

@@ -11,7 +11,7 @@ The journal file is optuna's JournalFileBackend: one JSON record per line, appen
 under optuna's lock (a symlink journal.log.lock beside it). A crash or a full disk in the middle of
 an append leaves a cut-off last record. optuna skips it when reading, but appends the next record
 onto it, and that joined line makes the journal unreadable for good. So the journal is checked here
-before optuna reads it: a damaged complete line is a ConfigError naming the file and the line, and
+before optuna reads it: a damaged complete line is a UserError naming the file and the line, and
 a cut-off last record is moved to a side file, journal.log.partial-<time>, under the same lock. The
 lock that optuna takes for every append does the same check first, so an agent that is already
 running never appends after a cut-off record either. Nothing here imports optuna before it is used.
@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 
-from configurator import ConfigError
+from configurator import UserError
 
 HEARTBEAT_S = 60          # a running trial stamps its heartbeat this often (env PATHSTAR_HEARTBEAT_S)...
 STALE_S = 600             # ...and counts as abandoned when the stamp is older than this (env PATHSTAR_GRACE_S)
@@ -55,10 +55,10 @@ def open_storage(url, create=False, stale_trial_callback=None):
     except ImportError as e:  # no database driver
         name = e.name or getattr(e.__cause__, 'name', None) or 'psycopg'
         pip = {'psycopg': '"psycopg[binary]"', 'psycopg2': 'psycopg2-binary', 'MySQLdb': 'mysqlclient'}.get(name, name)
-        raise ConfigError(f"--storage {hide_password(url)}: its driver, python module {name}, is not installed; "
+        raise UserError(f"--storage {hide_password(url)}: its driver, python module {name}, is not installed; "
                           f"pip install {pip}") from None
     except Exception as e:  # a refused connection, a wrong password: one line, not a page of sqlalchemy
-        raise ConfigError(f"--storage: cannot open {hide_password(url)}: {first_line(e)}") from None
+        raise UserError(f"--storage: cannot open {hide_password(url)}: {first_line(e)}") from None
 
 
 def heartbeat_times():
@@ -66,7 +66,7 @@ def heartbeat_times():
     times = [os.environ.get(var, '').strip() or default
              for var, default in (('PATHSTAR_HEARTBEAT_S', HEARTBEAT_S), ('PATHSTAR_GRACE_S', STALE_S))]
     if not all(str(t).isdigit() and int(t) > 0 for t in times) or int(times[1]) <= int(times[0]):
-        raise ConfigError(f"PATHSTAR_HEARTBEAT_S={times[0]}, PATHSTAR_GRACE_S={times[1]}: both must be whole "
+        raise UserError(f"PATHSTAR_HEARTBEAT_S={times[0]}, PATHSTAR_GRACE_S={times[1]}: both must be whole "
                           f"seconds > 0, the grace period longer than the heartbeat interval")
     return int(times[0]), int(times[1])
 
@@ -160,7 +160,7 @@ def open_journal(path, create):
             lock.acquire()  # which sets the cut-off record aside
             lock.release()
         except OSError as e:
-            raise ConfigError(f"{path}: its last record is cut off, and setting it aside failed ({e.strerror}); "
+            raise UserError(f"{path}: its last record is cut off, and setting it aside failed ({e.strerror}); "
                               f"free some disk space or fix the permissions, then run this again") from None
     return JournalStorage(JournalFileBackend(full, lock_obj=lock))
 
@@ -168,35 +168,35 @@ def open_journal(path, create):
 def check_journal_path(path, create):
     """Only creating a sweep may create a journal file, and only in a folder that exists."""
     if os.path.isdir(path):
-        raise ConfigError(f"--storage {path}: is a folder; give the path of a journal file, "
+        raise UserError(f"--storage {path}: is a folder; give the path of a journal file, "
                           f"e.g. {os.path.join(path, 'sweeps.log')}")
     if os.path.exists(path):
         return
     if not create:
-        raise ConfigError(f"--storage {path}: does not exist; a journal file is made only when a sweep is created "
+        raise UserError(f"--storage {path}: does not exist; a journal file is made only when a sweep is created "
                           f"(--sweep_config), so pass the --storage the sweep was created with")
     folder = os.path.dirname(path) or '.'
     if not os.path.isdir(folder):
         problem = 'is not a folder' if os.path.exists(folder) else 'does not exist; create it first'
-        raise ConfigError(f"--storage {path}: the folder {folder} {problem}")
+        raise UserError(f"--storage {path}: the folder {folder} {problem}")
 
 
 def check_journal(path, shown):
-    """Raise ConfigError at the first complete line that is not a journal record. Returns the size of
+    """Raise UserError at the first complete line that is not a journal record. Returns the size of
     a cut-off last record (the bytes after the last newline), 0 when there is none. It reads without
     the lock: a record being appended meanwhile may look cut off, which the lock holder then sees whole."""
     with open(path, 'rb') as f:
         for number, line in enumerate(f, 1):
             if not line.endswith(b'\n'):
                 if number == 1 and not (line.startswith(RECORD_START) or RECORD_START.startswith(line)):
-                    raise ConfigError(f"{shown}: is not an optuna journal file; pass the journal the sweep "
+                    raise UserError(f"{shown}: is not an optuna journal file; pass the journal the sweep "
                                       f"was created with")  # and it is left as it is
                 return len(line)
             if not is_record(line):
                 if number == 1:
-                    raise ConfigError(f"{shown}: is not an optuna journal file (line 1 is not a journal record); "
+                    raise UserError(f"{shown}: is not an optuna journal file (line 1 is not a journal record); "
                                       f"pass the journal the sweep was created with")
-                raise ConfigError(f"{shown}: line {number} is damaged (not a journal record), and optuna cannot "
+                raise UserError(f"{shown}: line {number} is damaged (not a journal record), and optuna cannot "
                                   f"read the sweep past it; remove or repair that line, or move the journal aside "
                                   f"and create the sweep again: {GUIDE}")
     return 0

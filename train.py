@@ -490,4 +490,4 @@ def main(argv, hook=None):
 
 
 if __name__ == '__main__':
-    configurator.exit_on_config_error(lambda: main(sys.argv[1:]))
+    configurator.exit_on_user_error(lambda: main(sys.argv[1:]))

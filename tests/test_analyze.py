@@ -253,9 +253,9 @@ def test_cli_bad_checkpoint_path_is_one_line_and_exit_2():
 
 def run_main(argv):
     """analyze.py's main in-process, as the CLI wraps it: its exit code."""
-    from configurator import exit_on_config_error
+    from configurator import exit_on_user_error
     try:
-        exit_on_config_error(lambda: analyze.main(argv))
+        exit_on_user_error(lambda: analyze.main(argv))
     except SystemExit as e:
         return e.code
     return 0

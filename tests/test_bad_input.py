@@ -21,7 +21,7 @@ import configurator
 import device
 import pathstar_cache
 import train
-from configurator import ConfigError
+from configurator import UserError
 from conftest import ROOT
 
 TRAIN, DATA = 'train.py', 'pathstar_data.py'
@@ -311,7 +311,7 @@ def test_a_cuda_index_beyond_the_visible_gpus_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
     assert device.pick_device('cuda:0') == 'cuda:0'
-    with pytest.raises(ConfigError, match=r"device: 'cuda:3' asked for but 1 CUDA device"):
+    with pytest.raises(UserError, match=r"device: 'cuda:3' asked for but 1 CUDA device"):
         device.pick_device('cuda:3')
 
 
@@ -332,7 +332,7 @@ def test_train_config_raises_config_error_for_the_same_bad_values_and_writes_not
         monkeypatch.chdir(cwd)
         monkeypatch.setenv('WANDB_DIR', str(cwd))
         config = dict(overrides_of(TRAIN_BASE), **overrides_of(c['args']))
-        with pytest.raises(ConfigError) as err:
+        with pytest.raises(UserError) as err:
             train.train(config)
         message = str(err.value)
         assert '\n' not in message and all(text in message for text in c['expect']), (c['name'], message)
@@ -346,6 +346,6 @@ def test_override_values_are_data_never_code(tmp_path, monkeypatch):
     cfg = configurator.parse_args([f'--wandb_run_name={payload}', f'--out_dir={payload}'])
     assert cfg['wandb_run_name'] == payload and cfg['out_dir'] == payload  # kept as text
     for key in ('graph_d', 'learning_rate', 'use_undirected', 'batch_size', 'graph_vocab_size', 'init_from'):
-        with pytest.raises(ConfigError):
+        with pytest.raises(UserError):
             configurator.parse_args([f'--{key}={payload}'])
     assert not marker.exists()

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import configurator
-from configurator import ConfigError, parse_args
+from configurator import UserError, parse_args
 from conftest import ROOT
 
 
@@ -67,7 +67,7 @@ def test_vocab_nmax_resolves_to_n_times_the_node_count():
     (['--graph_d'], "expected --key=value"),
 ])
 def test_bad_values_are_rejected_with_a_message_naming_the_key(argv, message):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(UserError) as err:
         parse_args(argv)
     assert message in str(err.value)
     assert '\n' not in str(err.value)
@@ -90,7 +90,7 @@ def test_later_overrides_win_over_the_config_file(tmp_path):
 def test_unknown_key_in_a_config_file_is_an_error(tmp_path):
     path = tmp_path / 'bad.py'
     path.write_text('n_layers = 4\n')
-    with pytest.raises(ConfigError, match="unknown config key 'n_layers'; did you mean n_layer"):
+    with pytest.raises(UserError, match="unknown config key 'n_layers'; did you mean n_layer"):
         parse_args([str(path)])
 
 
@@ -117,7 +117,7 @@ def test_config_files_see_the_config_before_them_and_overrides_apply_in_order(tm
 
 def test_a_config_file_that_exits_is_an_error_not_a_silent_exit(tmp_path):
     (tmp_path / 'quit.py').write_text('import sys\nsys.exit(0)\n')
-    with pytest.raises(ConfigError, match='may not exit'):
+    with pytest.raises(UserError, match='may not exit'):
         parse_args([str(tmp_path / 'quit.py')])
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import pathstar_cache as pc  # noqa: E402
 import pathstar_data as ps  # noqa: E402
-from configurator import ConfigError  # noqa: E402
+from configurator import UserError  # noqa: E402
 from pathstar_data import BWD, EDGE, FWD, NODE_OFFSET, PAD, PATH, PAUSE  # noqa: E402
 
 # 6 arms of 3 nodes below the root; 0.34 of 6 arms holds out 2
@@ -219,24 +219,24 @@ def test_path_replication_int_repeats_each_training_path_that_many_times():
 
 
 def test_holdout_that_rounds_to_no_arm_raises_a_config_error_with_working_advice():
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(UserError) as e:
         build(graph_d=10, graph_l=5, graph_holdout_percentage=0.01)
     assert str(e.value) == ("graph_holdout_percentage: 0.01 of graph_d=10 rounds to 0 held-out leaves; "
                             "use >= 0.05 or 0")
     for d in (3, 7, 10, 999):
-        with pytest.raises(ConfigError) as e:
+        with pytest.raises(UserError) as e:
             build(graph_d=d, graph_holdout_percentage=0.1 / d)
         advice = float(re.search(r'use >= (\S+) or 0', str(e.value)).group(1))
         assert ps.holdout_count(d, advice) == 1
 
 
 def test_holdout_of_every_arm_raises_a_config_error_with_working_advice():
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(UserError) as e:
         build(graph_d=2, graph_l=3, graph_holdout_percentage=0.8)
     message = str(e.value)
     assert message.startswith('graph_holdout_percentage: 0.8 of graph_d=2 rounds to 2') and '\n' not in message
     for d in (2, 3, 7):
-        with pytest.raises(ConfigError) as e:
+        with pytest.raises(UserError) as e:
             build(graph_d=d, graph_holdout_percentage=1 - 0.1 / d)
         bound = float(re.search(r'use < (\S+)$', str(e.value)).group(1))
         assert ps.holdout_count(d, bound - 1e-6) == d - 1
@@ -245,7 +245,7 @@ def test_holdout_of_every_arm_raises_a_config_error_with_working_advice():
 def test_bad_dataset_values_raise_config_error_before_touching_the_disk(tmp_path):
     for bad in (dict(graph_d=1), dict(graph_vocab_size=5), dict(graph_holdout_percentage=0.01, graph_d=10),
                 dict(path_replication=0), dict(graph_l='abc')):
-        with pytest.raises(ConfigError):
+        with pytest.raises(UserError):
             load(tmp_path, **bad)
     assert not (tmp_path / 'data').exists()
 
@@ -561,7 +561,7 @@ def test_a_damaged_cache_that_cannot_be_moved_aside_is_one_config_error_naming_i
     def refuse(*args):
         raise PermissionError(13, 'Permission denied')
     monkeypatch.setattr(os, 'rename', refuse)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(UserError) as err:
         load(tmp_path)
     assert str(err.value) == (f"data_dir: the dataset cache {folder} is damaged (train_rows.npy fails its "
                               f"checksum) and cannot be rebuilt (Permission denied); delete it")
@@ -577,7 +577,7 @@ def test_an_unreadable_cache_file_is_one_config_error_naming_the_folder(tmp_path
             raise PermissionError(13, 'Permission denied')
         return real_open(path, *args, **kwargs)
     monkeypatch.setattr('builtins.open', deny)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(UserError) as err:
         load(tmp_path)
     assert str(err.value) == (f"data_dir: cannot read the dataset cache {folder}: Permission denied; "
                               f"fix its permissions or delete it")
@@ -586,7 +586,7 @@ def test_an_unreadable_cache_file_is_one_config_error_naming_the_folder(tmp_path
 def test_a_cache_array_holding_pickled_objects_is_refused_with_one_line(tmp_path):
     folder = load(tmp_path).path
     np.save(os.path.join(folder, 'val_rows.npy'), np.array([{'a': 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(UserError) as err:
         load(tmp_path)
     assert str(err.value) == (f"data_dir: {folder}/val_rows.npy holds pickled objects, which pathstar never "
                               f"writes and will not read; delete {folder} and it is rebuilt")
@@ -641,23 +641,23 @@ def test_a_file_where_the_cache_folder_belongs_is_one_config_error_and_nothing_i
     folder = Path(pc.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
     folder.parent.mkdir()
     folder.write_text('not a folder\n')
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(UserError) as err:
         load(tmp_path)
     assert str(err.value) == (f"data_dir: {folder} is a file where the dataset cache folder belongs; "
                               f"move it away or delete it")
-    with pytest.raises(ConfigError):
+    with pytest.raises(UserError):
         pc.build_locked(ps.data_config(SMALL), str(folder))
     assert os.listdir(folder.parent) == [folder.name] and folder.read_text() == 'not a folder\n'
 
 
 def test_a_data_dir_that_is_a_file_or_a_lock_that_is_a_folder_is_one_config_error(tmp_path):
     (tmp_path / 'data').write_text('x\n')
-    with pytest.raises(ConfigError, match=r"^data_dir: '.*/data' is a file, not a folder; move it away"):
+    with pytest.raises(UserError, match=r"^data_dir: '.*/data' is a file, not a folder; move it away"):
         load(tmp_path)
     (tmp_path / 'data').unlink()
     folder = Path(pc.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
     Path(f'{folder}.lock').mkdir(parents=True)
-    with pytest.raises(ConfigError, match=rf"^data_dir: {re.escape(str(folder))}\.lock is a folder where"):
+    with pytest.raises(UserError, match=rf"^data_dir: {re.escape(str(folder))}\.lock is a folder where"):
         load(tmp_path)
     assert os.listdir(tmp_path / 'data') == [folder.name + '.lock']
 

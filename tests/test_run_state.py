@@ -12,7 +12,7 @@ import configurator
 import model
 import pathstar_data
 import train
-from configurator import ConfigError
+from configurator import UserError
 from conftest import tiny_config
 
 
@@ -28,7 +28,7 @@ def finished_run(tmp_path, **overrides):
 def exit_2(cfg, capsys):
     """train.py's outcome for cfg: the one error line (exit code 2 asserted)."""
     with pytest.raises(SystemExit) as stop:
-        configurator.exit_on_config_error(lambda: train.main(argv(cfg)))
+        configurator.exit_on_user_error(lambda: train.main(argv(cfg)))
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: '), err
@@ -172,5 +172,5 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, monkeypatch, 
 
 def test_wandb_project_names_wandb_refuses_are_config_errors():
     for bad in ('a/b', 'x:y', '#1', 'p' * 129):
-        with pytest.raises(ConfigError, match='wandb_project'):
+        with pytest.raises(UserError, match='wandb_project'):
             configurator.build_config(dict(wandb_project=bad))

@@ -157,7 +157,7 @@ def test_a_batch_larger_than_some_graphs_rows_is_rejected_before_any_trial(tmp_p
     path = write_sweep(tmp_path / 'grid.yaml', batch_size={'values': [16, 100]}, graph_d={'values': [40, 4]})
     for flag in ('--dry_run', '--create_only'):
         with pytest.raises(SystemExit) as stop:
-            run_sweep.configurator.exit_on_config_error(
+            run_sweep.configurator.exit_on_user_error(
                 lambda: run_sweep.main(['--sweep_config', path, '--backend', 'local', flag]))
         assert stop.value.code == 2
         err = capsys.readouterr().err
@@ -185,12 +185,12 @@ def test_every_rule_reads_only_the_keys_it_declares():
 
 
 def test_ranges_are_checked_at_their_ends_and_int_ranges_next_to_them():
-    with pytest.raises(run_sweep.ConfigError, match=r'min_lr: must be in .* \(in the combination '
+    with pytest.raises(run_sweep.UserError, match=r'min_lr: must be in .* \(in the combination '
                                                     r'learning_rate=0.0001, min_lr=0.001\)'):
         sweep_space.check_combinations(sweep_space.check_sweep(yaml.safe_load(
             "method: random\nparameters:\n  learning_rate: {distribution: log_uniform_values, min: 1e-4, max: 1e-2}\n"
             "  min_lr: {distribution: uniform, min: 0, max: 1e-3}\n"))['parameters'])
-    with pytest.raises(run_sweep.ConfigError, match='n_embd=64, n_head=5'):  # 5 is in [4, 8] and divides nothing
+    with pytest.raises(run_sweep.UserError, match='n_embd=64, n_head=5'):  # 5 is in [4, 8] and divides nothing
         sweep_space.check_combinations(sweep_space.check_sweep(yaml.safe_load(
             "method: random\nparameters:\n  n_head: {distribution: int_uniform, min: 4, max: 8}\n"
             "  n_embd: {value: 64}\n"))['parameters'])

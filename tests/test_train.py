@@ -53,7 +53,7 @@ def test_device_and_dtype_selection_on_a_machine_without_cuda(monkeypatch):
     assert device.pick_device('auto') == 'cpu'
     assert device.pick_dtype('auto', 'cpu') == 'float32'
     assert device.use_compile('auto', 'cpu') is False and device.use_compile('auto', 'cuda') is True
-    with pytest.raises(device.ConfigError, match='CUDA is not available'):
+    with pytest.raises(device.UserError, match='CUDA is not available'):
         device.pick_device('cuda')
 
 
