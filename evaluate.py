@@ -56,13 +56,20 @@ def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGI
 
 
 @torch.no_grad()
-def score_edges(model, x, pos, tgt, ctx):
-    """Teacher-forced loss and accuracy on edge rows whose answer is determined (target in slot 0)."""
-    with ctx:
-        logits, _ = model(x, positions=pos[:, :1])
-    logits, target = logits[:, 0].float(), tgt[:, 0]
-    return {'train/loss/edge': F.cross_entropy(logits, target).item(),
-            'train/accuracy/edge': (logits.argmax(-1) == target).float().mean().item()}
+def score_edges(model, x, pos, tgt, ctx, logits_budget=EVAL_LOGITS):
+    """Teacher-forced loss and accuracy on edge rows whose answer is determined (target in slot 0),
+    in chunks of at most logits_budget logits."""
+    losses, correct = [], []
+    batch = eval_chunk_rows(1, model.config.vocab_size, logits_budget)
+    for start in range(0, len(x), batch):
+        with ctx:
+            logits, _ = model(x[start:start + batch], positions=pos[start:start + batch, :1])
+        logits, target = logits[:, 0].float(), tgt[start:start + batch, 0]
+        losses.append(F.cross_entropy(logits, target, reduction='none'))
+        correct.append(logits.argmax(-1) == target)
+        del logits
+    return {'train/loss/edge': torch.cat(losses).mean().item(),
+            'train/accuracy/edge': torch.cat(correct).float().mean().item()}
 
 
 def evaluate(model, ev, meta, device, ctx):

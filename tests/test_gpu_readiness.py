@@ -144,6 +144,20 @@ def test_eval_chunks_stay_within_the_logits_budget(tmp_path):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
 
 
+def test_edge_scores_are_chunked_within_the_logits_budget_and_unchanged(tmp_path):
+    data = pathstar_data.load_or_build(tiny_config(tmp_path, graph_d=40), verbose=False)
+    ev = pathstar_rows.eval_sets(data, 100, 0, 'cpu')
+    torch.manual_seed(0)
+    net = model.GPT(model.GPTConfig(vocab_size=data.meta['vocab_size'], block_size=data.meta['row_len'] - 1,
+                                    n_layer=1, n_head=2, n_embd=32))
+    sizes, real = [], net.forward
+    net.forward = lambda idx, *a, **k: sizes.append(len(idx)) or real(idx, *a, **k)
+    whole = evaluate.score_edges(net, *ev.edges, torch.no_grad())
+    chunked = evaluate.score_edges(net, *ev.edges, torch.no_grad(), 7 * data.meta['vocab_size'])
+    assert sizes[0] == len(ev.edges.x) > 7 and max(sizes[1:]) == 7
+    assert chunked == pytest.approx(whole, abs=1e-6)
+
+
 def test_the_logits_are_freed_before_the_backward_pass(tmp_path, monkeypatch):
     refs, alive, real = [], [], model.GPT.forward
 
