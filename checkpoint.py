@@ -24,7 +24,7 @@ import torch
 import configurator
 from configurator import UserError
 
-RUN_FILES = ('ckpt.pt', 'best.pt', 'summary.json')
+RUN_FILES = ('ckpt.pt', 'best.pt', 'edges.pt', 'summary.json')
 NAME_MAX = 255     # bytes in one path component on Linux and macOS file systems
 PATH_MAX = 4096    # bytes in a whole path on Linux
 TMP_SUFFIX_LEN = 20  # '.tmp-<pid>' and the longest file name we add
@@ -160,3 +160,22 @@ def restore_state(module, state, path, what):
     except (RuntimeError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"init_from: the {what} in {path} does not match its own config ({first[:200]})") from None
+
+
+def load_weights(model, path, key):
+    """Start a model from the weights file of another run (best.pt, edges.pt): same shapes or one line."""
+    if not os.path.isfile(path):
+        raise UserError(f"{key}: {path} does not exist")
+    try:
+        saved = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise UserError(f"{key}: cannot read {path} ({type(e).__name__})") from None
+    if not isinstance(saved, dict) or 'model' not in saved or 'model_args' not in saved:
+        raise UserError(f"{key}: {path} is not a pathstar weights file (no model and model_args)")
+    ours, theirs = vars(model.config), saved['model_args']
+    differ = [k for k in ours if theirs.get(k) != ours[k]]
+    if differ:
+        there = ', '.join(f"{k}={theirs.get(k)!r}" for k in differ)
+        here = ', '.join(f"{k}={ours[k]!r}" for k in differ)
+        raise UserError(f"{key}: {path} holds a different model ({there}; this run has {here})")
+    restore_state(model, saved['model'], path, 'model')

@@ -43,6 +43,8 @@ DEFAULTS = dict(
     n_embd=128,
     dropout=0.0,
     bias=False,                  # bias in Linear and LayerNorm layers
+    gelu='exact',                # 'tanh': the MLP's GELU as the tanh approximation (the official code's)
+    init='nanogpt',              # 'official': position table N(0, 1), no depth-scaled residual init
     # the optimiser (AdamW)
     learning_rate=1e-3,          # peak learning rate
     label_smoothing=0.0,         # training loss only; evaluation never smooths
@@ -50,9 +52,11 @@ DEFAULTS = dict(
     beta1=0.9,
     beta2=0.98,
     grad_clip=1.0,               # 0.0 disables clipping
+    decay_params='matrices',     # weight decay on 'matrices' (>= 2-D: weights, embeddings) or 'all' parameters
     # the learning-rate schedule: linear warmup, cosine decay, then flat at min_lr
     decay_lr=True,
     warmup_frac=0.05,            # fraction of all iterations spent warming up
+    warmup_iters=0,              # > 0: this many iterations instead, ramping from 0 as the official code does
     lr_decay_frac=1.0,           # cosine reaches min_lr at this fraction of the iterations
     min_lr=1e-5,
     # training length and batches
@@ -62,8 +66,15 @@ DEFAULTS = dict(
     max_iters=0,                 # 0 = run all epochs; > 0 stops there (smoke tests, benchmarks)
     seed=1337,                   # model init, shuffling, dropout
     # the training recipe (the variants the paper compares)
-    recipe='interleaved',        # 'interleaved': edges and paths shuffled together; 'staged': edges, then paths
+    recipe='interleaved',        # 'interleaved': edges and paths shuffled together; 'staged': edges, then paths;
+                                 # 'two_stage': edges, then paths, each with its own AdamW and schedule
     staged_edge_frac=0.5,        # staged: the fraction of epochs spent on edge rows alone
+    edge_learning_rate=1e-2,     # two_stage, the edge stage: peak learning rate,
+    edge_min_lr=1e-3,            # ...its floor,
+    edge_warmup_iters=500,       # ...warmup iterations (from 0),
+    edge_batch_size=16384,       # ...rows per micro-batch,
+    edge_epochs=2500,            # ...and epochs; the path stage uses the keys above
+    edge_checkpoint='',          # two_stage: the edges.pt of an earlier run: skip the edge stage, start from it
     path_loss='full',            # 'full': every path token; 'first_hop': only the hard first hop after the root
     # evaluation and logging
     eval_interval=100,           # iterations between evaluations (the last one is always evaluated)
@@ -96,11 +107,15 @@ CHOICES = dict(
     compile=('auto', True, False),
     compile_mode=('default', 'reduce-overhead', 'max-autotune'),
     wandb_mode=('auto', 'online', 'offline', 'disabled'),
-    recipe=('interleaved', 'staged'),
+    recipe=('interleaved', 'staged', 'two_stage'),
+    decay_params=('matrices', 'all'),
+    gelu=('exact', 'tanh'),
+    init=('nanogpt', 'official'),
     graph_builder=('pathstar', 'official'),
     path_loss=('full', 'first_hop'),
 )
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
+EMPTY_OK = ('wandb_entity', 'wandb_run_name', 'edge_checkpoint', 'data_import')  # '' means none / choose for me
 
 
 class UserError(ValueError):
@@ -169,8 +184,8 @@ def parse_value(key, text):
     if key not in DEFAULTS:
         raise UserError(unknown_key_message(key))
     if text is None or (isinstance(text, str) and text.strip() == ''):
-        if key in ('wandb_entity', 'wandb_run_name'):
-            return ''  # empty means "choose for me"
+        if key in EMPTY_OK:
+            return ''
         raise UserError(f"{key}: empty value")
     if key in CHOICES:
         allowed = CHOICES[key]
@@ -235,9 +250,9 @@ def check(cfg):
 # one-key bounds, as (smallest allowed value, key...)
 AT_LEAST = ((2, 'graph_d', 'graph_l'),
             (1, 'n_layer', 'n_head', 'n_embd', 'epochs', 'gradient_accumulation_steps', 'eval_interval',
-             'log_interval', 'eval_samples'),
+             'log_interval', 'eval_samples', 'edge_batch_size', 'edge_epochs'),
             (0, 'num_pause_tokens', 'max_iters', 'geometry_interval', 'seed', 'data_seed', 'weight_decay',
-             'grad_clip', 'checkpoint_interval'))
+             'grad_clip', 'checkpoint_interval', 'warmup_iters', 'edge_warmup_iters'))
 BELOW_ONE = ('graph_holdout_percentage', 'dropout', 'label_smoothing', 'beta1', 'beta2')  # in [0, 1)
 
 
@@ -269,6 +284,19 @@ def lr_range(cfg):
     require(cfg['learning_rate'] > 0, f"learning_rate: must be > 0, got {cfg['learning_rate']}")
     require(0 <= cfg['min_lr'] <= cfg['learning_rate'],
             f"min_lr: must be in [0, learning_rate={cfg['learning_rate']}], got {cfg['min_lr']}")
+
+
+@rule('edge_learning_rate', 'edge_min_lr')
+def edge_lr_range(cfg):
+    require(cfg['edge_learning_rate'] > 0, f"edge_learning_rate: must be > 0, got {cfg['edge_learning_rate']}")
+    require(0 <= cfg['edge_min_lr'] <= cfg['edge_learning_rate'],
+            f"edge_min_lr: must be in [0, edge_learning_rate={cfg['edge_learning_rate']}], got {cfg['edge_min_lr']}")
+
+
+@rule('edge_checkpoint', 'recipe')
+def edge_checkpoint_needs_two_stages(cfg):
+    require(not cfg['edge_checkpoint'] or cfg['recipe'] == 'two_stage',
+            f"edge_checkpoint: only recipe='two_stage' has an edge stage to skip, got recipe={cfg['recipe']!r}")
 
 
 @rule('warmup_frac', 'lr_decay_frac')
@@ -335,12 +363,18 @@ def stages_not_empty(cfg):
 
 
 @rule('batch_size', 'graph_d', 'graph_l', 'graph_holdout_percentage', 'graph_builder', 'use_undirected',
-      'path_replication')
+      'path_replication', 'recipe', 'edge_batch_size')
 def batch_fits_the_rows(cfg):
+    counts = pathstar_data.row_counts(cfg)
+    n_rows, what = counts.train_rows, 'training rows'
+    if cfg['recipe'] == 'two_stage':  # each stage's batch against its own rows
+        n_rows, what = counts.train_rows - counts.edge_rows, 'training path rows'
+        require(cfg['edge_batch_size'] <= counts.edge_rows, f"edge_batch_size: {cfg['edge_batch_size']} is more "
+                                                            f"than the {counts.edge_rows} edge rows; use <= "
+                                                            f"{counts.edge_rows}")
     if cfg['batch_size'] != 'auto':
-        n_rows = pathstar_data.row_counts(cfg).train_rows
-        require(cfg['batch_size'] <= n_rows, f"batch_size: {cfg['batch_size']} is more than the {n_rows} training "
-                                             f"rows; use 'auto' or <= {n_rows}")
+        require(cfg['batch_size'] <= n_rows, f"batch_size: {cfg['batch_size']} is more than the {n_rows} {what}; "
+                                             f"use 'auto' or <= {n_rows}")
 
 
 def staged_edge_epochs(cfg):

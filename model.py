@@ -21,6 +21,8 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False
+    gelu: str = 'exact'        # 'tanh': the tanh approximation (the official code's)
+    init: str = 'nanogpt'      # 'official': the position table N(0, 1) and no depth-scaled residual projections
 
 
 class CausalSelfAttention(nn.Module):
@@ -51,9 +53,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.approximate = 'tanh' if config.gelu == 'tanh' else 'none'
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -87,6 +90,9 @@ class GPT(nn.Module):
         # which is also what the geometry diagnostics read
         self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
+        if config.init == 'official':  # its position table keeps torch's N(0, 1); no depth scaling
+            nn.init.normal_(self.transformer.wpe.weight, mean=0.0, std=1.0)
+            return
         # GPT-2: scale the residual projections by the depth so the residual stream
         # does not grow with n_layer
         for name, p in self.named_parameters():
@@ -149,12 +155,13 @@ class GPT(nn.Module):
             idx = torch.cat((idx, next_token.to(idx.dtype)), dim=1)
         return idx
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        # decay matrices and embeddings (>= 2-D), not biases or LayerNorm gains
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, decay_all=False):
+        # decay matrices and embeddings (>= 2-D), not biases or LayerNorm gains; decay_all: every
+        # parameter, as the official code's AdamW(model.parameters(), weight_decay=...) does
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
-            {'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
-            {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0},
+            {'params': [p for p in params if p.dim() >= 2 or decay_all], 'weight_decay': weight_decay},
+            {'params': [p for p in params if p.dim() < 2 and not decay_all], 'weight_decay': 0.0},
         ]
         fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
         extra = dict(fused=True) if fused else dict()

@@ -41,32 +41,73 @@ class Interrupted(RuntimeError):
 # -----------------------------------------------------------------------------
 # the plan: which rows each iteration trains on
 
+class Schedule(NamedTuple):
+    """A learning-rate schedule: linear warmup, cosine decay to min_lr, then flat."""
+    start: int            # its first iteration
+    warmup: int           # iterations of warmup
+    decay_end: int        # iterations after start when the cosine reaches min_lr
+    lr: float
+    min_lr: float
+    decay: bool           # False: a constant lr, no warmup
+    from_zero: bool       # warmup lr * i / warmup (the official code's), else lr * (i + 1) / (warmup + 1)
+
+
 class Stage(NamedTuple):
     first: int            # first training row of the stage
     rows: int             # rows in the stage
     epochs: int
+    batch: int            # rows per micro-batch
     iters_per_epoch: int
     first_iter: int
     first_epoch: int      # counted over the whole run
+    schedule: Schedule
+    new_optimizer: bool   # the stage starts with a fresh AdamW (recipe='two_stage')
 
 
 def training_stages(cfg, n_rows, n_edges):
-    """[(first row, end row, epochs)]: 'interleaved' shuffles all rows together; 'staged'
-    trains on the edge rows alone for staged_edge_frac of the epochs, then on the path rows."""
+    """[(first row, end row, epochs, batch, learning-rate keys or None, new optimizer)]: 'interleaved'
+    shuffles all rows together; 'staged' trains on the edge rows alone for staged_edge_frac of the
+    epochs, then on the path rows, with one optimizer and schedule; 'two_stage' (the official code's
+    staged recipe) is two runs in one, edges then paths, each with its own optimizer, batch, epochs
+    and schedule (the edge stage's from the edge_* keys). lr keys None = one schedule for the run."""
+    batch = configurator.batch_rows(cfg, n_rows)
     if cfg['recipe'] == 'staged':
         edge_epochs = configurator.staged_edge_epochs(cfg)
-        return [(0, n_edges, edge_epochs), (n_edges, n_rows, cfg['epochs'] - edge_epochs)]
-    return [(0, n_rows, cfg['epochs'])]
+        return [(0, n_edges, edge_epochs, batch, None, False), (n_edges, n_rows, cfg['epochs'] - edge_epochs, batch,
+                                                                None, False)]
+    if cfg['recipe'] == 'two_stage':
+        edges = dict(learning_rate=cfg['edge_learning_rate'], min_lr=cfg['edge_min_lr'],
+                     warmup_iters=cfg['edge_warmup_iters'])
+        paths = (n_edges, n_rows, cfg['epochs'], configurator.batch_rows(cfg, n_rows - n_edges), {}, True)
+        if cfg['edge_checkpoint']:  # the edge stage was trained by another run: start from its weights
+            return [paths]
+        return [(0, n_edges, cfg['edge_epochs'], cfg['edge_batch_size'], edges, True), paths]
+    return [(0, n_rows, cfg['epochs'], batch, None, False)]
 
 
-def iteration_plan(stages, rows_per_iter):
-    """([Stage], total iterations)."""
+def schedule(cfg, start, iters, **keys):
+    """The Schedule of `iters` iterations from `start`, from cfg's keys (keys override them)."""
+    c = {**cfg, **keys}
+    from_zero = c['warmup_iters'] > 0
+    warmup = c['warmup_iters'] if from_zero else int(c['warmup_frac'] * iters)
+    decay_end = max(int(c['lr_decay_frac'] * iters), warmup)
+    return Schedule(start, warmup, decay_end, c['learning_rate'], c['min_lr'], c['decay_lr'], from_zero)
+
+
+def iteration_plan(cfg, stages, max_iters_cap=0):
+    """([Stage], total iterations) for training_stages(); max_iters_cap > 0 stops the run early, and
+    a one-schedule run then fits its schedule to the shorter run."""
+    accum = cfg['gradient_accumulation_steps']
     plan, it, epoch = [], 0, 0
-    for first, end, epochs in stages:
-        per_epoch = math.ceil((end - first) / rows_per_iter)
-        plan.append(Stage(first, end - first, epochs, per_epoch, it, epoch))
-        it, epoch = it + epochs * per_epoch, epoch + epochs
-    return plan, it
+    for first, end, epochs, batch, lr_keys, new_optimizer in stages:
+        per_epoch = math.ceil((end - first) / (batch * accum))
+        iters = epochs * per_epoch
+        own = schedule(cfg, it, iters, **lr_keys) if lr_keys is not None else None
+        plan.append(Stage(first, end - first, epochs, batch, per_epoch, it, epoch, own, new_optimizer))
+        it, epoch = it + iters, epoch + epochs
+    total = min(it, max_iters_cap) if max_iters_cap else it
+    shared = schedule(cfg, 0, total)  # for the stages without a schedule of their own
+    return [st if st.schedule else st._replace(schedule=shared) for st in plan], total
 
 
 def locate(it, plan):
@@ -93,18 +134,22 @@ def epoch_orders(sizes, seed, epoch, device):
     return [torch.randperm(n, generator=g, device=device) for n in sizes]
 
 
+def lr_at(it, s):
+    """The learning rate of iteration it under Schedule s."""
+    i = it - s.start
+    if not s.decay:
+        return s.lr
+    if i < s.warmup:
+        return s.lr * i / s.warmup if s.from_zero else s.lr * (i + 1) / (s.warmup + 1)
+    if i >= s.decay_end:
+        return s.min_lr
+    progress = (i - s.warmup) / max(s.decay_end - s.warmup, 1)
+    return s.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (s.lr - s.min_lr)
+
+
 def cosine_lr(it, max_iters, cfg):
-    """Linear warmup, cosine decay to min_lr at lr_decay_frac of the run, then flat."""
-    if not cfg['decay_lr']:
-        return cfg['learning_rate']
-    warmup = int(cfg['warmup_frac'] * max_iters)
-    decay_end = max(int(cfg['lr_decay_frac'] * max_iters), warmup)
-    if it < warmup:
-        return cfg['learning_rate'] * (it + 1) / (warmup + 1)
-    if it >= decay_end:
-        return cfg['min_lr']
-    progress = (it - warmup) / max(decay_end - warmup, 1)
-    return cfg['min_lr'] + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg['learning_rate'] - cfg['min_lr'])
+    """The one-schedule run's learning rate (warmup_frac or warmup_iters, then cosine to min_lr)."""
+    return lr_at(it, schedule(dict(dict(warmup_iters=0), **cfg), 0, max_iters))
 
 
 # -----------------------------------------------------------------------------
@@ -232,26 +277,24 @@ def setup(cfg, checkpoint, hook):
     data = pathstar_data.load_or_build(cfg)
     meta = data.meta
     n_rows = meta['num_train_rows']
-    batch_size = configurator.batch_rows(cfg, n_rows)
-    rows_per_iter = batch_size * cfg['gradient_accumulation_steps']
-    plan, max_iters = iteration_plan(training_stages(cfg, n_rows, meta['num_edge_rows']), rows_per_iter)
-    if cfg['max_iters']:
-        max_iters = min(max_iters, cfg['max_iters'])
+    plan, max_iters = iteration_plan(cfg, training_stages(cfg, n_rows, meta['num_edge_rows']), cfg['max_iters'])
+    batch_size = max(stage.batch for stage in plan)
 
     machine.use_device(device)
     torch.manual_seed(cfg['seed'])
     model_config = GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=cfg['n_layer'],
-                             n_head=cfg['n_head'], n_embd=cfg['n_embd'], dropout=cfg['dropout'], bias=cfg['bias'])
+                             n_head=cfg['n_head'], n_embd=cfg['n_embd'], dropout=cfg['dropout'], bias=cfg['bias'],
+                             gelu=cfg['gelu'], init=cfg['init'])
     with machine.out_of_memory_as_training_error(cfg, batch_size):
         model = GPT(model_config).to(device)
         rows = pathstar_rows.training_targets(data, cfg['path_loss'], device)
-    device_type = 'cuda' if device.startswith('cuda') else device
-    optimizer = model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'],
-                                           (cfg['beta1'], cfg['beta2']), device_type)
+    if cfg['edge_checkpoint']:
+        checkpoint_files.load_weights(model, cfg['edge_checkpoint'], 'edge_checkpoint')
     r = Run(cfg=cfg, device=device, dtype=dtype, ctx=machine.autocast_context(device, dtype), data=data, rows=rows,
             ev=pathstar_rows.eval_sets(data, cfg['eval_samples'], cfg['seed'], device), plan=plan,
-            max_iters=max_iters, batch_size=batch_size, model=model, step_model=model, optimizer=optimizer,
-            scaler=torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device_type == 'cuda')),
+            max_iters=max_iters, batch_size=batch_size, model=model, step_model=model,
+            optimizer=new_optimizer(model, cfg, device),
+            scaler=torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device.startswith('cuda'))),
             hook=hook)
     r.lock = checkpoint_files.claim(cfg)
     try:
@@ -262,14 +305,20 @@ def setup(cfg, checkpoint, hook):
         d = meta['d']
         print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
               f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
-        stages = ', '.join(f"{s.epochs} epochs x {s.iters_per_epoch} iters over {s.rows} rows" for s in plan)
-        print(f"training ({cfg['recipe']}): {stages} = {max_iters} iters of <= {rows_per_iter} rows; "
-              f"first-hop chance 1/{d} = {1 / d:.3f}")
+        stages = ', '.join(f"{s.epochs} epochs x {s.iters_per_epoch} iters of <= {s.batch} rows over {s.rows} rows"
+                           for s in plan)
+        print(f"training ({cfg['recipe']}): {stages} = {max_iters} iters; first-hop chance 1/{d} = {1 / d:.3f}")
         r.wandb = start_wandb(cfg, r.wandb_id) if cfg['wandb_log'] else None
     except BaseException:
         r.lock.close()
         raise
     return r
+
+
+def new_optimizer(model, cfg, device):
+    return model.configure_optimizers(cfg['weight_decay'], cfg['learning_rate'], (cfg['beta1'], cfg['beta2']),
+                                      'cuda' if device.startswith('cuda') else device,
+                                      decay_all=cfg['decay_params'] == 'all')
 
 
 def restore(r, checkpoint):
@@ -292,13 +341,15 @@ def train_step(r):
     """One optimizer step on the rows the plan gives this iteration."""
     cfg = r.cfg
     stage, epoch, step = locate(r.iter_num, r.plan)
-    r.lr = cosine_lr(r.iter_num, r.max_iters, cfg)
+    if stage.new_optimizer and r.iter_num == stage.first_iter and r.iter_num > 0:
+        r.optimizer = new_optimizer(r.model, cfg, r.device)  # two_stage: the path stage starts a fresh AdamW
+    r.lr = lr_at(r.iter_num, stage.schedule)
     for group in r.optimizer.param_groups:
         group['lr'] = r.lr
     r.hook('step', r)
     if cfg['compile_mode'] == 'reduce-overhead' and r.step_model is not r.model:
         torch.compiler.cudagraph_mark_step_begin()
-    if r.batch_size >= stage.rows and cfg['dropout'] == 0:  # one batch holds every row, so order is moot
+    if stage.batch >= stage.rows and cfg['dropout'] == 0:  # one batch holds every row, so order is moot
         if stage.first not in r.parts:
             r.parts[stage.first] = pathstar_rows.distinct_parts(r.rows, stage.first, stage.first + stage.rows,
                                                                 r.data.meta)
@@ -323,6 +374,8 @@ def train_step(r):
     r.optimizer.zero_grad(set_to_none=True)
     r.iter_num += 1
     r.loss = loss.detach()  # stays on the device until it is logged
+    if stage.new_optimizer and len(r.plan) == 2 and r.iter_num == r.plan[1].first_iter:
+        save_weights(r, 'edges.pt')  # two_stage: the edge stage's model, for edge_checkpoint of later runs
 
 
 def micro_batches(r, stage, epoch, step):
@@ -410,12 +463,17 @@ def evaluate_and_save(r):
     if r.wandb is not None:
         r.wandb.log(r.metrics, step=r.iter_num)
     r.hook('eval_end', r)
-    if improved:  # weights only: a third of a resume checkpoint
-        r.hook('save_start', r)
-        checkpoint_files.atomic_save(dict(model=r.model.state_dict(), model_args=vars(r.model.config), config=r.cfg,
-                         iter_num=r.iter_num, metrics=r.metrics), os.path.join(cfg['out_dir'], 'best.pt'))
-        r.hook('save_end', r)
+    if improved:
+        save_weights(r, 'best.pt')
     r.t_log, r.tokens_since_log, r.flops_since_log = time.time(), 0, 0.0  # eval time is not training throughput
+
+
+def save_weights(r, name):
+    """out_dir/name: the model's weights and how to rebuild it (a third of a resume checkpoint)."""
+    r.hook('save_start', r)
+    checkpoint_files.atomic_save(dict(model=r.model.state_dict(), model_args=vars(r.model.config), config=r.cfg,
+                                      iter_num=r.iter_num, metrics=r.metrics), os.path.join(r.cfg['out_dir'], name))
+    r.hook('save_end', r)
 
 
 def save(r, status):

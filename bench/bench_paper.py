@@ -111,20 +111,19 @@ class Step(NamedTuple):
 
 
 def stages(cfg, geo):
-    """[(name, first row, rows)]: train.training_stages, named."""
+    """[(name, first row, rows, batch)]: train.training_stages, named."""
     found = train.training_stages(cfg, geo.n_rows, geo.n_edges)
     names = ['edges', 'paths'] if len(found) == 2 else ['']
-    return [(name, first, end - first) for name, (first, end, _) in zip(names, found)]
+    return [(name, first, end - first, batch) for name, (first, end, _, batch, _, _) in zip(names, found)]
 
 
 def steps(cfg, geo):
     """[Step], one per stage: the parts train.py feeds the model in one optimizer step."""
-    batch = configurator.batch_rows(cfg, geo.n_rows)
     accum = cfg['gradient_accumulation_steps']
     path_slots = 1 if cfg['path_loss'] == 'first_hop' else geo.l
     meta = dict(num_edge_rows=geo.n_edges, edge_row_len=geo.edge_T + 1)
     out = []
-    for name, first, rows in stages(cfg, geo):
+    for name, first, rows, batch in stages(cfg, geo):
         iters = math.ceil(rows / (batch * accum))
         full = batch >= rows and cfg['dropout'] == 0
         parts = []

@@ -82,7 +82,7 @@ BAD = {
                                    "  graph_holdout_percentage: {values: [0.2, 0]}\n",
                                    "val/loss/overall is measured on held-out paths, but graph_holdout_percentage=0"),
     'unknown_parameter': ("method: random\nparameters: {lerning_rate: {values: [1e-3]}}\n",
-                          "unknown config key 'lerning_rate'; did you mean learning_rate?"),
+                          "unknown config key 'lerning_rate'; did you mean learning_rate"),
     'grid_with_distribution': ("method: grid\nparameters:\n  learning_rate: {distribution: uniform, min: 1e-4, "
                                "max: 1e-3}\n", "learning_rate: grid search needs discrete values"),
     'min_not_below_max': ("method: random\nparameters:\n  learning_rate: {distribution: log_uniform_values, "

@@ -134,16 +134,36 @@ def run_and_sigterm_at_third_eval(cfg, tmp_path):
 
 
 def test_staged_plan_runs_the_edge_epochs_then_the_path_epochs():
-    cfg = dict(recipe='staged', staged_edge_frac=0.25, epochs=8)
+    import configurator
+    cfg = configurator.build_config(dict(recipe='staged', staged_edge_frac=0.25, epochs=8, batch_size=4))
     stages = train.training_stages(cfg, n_rows=30, n_edges=10)
-    assert stages == [(0, 10, 2), (10, 30, 6)]
-    plan, max_iters = train.iteration_plan(stages, rows_per_iter=4)
+    assert [s[:4] for s in stages] == [(0, 10, 2, 4), (10, 30, 6, 4)]
+    plan, max_iters = train.iteration_plan(cfg, stages)
     assert max_iters == 2 * 3 + 6 * 5           # ceil(10/4) = 3 and ceil(20/4) = 5 iterations per epoch
     assert train.locate(0, plan)[1:] == (0, 0)
     assert train.locate(5, plan)[0].first == 0 and train.locate(5, plan)[1:] == (1, 2)
     assert train.locate(6, plan)[0].first == 10 and train.locate(6, plan)[1:] == (2, 0)  # paths start at epoch 2
     assert train.epochs_done(max_iters, plan) == 8.0
-    assert train.training_stages(dict(recipe='interleaved', epochs=8), 30, 10) == [(0, 30, 8)]
+    assert plan[0].schedule == plan[1].schedule and plan[0].schedule.start == 0  # one schedule for the run
+    assert [s[:3] for s in train.training_stages(dict(cfg, recipe='interleaved'), 30, 10)] == [(0, 30, 8)]
+
+
+def test_two_stage_plan_gives_each_stage_its_own_batch_schedule_and_optimizer():
+    import configurator
+    cfg = configurator.build_config(dict(recipe='two_stage', epochs=6, batch_size=8, learning_rate=5e-4,
+                                         min_lr=5e-5, warmup_iters=3, edge_epochs=2, edge_batch_size=4,
+                                         edge_learning_rate=1e-2, edge_min_lr=1e-3, edge_warmup_iters=2))
+    plan, max_iters = train.iteration_plan(cfg, train.training_stages(cfg, n_rows=30, n_edges=10))
+    edges, paths = plan
+    assert (edges.rows, edges.batch, edges.iters_per_epoch, edges.epochs) == (10, 4, 3, 2)
+    assert (paths.rows, paths.batch, paths.iters_per_epoch, paths.epochs) == (20, 8, 3, 6)
+    assert edges.new_optimizer and paths.new_optimizer and max_iters == 6 + 18
+    e, p = edges.schedule, paths.schedule
+    assert (e.start, e.warmup, e.decay_end, e.lr, e.min_lr) == (0, 2, 6, 1e-2, 1e-3)
+    assert (p.start, p.warmup, p.decay_end, p.lr, p.min_lr) == (6, 3, 18, 5e-4, 5e-5)
+    assert train.lr_at(0, e) == 0.0 and train.lr_at(1, e) == pytest.approx(5e-3)  # the official warmup, from 0
+    assert train.lr_at(6, p) == 0.0 and train.lr_at(9, p) == pytest.approx(5e-4)  # the path stage starts again
+    assert train.lr_at(23, p) < 6e-5
 
 
 def test_first_hop_path_loss_keeps_only_the_first_hop_of_path_rows(tmp_path):
