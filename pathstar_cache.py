@@ -23,6 +23,7 @@ import zlib
 import numpy as np
 
 import configurator
+import official_files
 from pathstar_data import (ARRAYS, FORMAT_VERSION, PathStarData, build_arrays, data_config, meta_scalars,
                            other_arms)
 
@@ -38,7 +39,12 @@ class DamagedCache(Exception):
 def cache_dir(cfg):
     """The folder this parameter set lives in under cfg['data_dir']."""
     dcfg = data_config(cfg)
-    key = json.dumps(dict(dcfg, format_version=FORMAT_VERSION), sort_keys=True)
+    key = dict(dcfg, format_version=FORMAT_VERSION)
+    if dcfg['data_import']:  # the files' bytes too: an edited file is another dataset
+        key['data_import_sha256'] = official_files.read(dcfg['data_import']).digest
+    else:
+        del key['data_import']  # the folders of generated graphs keep their names
+    key = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     name = (f"pathstar_d{dcfg['graph_d']}_l{dcfg['graph_l']}_v{dcfg['graph_vocab_size']}"
             f"_h{dcfg['graph_holdout_percentage']:g}_p{dcfg['num_pause_tokens']}_{digest}")

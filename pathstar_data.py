@@ -4,6 +4,7 @@ edges and root->leaf paths are the training rows, while the paths to a few
 held-out leaves are the validation rows.
 
     python3 pathstar_data.py --graph_d=5 --graph_l=4    # build (or reuse) and show a few rows
+    python3 pathstar_data.py --graph_d=5 --graph_l=4 --export_official DIR   # write it as the official code's files
 
 The graph is a root with graph_d arms of graph_l - 1 nodes each, so a root->leaf
 path has graph_l nodes. Every row of a dataset has one length T, right-padded:
@@ -29,6 +30,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 import configurator
+import official_files
 
 
 FORMAT_VERSION = 2  # bump when the files change meaning: it is part of every cache folder's hash
@@ -42,7 +44,8 @@ TOKEN_TEXT = {PAUSE: '_', EDGE: '[EDGE]', PATH: '[PATH]', FWD: '>', BWD: '<'}  #
 
 # the config keys that decide the dataset's contents (data_dir only decides where it lives)
 DATA_KEYS = ('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage', 'graph_builder', 'num_pause_tokens',
-             'use_undirected', 'use_directional_tokens', 'use_task_tokens', 'path_replication', 'data_seed')
+             'use_undirected', 'use_directional_tokens', 'use_task_tokens', 'path_replication', 'data_seed',
+             'data_import')
 ARRAYS = ('train_rows', 'train_mask', 'val_rows', 'val_mask')
 MAX_VOCAB_SIZE = 2 ** 32  # token ids are stored as uint16 or uint32
 
@@ -107,7 +110,15 @@ def draw_graph(cfg):
     """Node labels, then the held-out arms, from one rng seeded by data_seed.
 
     Returns paths, (d, l) int64 token ids root..leaf for each arm, and the sorted held-out arms.
+    With data_import, the graph of the official files instead (node label k is the official id k,
+    the arms sorted by their first hop, the test file's arms held out).
     """
+    if cfg['data_import']:
+        graph = official_files.read(cfg['data_import'])
+        if (graph.d, graph.l, graph.vocab_size) != (cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size']):
+            raise configurator.UserError(f"data_import: the files in {cfg['data_import']} changed while in use; "
+                                         f"run again")
+        return graph.paths + NODE_OFFSET, graph.held_out.copy()
     if cfg['graph_builder'] == 'official':
         return draw_official_graph(cfg)
     d, l = cfg['graph_d'], cfg['graph_l']
@@ -304,8 +315,36 @@ def summary(data):
     return '\n'.join(lines)
 
 
+def export_flag(argv):
+    """(argv without '--export_official DIR' or '--export_official=DIR', DIR or None): a flag of this
+    command line, not a config key."""
+    rest, folder, args = [], None, iter(argv)
+    for arg in args:
+        if arg != '--export_official' and not arg.startswith('--export_official='):
+            rest.append(arg)
+            continue
+        if folder is not None:
+            raise configurator.UserError("--export_official: given twice")
+        folder = arg.partition('=')[2] if '=' in arg else next(args, '')
+        if not folder or folder.startswith('--'):
+            raise configurator.UserError("--export_official: expected a folder, e.g. --export_official official/g5_l4")
+    return rest, folder
+
+
+def export_official(cfg, folder):
+    """Write cfg's graph into folder as the official code's three files (no cache is built); returns the
+    lines to print."""
+    dcfg = data_config(cfg)
+    paths, held_out = draw_graph(dcfg)
+    return official_files.write(folder, paths - NODE_OFFSET, held_out, dcfg['use_undirected'])
+
+
 def main():
-    cfg = configurator.parse_args(sys.argv[1:])
+    argv, export = export_flag(sys.argv[1:])
+    cfg = configurator.parse_args(argv)
+    if export is not None:
+        print('\n'.join(export_official(cfg, export)))
+        return
     print(summary(load_or_build(cfg, verbose=False, mmap=True)))
 
 

@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import official_files  # noqa: E402
 import pathstar_cache as pc  # noqa: E402
 import pathstar_data as ps  # noqa: E402
 from configurator import UserError  # noqa: E402
@@ -314,9 +315,12 @@ def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
     changes = dict(graph_d=7, graph_l=5, graph_vocab_size=100, graph_holdout_percentage=0.5, num_pause_tokens=1,
                    use_undirected=False, use_directional_tokens=False, use_task_tokens=False,
                    path_replication=2, data_seed=1, graph_builder='official')
-    assert set(changes) == set(ps.DATA_KEYS)
+    assert set(changes) | {'data_import'} == set(ps.DATA_KEYS)  # data_import's files decide the graph keys
     folders = {pc.cache_dir({**base, key: value}) for key, value in changes.items()}
-    assert len(folders) == len(changes) and folder not in folders
+    paths, held_out = ps.draw_graph(ps.data_config(SMALL))
+    official_files.write(str(tmp_path / 'official'), paths - NODE_OFFSET, held_out, True)
+    folders.add(pc.cache_dir({'data_dir': str(tmp_path), 'data_import': str(tmp_path / 'official')}))
+    assert len(folders) == len(changes) + 1 and folder not in folders
     assert pc.cache_dir({**base, 'n_layer': 8, 'graph_vocab_size': 38}) == folder  # '2max' of 19 nodes
     _, meta = build()
     assert pc.cache_dir({**meta['config'], 'data_dir': str(tmp_path)}) == folder
