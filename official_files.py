@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import configurator
+import pathstar_data
 
 KINDS = ('pretrain', 'train', 'test')
 FILE_NAME = re.compile(r'(?P<stem>.+)_(?:(?P<pretrain>pretrain)|train_(?P<train>\d+)|test_(?P<test>\d+))\.txt')
@@ -442,3 +443,25 @@ def write_new(target, text):
     finally:
         if os.path.lexists(temp):
             os.unlink(temp)
+
+
+def apply_graph_keys(cfg, overrides):
+    """data_import: graph_d, graph_l, graph_vocab_size, graph_holdout_percentage and use_undirected come
+    from the official files (official_files.py checks them), and path_replication is 1 (each training
+    path once) unless set. A key set explicitly to another value is an error naming both and the file."""
+    graph = read(cfg['data_import'])
+    d, l, held_out = graph.d, graph.l, len(graph.held_out)
+    same = dict(graph_vocab_size=lambda v: configurator.resolve_vocab(v, d, l) == graph.vocab_size,  # '1max' is N here
+                graph_holdout_percentage=lambda p: pathstar_data.holdout_count(d, p, cfg['graph_builder']) == held_out)
+    for key, (value, source) in graph.config_keys().items():
+        if key in overrides and not same.get(key, lambda v: v == value)(cfg[key]):
+            held = f" ({held_out} of {d} paths held out)" if key == 'graph_holdout_percentage' else ''
+            raise configurator.UserError(f"{key}: data_import's {source} makes {key}={value!r}{held}, but "
+                                         f"{key}={cfg[key]!r} was set; leave {key} out when importing")
+        cfg[key] = value
+    if 'path_replication' not in overrides:
+        cfg['path_replication'] = 1
+    got = pathstar_data.holdout_count(d, cfg['graph_holdout_percentage'], cfg['graph_builder'])
+    configurator.require(got == held_out, f"graph_holdout_percentage: {held_out}/{d} of data_import's "
+                                          f"{graph.files['test']} rounds back to {got} held-out paths here, "
+                                          f"not {held_out}")
