@@ -44,7 +44,7 @@ import configurator  # noqa: E402
 import evaluate  # noqa: E402
 import pathstar_data  # noqa: E402
 import pathstar_rows  # noqa: E402
-import train  # noqa: E402
+import recipes  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 PAPER = os.path.join(ROOT, 'config', 'paper_g5000_l5.py')
@@ -111,8 +111,8 @@ class Step(NamedTuple):
 
 
 def stages(cfg, geo):
-    """[(name, first row, rows, batch)]: train.training_stages, named."""
-    found = train.training_stages(cfg, geo.n_rows, geo.n_edges)
+    """[(name, first row, rows, batch)]: recipes.training_stages, named."""
+    found = recipes.training_stages(cfg, geo.n_rows, geo.n_edges)
     names = ['edges', 'paths'] if len(found) == 2 else ['']
     return [(name, first, end - first, batch) for name, (first, end, _, batch, _, _) in zip(names, found)]
 

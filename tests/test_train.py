@@ -12,6 +12,7 @@ import torch
 
 import pathstar_rows
 import device
+import recipes
 import train
 from conftest import ROOT, tiny_config
 
@@ -19,7 +20,7 @@ SCHEDULE = dict(learning_rate=1e-3, min_lr=1e-4, warmup_frac=0.1, lr_decay_frac=
 
 
 def test_lr_warms_up_linearly_then_follows_the_cosine_then_stays_flat():
-    lr = [train.cosine_lr(it, 100, SCHEDULE) for it in range(100)]
+    lr = [recipes.cosine_lr(it, 100, SCHEDULE) for it in range(100)]
     assert lr[0] == pytest.approx(1e-3 * 1 / 11)       # warmup: 10 iterations
     assert lr[9] == pytest.approx(1e-3 * 10 / 11)
     assert lr[10] == pytest.approx(1e-3)                # cosine starts at the peak
@@ -29,7 +30,7 @@ def test_lr_warms_up_linearly_then_follows_the_cosine_then_stays_flat():
 
 
 def test_lr_is_constant_without_decay():
-    assert {train.cosine_lr(it, 50, dict(SCHEDULE, decay_lr=False)) for it in range(50)} == {1e-3}
+    assert {recipes.cosine_lr(it, 50, dict(SCHEDULE, decay_lr=False)) for it in range(50)} == {1e-3}
 
 
 def test_target_slots_list_each_rows_targets_in_order():
@@ -41,10 +42,10 @@ def test_target_slots_list_each_rows_targets_in_order():
 
 
 def test_epoch_orders_are_permutations_fixed_by_seed_and_epoch():
-    a, b = train.epoch_orders([50, 7], 1, 3, 'cpu')
+    a, b = recipes.epoch_orders([50, 7], 1, 3, 'cpu')
     assert sorted(a.tolist()) == list(range(50)) and sorted(b.tolist()) == list(range(7))
-    assert all(torch.equal(x, y) for x, y in zip((a, b), train.epoch_orders([50, 7], 1, 3, 'cpu')))
-    assert not torch.equal(a, train.epoch_orders([50, 7], 1, 4, 'cpu')[0])
+    assert all(torch.equal(x, y) for x, y in zip((a, b), recipes.epoch_orders([50, 7], 1, 3, 'cpu')))
+    assert not torch.equal(a, recipes.epoch_orders([50, 7], 1, 4, 'cpu')[0])
 
 
 def test_device_and_dtype_selection_on_a_machine_without_cuda(monkeypatch):
@@ -136,16 +137,16 @@ def run_and_sigterm_at_third_eval(cfg, tmp_path):
 def test_staged_plan_runs_the_edge_epochs_then_the_path_epochs():
     import configurator
     cfg = configurator.build_config(dict(recipe='staged', staged_edge_frac=0.25, epochs=8, batch_size=4))
-    stages = train.training_stages(cfg, n_rows=30, n_edges=10)
+    stages = recipes.training_stages(cfg, n_rows=30, n_edges=10)
     assert [s[:4] for s in stages] == [(0, 10, 2, 4), (10, 30, 6, 4)]
-    plan, max_iters = train.iteration_plan(cfg, stages)
+    plan, max_iters = recipes.iteration_plan(cfg, stages)
     assert max_iters == 2 * 3 + 6 * 5           # ceil(10/4) = 3 and ceil(20/4) = 5 iterations per epoch
-    assert train.locate(0, plan)[1:] == (0, 0)
-    assert train.locate(5, plan)[0].first == 0 and train.locate(5, plan)[1:] == (1, 2)
-    assert train.locate(6, plan)[0].first == 10 and train.locate(6, plan)[1:] == (2, 0)  # paths start at epoch 2
-    assert train.epochs_done(max_iters, plan) == 8.0
+    assert recipes.locate(0, plan)[1:] == (0, 0)
+    assert recipes.locate(5, plan)[0].first == 0 and recipes.locate(5, plan)[1:] == (1, 2)
+    assert recipes.locate(6, plan)[0].first == 10 and recipes.locate(6, plan)[1:] == (2, 0)  # paths start at epoch 2
+    assert recipes.epochs_done(max_iters, plan) == 8.0
     assert plan[0].schedule == plan[1].schedule and plan[0].schedule.start == 0  # one schedule for the run
-    assert [s[:3] for s in train.training_stages(dict(cfg, recipe='interleaved'), 30, 10)] == [(0, 30, 8)]
+    assert [s[:3] for s in recipes.training_stages(dict(cfg, recipe='interleaved'), 30, 10)] == [(0, 30, 8)]
 
 
 def test_two_stage_plan_gives_each_stage_its_own_batch_schedule_and_optimizer():
@@ -153,7 +154,7 @@ def test_two_stage_plan_gives_each_stage_its_own_batch_schedule_and_optimizer():
     cfg = configurator.build_config(dict(recipe='two_stage', epochs=6, batch_size=8, learning_rate=5e-4,
                                          min_lr=5e-5, warmup_iters=3, edge_epochs=2, edge_batch_size=4,
                                          edge_learning_rate=1e-2, edge_min_lr=1e-3, edge_warmup_iters=2))
-    plan, max_iters = train.iteration_plan(cfg, train.training_stages(cfg, n_rows=30, n_edges=10))
+    plan, max_iters = recipes.iteration_plan(cfg, recipes.training_stages(cfg, n_rows=30, n_edges=10))
     edges, paths = plan
     assert (edges.rows, edges.batch, edges.iters_per_epoch, edges.epochs) == (10, 4, 3, 2)
     assert (paths.rows, paths.batch, paths.iters_per_epoch, paths.epochs) == (20, 8, 3, 6)
@@ -161,9 +162,9 @@ def test_two_stage_plan_gives_each_stage_its_own_batch_schedule_and_optimizer():
     e, p = edges.schedule, paths.schedule
     assert (e.start, e.warmup, e.decay_end, e.lr, e.min_lr) == (0, 2, 6, 1e-2, 1e-3)
     assert (p.start, p.warmup, p.decay_end, p.lr, p.min_lr) == (6, 3, 18, 5e-4, 5e-5)
-    assert train.lr_at(0, e) == 0.0 and train.lr_at(1, e) == pytest.approx(5e-3)  # the official warmup, from 0
-    assert train.lr_at(6, p) == 0.0 and train.lr_at(9, p) == pytest.approx(5e-4)  # the path stage starts again
-    assert train.lr_at(23, p) < 6e-5
+    assert recipes.lr_at(0, e) == 0.0 and recipes.lr_at(1, e) == pytest.approx(5e-3)  # the official warmup, from 0
+    assert recipes.lr_at(6, p) == 0.0 and recipes.lr_at(9, p) == pytest.approx(5e-4)  # the path stage starts again
+    assert recipes.lr_at(23, p) < 6e-5
 
 
 def test_first_hop_path_loss_keeps_only_the_first_hop_of_path_rows(tmp_path):
