@@ -34,6 +34,10 @@ DEFAULTS = dict(
     use_undirected=True,         # edges in both directions (the paper: forward-only fails)
     use_directional_tokens=True,  # mark edge rows with '>' (parent->child) or '<'
     use_task_tokens=True,        # start rows with [EDGE] or [PATH]
+    path_target='full',          # path row targets: 'full' root..leaf; 'first_hop' only the hop after the root
+                                 # (official hardest token); 'reversed' leaf..root (--reverse_path_targets)
+    root_in_prompt=False,        # prompt '[PATH] root leaf PAUSE..' (--include_start_node_in_path_finetuning)
+    teacherless=False,           # path inputs after the prompt are '$' dummies (--use_teacherless_inputs)
     path_replication='auto',     # 'auto' balances path rows against edge rows, or an int >= 1
     data_seed=1337,              # seeds node labels and the held-out leaves
     data_dir='data',             # dataset cache, one folder per parameter set
@@ -114,6 +118,7 @@ CHOICES = dict(
     init=('nanogpt', 'official'),
     graph_builder=('pathstar', 'official'),
     path_loss=('full', 'first_hop'),
+    path_target=('full', 'first_hop', 'reversed'),
 )
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
 EMPTY_OK = ('wandb_entity', 'wandb_run_name', 'edge_checkpoint', 'data_import')  # '' means none / choose for me
@@ -376,6 +381,24 @@ def batch_fits_the_rows(cfg):
     if cfg['batch_size'] != 'auto':
         require(cfg['batch_size'] <= n_rows, f"batch_size: {cfg['batch_size']} is more than the {n_rows} {what}; "
                                              f"use 'auto' or <= {n_rows}")
+
+
+@rule('path_target', 'teacherless')
+def teacherless_has_inputs_to_replace(cfg):
+    require(not (cfg['teacherless'] and cfg['path_target'] == 'first_hop'),
+            "teacherless: has no effect with path_target='first_hop' (its one target follows the prompt, so no "
+            "path input is left to replace); drop one")
+
+
+@rule('path_loss', 'path_target')
+def first_hop_loss_needs_full_rows(cfg):
+    if cfg['path_loss'] != 'first_hop' or cfg['path_target'] == 'full':
+        return
+    if cfg['path_target'] == 'first_hop':
+        raise UserError("path_loss: 'first_hop' has no effect with path_target='first_hop' (the row's one target "
+                        "is the first hop already); drop path_loss")
+    raise UserError(f"path_loss: 'first_hop' keeps target 2 of a root..leaf row, so it needs path_target='full', "
+                    f"got path_target={cfg['path_target']!r}")
 
 
 def staged_edge_epochs(cfg):

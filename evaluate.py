@@ -2,27 +2,45 @@
 Evaluation metrics, defined once: console, wandb and summary.json all read the
 names built by path_metrics().
 
-For path rows: teacher-forced per-token loss (one forward pass gives every token's
-loss), and greedy autoregressive accuracy from the prompt (token_1 = root,
-token_2 = the hard first hop, token_l = leaf; path = all l tokens right).
-first_hop_teacher_forced scores the first hop given the true root, which is what
-a model trained with path_loss='first_hop' (never taught to emit the root) can show.
+For path rows, token_i is the i-th TARGET of the row (path_target='full': token_1 =
+root, token_2 = the first hop, token_l = leaf; 'reversed': token_1 = leaf, token_l =
+root; 'first_hop': token_1 is the only one). Each has a teacher-forced loss (one
+forward pass over the row, with the inputs the model trains on) and a greedy accuracy
+(generated from the prompt alone; path = every target right). first_hop is the
+greedy accuracy of the target that is the hop after the root, wherever it sits.
+first_hop_teacher_forced scores that hop in the teacher-forced pass: given the true
+root for 'full' (what a model trained with path_loss='first_hop', never taught to emit
+the root, can show), the true leaf..n2 for 'reversed', the prompt alone for
+'first_hop' (so it equals first_hop there).
+
+A teacherless model (teacherless=True) sees DUMMY inputs after the prompt in training,
+so it is evaluated as the official code generates for it: one forward pass over the
+prompt and the dummies, the argmax at each target position. That one pass gives the
+losses, the accuracies and first_hop_teacher_forced (= first_hop) alike.
+
+Edges: edge is teacher-forced on a fixed sample of edge rows with one right answer;
+edge_all on every edge row (as the official code's edge accuracy: a prompt with
+several right answers, such as the root's, can be right for one of its rows only).
 """
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+import pathstar_rows
 
-def path_metrics(split, token_loss, token_correct, first_hop_tf):
-    """The one place metric names are built. token_loss/token_correct: (rows, l) tensors;
-    first_hop_tf: (rows,) teacher-forced first-hop correctness."""
-    l = token_loss.size(1)
+
+def path_metrics(split, token_loss, token_correct, first_hop_tf, first_hop_slot=1):
+    """The one place metric names are built. token_loss/token_correct: (rows, targets) tensors;
+    first_hop_tf: (rows,) teacher-forced first-hop correctness; first_hop_slot: the target that
+    is the first hop (meta['first_hop_slot'])."""
+    n = token_loss.size(1)
     metrics = {f'{split}/loss/overall': token_loss.mean().item()}
-    for i in range(l):
+    for i in range(n):
         metrics[f'{split}/loss/token_{i + 1}'] = token_loss[:, i].mean().item()
-    for i in range(l):
+    for i in range(n):
         metrics[f'{split}/accuracy/token_{i + 1}'] = token_correct[:, i].float().mean().item()
     metrics[f'{split}/accuracy/path'] = token_correct.all(dim=1).float().mean().item()
+    metrics[f'{split}/accuracy/first_hop'] = token_correct[:, first_hop_slot].float().mean().item()
     metrics[f'{split}/accuracy/first_hop_teacher_forced'] = first_hop_tf.float().mean().item()
     return metrics
 
@@ -36,50 +54,96 @@ def eval_chunk_rows(l, vocab_size, logits=EVAL_LOGITS):
 
 
 @torch.no_grad()
-def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGITS):
-    """Per-token teacher-forced loss, greedy-decoding correctness and teacher-forced
-    first-hop correctness for path rows (n, T), in chunks of at most logits_budget logits."""
+def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGITS, first_hop_slot=None, dummy=None):
+    """Per-token teacher-forced loss, greedy-decoding correctness and teacher-forced first-hop
+    correctness for path rows (n, T) whose l targets follow a prompt of prompt_len tokens, in chunks
+    of at most logits_budget logits. first_hop_slot: the target that is the first hop (default 1,
+    or 0 for a single target). dummy: the DUMMY token of a teacherless model, whose inputs after the
+    prompt are dummies; then one forward pass per chunk gives the loss and the argmax 'generation'."""
+    if first_hop_slot is None:
+        first_hop_slot = 1 if l > 1 else 0
     losses, corrects, first_hops = [], [], []
     batch = eval_chunk_rows(l, model.config.vocab_size, logits_budget)
     positions = torch.arange(prompt_len - 1, prompt_len - 1 + l, device=device)
     for start in range(0, len(rows), batch):
         chunk = torch.from_numpy(rows[start:start + batch].astype(np.int64)).to(device)
         truth = chunk[:, prompt_len:prompt_len + l]
+        x = chunk[:, :-1]
+        if dummy is not None:
+            x = pathstar_rows.put_dummies(x.clone(), prompt_len, l, dummy)
         with ctx:
-            logits, _ = model(chunk[:, :-1], positions=positions.expand(len(chunk), -1))
-            generated = model.generate(chunk[:, :prompt_len], l)[:, prompt_len:]
-        first_hops.append((logits[:, 1].argmax(-1) == truth[:, 1]).cpu())
+            logits, _ = model(x, positions=positions.expand(len(chunk), -1))
+            if dummy is None:
+                generated = model.generate(chunk[:, :prompt_len], l)[:, prompt_len:]
+            else:  # what the prompt and the dummies alone give, as the model was trained
+                generated = logits.argmax(-1)
+        first_hops.append((logits[:, first_hop_slot].argmax(-1) == truth[:, first_hop_slot]).cpu())
         losses.append(F.cross_entropy(logits.float().transpose(1, 2), truth, reduction='none').cpu())
         corrects.append((generated == truth).cpu())
         del logits, generated  # before the next chunk's are made
     return torch.cat(losses), torch.cat(corrects), torch.cat(first_hops)
 
 
+def edge_scores(model, chunks, ctx):
+    """(mean loss, mean accuracy) over chunks of (x, positions (n, 1), targets (n,)), teacher-forced."""
+    losses, correct = [], []
+    for x, pos, target in chunks:
+        with ctx:
+            logits, _ = model(x, positions=pos)
+        logits = logits[:, 0].float()
+        losses.append(F.cross_entropy(logits, target, reduction='none'))
+        correct.append(logits.argmax(-1) == target)
+        del logits
+    return torch.cat(losses).mean().item(), torch.cat(correct).float().mean().item()
+
+
 @torch.no_grad()
 def score_edges(model, x, pos, tgt, ctx, logits_budget=EVAL_LOGITS):
     """Teacher-forced loss and accuracy on edge rows whose answer is determined (target in slot 0),
     in chunks of at most logits_budget logits."""
-    losses, correct = [], []
     batch = eval_chunk_rows(1, model.config.vocab_size, logits_budget)
-    for start in range(0, len(x), batch):
-        with ctx:
-            logits, _ = model(x[start:start + batch], positions=pos[start:start + batch, :1])
-        logits, target = logits[:, 0].float(), tgt[start:start + batch, 0]
-        losses.append(F.cross_entropy(logits, target, reduction='none'))
-        correct.append(logits.argmax(-1) == target)
-        del logits
-    return {'train/loss/edge': torch.cat(losses).mean().item(),
-            'train/accuracy/edge': torch.cat(correct).float().mean().item()}
+    chunks = ((x[i:i + batch], pos[i:i + batch, :1], tgt[i:i + batch, 0]) for i in range(0, len(x), batch))
+    loss, accuracy = edge_scores(model, chunks, ctx)
+    return {'train/loss/edge': loss, 'train/accuracy/edge': accuracy}
+
+
+def all_edge_chunk_rows(edge_len, model, logits=EVAL_LOGITS):
+    """Edge rows per chunk of score_all_edges: as many as the logits budget allows (one logit row
+    each), up to the input tokens of EVAL_BATCH_ROWS full rows (edge rows are short)."""
+    tokens = EVAL_BATCH_ROWS * model.config.block_size
+    return max(1, min(tokens // (edge_len - 1), logits // model.config.vocab_size))
+
+
+@torch.no_grad()
+def score_all_edges(model, rows, device, ctx, logits_budget=EVAL_LOGITS):
+    """Teacher-forced loss and accuracy over every edge row (n, edge length), the last token the
+    target: the official code's edge accuracy. In large chunks within logits_budget logits."""
+    T = rows.shape[1] - 1
+    batch = all_edge_chunk_rows(rows.shape[1], model, logits_budget)
+
+    def chunks():
+        for i in range(0, len(rows), batch):
+            chunk = torch.from_numpy(rows[i:i + batch].astype(np.int64)).to(device)
+            yield chunk[:, :T], torch.full((len(chunk), 1), T - 1, device=device), chunk[:, T]
+    loss, accuracy = edge_scores(model, chunks(), ctx)
+    return {'train/loss/edge_all': loss, 'train/accuracy/edge_all': accuracy}
 
 
 def evaluate(model, ev, meta, device, ctx):
     model.eval()
-    l, prompt_len = meta['l'], meta['path_prompt_len']
-    metrics = path_metrics('train', *score_paths(model, ev.train_paths, prompt_len, l, device, ctx))
+    prompt_len, n, hop = meta['path_prompt_len'], len(meta['path_target_nodes']), meta['first_hop_slot']
+    dummy = meta['tokens']['dummy'] if meta['config']['teacherless'] else None
+
+    def paths(split, rows):
+        scores = score_paths(model, rows, prompt_len, n, device, ctx, first_hop_slot=hop, dummy=dummy)
+        return path_metrics(split, *scores, first_hop_slot=hop)
+    metrics = paths('train', ev.train_paths)
     if len(ev.edges[0]):  # l = 2 without backward edges has no edge with one right answer
         metrics.update(score_edges(model, *ev.edges, ctx))
+    if ev.all_edges is not None and len(ev.all_edges):
+        metrics.update(score_all_edges(model, ev.all_edges, device, ctx))
     if len(ev.val_paths):
-        metrics.update(path_metrics('val', *score_paths(model, ev.val_paths, prompt_len, l, device, ctx)))
+        metrics.update(paths('val', ev.val_paths))
     model.train()
     return metrics
 
@@ -88,26 +152,32 @@ def best_key(metrics):
     """Held-out path accuracy, then first-hop accuracy, decide the best evaluation (train's when
     nothing is held out); only a strictly better key counts, so a loss dip saves nothing."""
     split = 'val' if 'val/accuracy/path' in metrics else 'train'
-    return (metrics[f'{split}/accuracy/path'], metrics[f'{split}/accuracy/token_2'])
+    return (metrics[f'{split}/accuracy/path'], metrics[f'{split}/accuracy/first_hop'])
 
 
 def print_eval(metrics, iter_num, epoch, l, chance):
+    """The evaluation as a few console lines; the target columns come from the metrics (l, the
+    path's nodes, is not their number when path_target='first_hop')."""
+    n = sum(1 for key in metrics if key.startswith('train/accuracy/token_'))
+    edges = [f"{name} acc {metrics[f'train/accuracy/{key}']:.3f}" for key, name in (('edge', 'edge'),
+             ('edge_all', 'all-edge')) if f'train/accuracy/{key}' in metrics]
     print(f"eval @ iter {iter_num} (epoch {epoch:.1f}): train loss {metrics['train/loss/overall']:.4f}"
           + (f" | val loss {metrics['val/loss/overall']:.4f}" if 'val/loss/overall' in metrics else '')
-          + (f" | edge acc {metrics['train/accuracy/edge']:.3f}" if 'train/accuracy/edge' in metrics else ''))
-    print('  accuracy ' + ''.join(f'{"tok" + str(i + 1):>7}' for i in range(l)) + '   path')
+          + ''.join(f' | {e}' for e in edges))
+    print('  accuracy ' + ''.join(f'{"tok" + str(i + 1):>7}' for i in range(n)) + '   path    hop')
     for split in ('train', 'val'):
         if f'{split}/accuracy/path' in metrics:
-            cells = ''.join(f"{metrics[f'{split}/accuracy/token_{i + 1}']:7.3f}" for i in range(l))
-            print(f'  {split:<8} {cells}{metrics[f"{split}/accuracy/path"]:7.3f}')
-    print(f'  (tok2 is the first hop after the root; chance {chance:.3f})')
+            cells = ''.join(f"{metrics[f'{split}/accuracy/token_{i + 1}']:7.3f}" for i in range(n))
+            print(f'  {split:<8} {cells}{metrics[f"{split}/accuracy/path"]:7.3f}'
+                  f'{metrics[f"{split}/accuracy/first_hop"]:7.3f}')
+    print(f'  (tok i is the i-th target; hop is the first hop after the root, greedy; chance {chance:.3f})')
 
 
 def print_summary(summary):
     def show(key):
         return f"{summary[key]:.3f}" if key in summary else 'n/a'
     print(f"done in {summary['wall_time_s']:.1f}s, {summary['iter']} iters ({summary['epoch']:.1f} epochs)")
-    print(f"  held-out first hop: final {show('val/accuracy/token_2')}, best {show('best/val/accuracy/token_2')} "
+    print(f"  held-out first hop: final {show('val/accuracy/first_hop')}, best {show('best/val/accuracy/first_hop')} "
           f"(chance {summary['chance/first_hop']:.3f})")
     print(f"  held-out path:      final {show('val/accuracy/path')}, best {show('best/val/accuracy/path')}")
     print(f"  training path:      final {show('train/accuracy/path')} | val loss {show('val/loss/overall')} "

@@ -11,11 +11,16 @@ path has graph_l nodes. Every row of a dataset has one length T, right-padded:
 
     edge row   [EDGE] > u v                      parent u -> child v
                [EDGE] < v u                      the same edge backwards (use_undirected)
-    path row   [PATH] leaf _ _ _ root n2 .. leaf  ('_' is PAUSE)
+    path row   [PATH] leaf _ _ _ root n1 .. leaf  ('_' is PAUSE; path_target='full')
+               [PATH] leaf _ _ _ n1               (path_target='first_hop': the hop after the root)
+               [PATH] leaf _ _ _ leaf .. n1 root  (path_target='reversed')
+               [PATH] root leaf _ _ _ ..          (root_in_prompt: the root joins the prompt)
 
 A model is scored only on the targets (the masks): the last node of an edge row
-and the graph_l path nodes of a path row. Held-out arms keep their edges in
+and the nodes after the prompt of a path row. Held-out arms keep their edges in
 training, so validation asks for a path the model has only seen in pieces.
+teacherless=True changes no row: the inputs after a path prompt become DUMMY ('$')
+when a model reads the rows (pathstar_rows.py).
 
 Each parameter set is built once, with vectorised numpy, into its own folder
 {data_dir}/pathstar_d.._{hash}/ of .npy files and meta.json. Builders of the same
@@ -33,19 +38,22 @@ import configurator
 import official_files
 
 
-FORMAT_VERSION = 2  # bump when the files change meaning: it is part of every cache folder's hash
-# (2: meta.json records each array's shape, dtype and crc32)
+FORMAT_VERSION = 3  # bump when the files change meaning: it is part of every cache folder's hash
+# (2: meta.json records each array's shape, dtype and crc32; 3: the DUMMY token, so node k is token 7 + k,
+# and path rows follow path_target and root_in_prompt)
 
 # token ids: node label k is token NODE_OFFSET + k, so vocab_size = NODE_OFFSET + V
-PAD, PAUSE, EDGE, PATH, FWD, BWD = 0, 1, 2, 3, 4, 5
-NODE_OFFSET = 6
-TOKENS = dict(pad=PAD, pause=PAUSE, edge=EDGE, path=PATH, fwd=FWD, bwd=BWD)
-TOKEN_TEXT = {PAUSE: '_', EDGE: '[EDGE]', PATH: '[PATH]', FWD: '>', BWD: '<'}  # PAD is not shown
+PAD, PAUSE, EDGE, PATH, FWD, BWD, DUMMY = 0, 1, 2, 3, 4, 5, 6
+NODE_OFFSET = 7
+TOKENS = dict(pad=PAD, pause=PAUSE, edge=EDGE, path=PATH, fwd=FWD, bwd=BWD, dummy=DUMMY)
+TOKEN_TEXT = {PAUSE: '_', EDGE: '[EDGE]', PATH: '[PATH]', FWD: '>', BWD: '<', DUMMY: '$'}  # PAD is not shown
 
 # the config keys that decide the dataset's contents (data_dir only decides where it lives)
 DATA_KEYS = ('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage', 'graph_builder', 'num_pause_tokens',
-             'use_undirected', 'use_directional_tokens', 'use_task_tokens', 'path_replication', 'data_seed',
-             'data_import')
+             'use_undirected', 'use_directional_tokens', 'use_task_tokens', 'path_target', 'root_in_prompt',
+             'teacherless', 'path_replication', 'data_seed', 'data_import')
+# teacherless leaves the stored rows as they are; it is a data key so that meta['config'] carries it
+# to pathstar_rows and evaluate, which put the DUMMY inputs in
 ARRAYS = ('train_rows', 'train_mask', 'val_rows', 'val_mask')
 MAX_VOCAB_SIZE = 2 ** 32  # token ids are stored as uint16 or uint32
 
@@ -95,12 +103,21 @@ def holdout_count(d, percentage, builder='pathstar'):
     return int(d * percentage + 0.5 + 1e-9)  # the 1e-9 keeps 0.05 * 10 = 0.4999.. from rounding down
 
 
+def path_target_nodes(l, path_target):
+    """The targets of a path row, in order, as depths on the root..leaf path (0 = root, l - 1 = leaf)."""
+    if path_target == 'first_hop':
+        return [1]
+    if path_target == 'reversed':
+        return list(range(l - 1, -1, -1))
+    return list(range(l))
+
+
 def row_lengths(cfg):
     """(edge row length, path prompt length, path row length) for these token options."""
     task = int(cfg['use_task_tokens'])
     edge_len = task + int(cfg['use_directional_tokens']) + 2
-    prompt_len = task + 1 + cfg['num_pause_tokens']  # [PATH] leaf PAUSE..
-    return edge_len, prompt_len, prompt_len + cfg['graph_l']
+    prompt_len = task + int(cfg['root_in_prompt']) + 1 + cfg['num_pause_tokens']  # [PATH] (root) leaf PAUSE..
+    return edge_len, prompt_len, prompt_len + len(path_target_nodes(cfg['graph_l'], cfg['path_target']))
 
 
 # -----------------------------------------------------------------------------
@@ -185,10 +202,13 @@ def meta_scalars(cfg):
     edge_len, prompt_len, path_len = row_lengths(cfg)
     num_edge_rows, rep, num_train_rows, held_out = row_counts(cfg)
     vocab_size = NODE_OFFSET + vocab
+    targets = path_target_nodes(l, cfg['path_target'])
     return dict(
         d=d, l=l, num_nodes=configurator.num_nodes(d, l), graph_vocab_size=vocab, vocab_size=vocab_size,
         tokens=dict(TOKENS),
         row_len=max(edge_len, path_len), path_prompt_len=prompt_len, edge_row_len=edge_len,
+        # a path row's targets follow its prompt: these depths on the path (0 = root), the first hop at this slot
+        path_target_nodes=targets, first_hop_slot=targets.index(1),
         num_edge_rows=num_edge_rows, path_replication=rep,
         num_train_rows=num_train_rows, num_val_rows=held_out,
         # the largest token id is vocab_size - 1; it must never wrap around
@@ -218,22 +238,27 @@ def fill_edges(out, sources, targets, marker, cfg):
 
 
 def path_rows(paths, meta):
-    """'[PATH] leaf PAUSE.. root .. leaf' rows, one per given path, PAD after."""
+    """'[PATH] (root) leaf PAUSE.. targets' rows, one per given root..leaf path, PAD after; the
+    targets are the path nodes meta['path_target_nodes'] (root..leaf, the first hop, or leaf..root)."""
+    cfg = meta['config']
     out = np.zeros((len(paths), meta['row_len']), meta['dtype'])
-    start = meta['path_prompt_len']
-    leaf_col = 0
-    if meta['config']['use_task_tokens']:
-        out[:, 0] = PATH
-        leaf_col = 1
-    out[:, leaf_col] = paths[:, -1]
-    out[:, leaf_col + 1:start] = PAUSE
-    out[:, start:start + meta['l']] = paths
+    start, targets = meta['path_prompt_len'], meta['path_target_nodes']
+    col = 0
+    if cfg['use_task_tokens']:
+        out[:, col] = PATH
+        col += 1
+    if cfg['root_in_prompt']:
+        out[:, col] = paths[:, 0]
+        col += 1
+    out[:, col] = paths[:, -1]
+    out[:, col + 1:start] = PAUSE
+    out[:, start:start + len(targets)] = paths[:, targets]
     return out
 
 
 def fill_rows(arrays, meta):
     """Write every row and mask into zero-filled arrays (PAD is 0, so the padding is already there)."""
-    cfg, paths, l = meta['config'], meta['paths'], meta['l']
+    cfg, paths, n_targets = meta['config'], meta['paths'], len(meta['path_target_nodes'])
     rows, mask = arrays['train_rows'], arrays['train_mask']
     parents, children = paths[:, :-1].ravel(), paths[:, 1:].ravel()
     n = len(parents)
@@ -247,9 +272,9 @@ def fill_rows(arrays, meta):
     start = meta['path_prompt_len']
     train_paths = path_rows(paths[meta['train_arms']], meta)
     rows[n_edges:].reshape(meta['path_replication'], len(train_paths), -1)[:] = train_paths
-    mask[n_edges:, start:start + l] = True
+    mask[n_edges:, start:start + n_targets] = True
     arrays['val_rows'][:] = path_rows(paths[meta['holdout_arms']], meta)
-    arrays['val_mask'][:, start:start + l] = True
+    arrays['val_mask'][:, start:start + n_targets] = True
 
 
 def build_arrays(cfg):
@@ -303,6 +328,8 @@ def summary(data):
         f"{m['path_replication']}",
         f"val        {len(data.val_rows):,} rows (held-out paths)",
         f"row length T={m['row_len']} (edge rows {m['edge_row_len']}, path prompt {m['path_prompt_len']})",
+        f"path rows  {len(m['path_target_nodes'])} target(s): path_target={m['config']['path_target']}, "
+        f"root_in_prompt={m['config']['root_in_prompt']}, teacherless={m['config']['teacherless']}",
         f"on disk    {human_bytes(folder_bytes(data.path))} in {data.path}",
         f"build      {built}",
     ]
@@ -312,6 +339,11 @@ def summary(data):
     shown += [('train path', data.train_rows[n_edges + i]) for i in range(min(2, n_paths))]
     shown += [('val path', data.val_rows[i]) for i in range(min(2, len(data.val_rows)))]
     lines += [f"{label:10s} {data.decode(row)}" for label, row in shown]
+    if m['config']['teacherless'] and n_paths:  # what a model reads of a path row (pathstar_rows.path_inputs)
+        row = np.array(data.train_rows[n_edges], np.int64)
+        start, n = m['path_prompt_len'], len(m['path_target_nodes'])
+        row[start:start + n - 1] = DUMMY
+        lines.append(f"{'its input':10s} {data.decode(row[:start + n - 1])}")
     return '\n'.join(lines)
 
 

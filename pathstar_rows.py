@@ -7,8 +7,11 @@ their layout (train.py and evaluate.py go through it and through the dataset's m
 Next-token training reads a row as inputs x = row[:-1] and, for each target, a slot
 (position in x, token to predict). Rows are padded to the same number of slots with
 target -1, so the output head runs only where there is something to predict.
+With teacherless=True the path inputs after the prompt are DUMMY tokens instead
+(path_inputs), so every path target must come from the prompt alone; the targets
+and edge rows are unchanged.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -36,6 +39,7 @@ class EvalSets(NamedTuple):
     train_paths: np.ndarray  # a fixed sample of training path rows
     edges: Targets           # a fixed sample of edge rows with one right answer, cut to edge length
     val_paths: np.ndarray    # every held-out path row
+    all_edges: Optional[np.ndarray] = None  # every edge row at edge length (a view of the training rows)
 
 
 def target_slots(rows, mask, slots):
@@ -59,13 +63,32 @@ def to_targets(rows, mask, slots, device):
     return Targets(x, torch.from_numpy(pos).to(device), torch.from_numpy(tgt).to(device))
 
 
+def put_dummies(x, prompt_len, n_targets, dummy):
+    """Teacherless inputs, in place: x[:, prompt_len:] holds the first n_targets - 1 targets of a path
+    row (each is the input that predicts the next); they become dummy. Returns x."""
+    x[:, prompt_len:prompt_len + n_targets - 1] = dummy
+    return x
+
+
+def path_inputs(x, meta):
+    """Path-row inputs x (n, row_len - 1) as the model sees them: teacherless puts DUMMY after the
+    prompt (in place), otherwise x is left as it is."""
+    if meta['config']['teacherless']:
+        put_dummies(x, meta['path_prompt_len'], len(meta['path_target_nodes']), meta['tokens']['dummy'])
+    return x
+
+
 def training_targets(data, path_loss, device):
-    """Every training row as Targets; path_loss='first_hop' keeps only the hop after the root."""
-    t = to_targets(data.train_rows, data.train_mask, data.meta['l'], device)
-    if path_loss == 'first_hop':  # slot 0 of a path row is the root, slot 1 the first hop
-        n_edges = data.meta['num_edge_rows']
-        t.tgt[n_edges:, :1] = -1
-        t.tgt[n_edges:, 2:] = -1
+    """Every training row as Targets; path_loss='first_hop' keeps only the hop after the root
+    (configurator allows it with path_target='full' only)."""
+    meta = data.meta
+    t = to_targets(data.train_rows, data.train_mask, len(meta['path_target_nodes']), device)
+    n_edges = meta['num_edge_rows']
+    path_inputs(t.x[n_edges:], meta)
+    if path_loss == 'first_hop':  # keep the first hop's slot only (slot 1: slot 0 is the root)
+        hop = meta['first_hop_slot']
+        t.tgt[n_edges:, :hop] = -1
+        t.tgt[n_edges:, hop + 1:] = -1
     return t
 
 
@@ -117,7 +140,8 @@ def determined_edges(edge_rows, meta):
 
 
 def eval_sets(data, samples, seed, device):
-    """Fixed, seeded samples of `samples` training paths and edges (all held-out paths are scored)."""
+    """Fixed, seeded samples of `samples` training paths and edges (all held-out paths are scored, and
+    all edge rows for edge_all)."""
     rng = np.random.default_rng(seed)
     meta = data.meta
     n_edges = meta['num_edge_rows']
@@ -126,5 +150,5 @@ def eval_sets(data, samples, seed, device):
     edge_idx = np.sort(rng.permutation(np.flatnonzero(determined_edges(data.train_rows[:n_edges], meta)))[:samples])
     x, pos, tgt = to_targets(data.train_rows[edge_idx], data.train_mask[edge_idx], 1, device)
     edges = Targets(x[:, :meta['edge_row_len'] - 1], pos, tgt)  # causal: the padding after an edge changes nothing
-    return EvalSets(train_paths, edges, data.val_rows)
+    return EvalSets(train_paths, edges, data.val_rows, data.train_rows[:n_edges, :meta['edge_row_len']])
 

@@ -167,15 +167,19 @@ GEOMETRY_NAMES = ['geometry/diagonal_margin', 'geometry/nearest_first_hop_accura
                   'geometry/laplacian_alignment_random', 'geometry/laplacian_alignment_ratio', 'geometry/laplacian_k']
 
 
-def summary_metric_names(l, geometry=False, gpu=False):
+def summary_metric_names(l, geometry=False, gpu=False, path_target='full'):
     """Numeric keys of train()'s summary for paths of l nodes (see evaluate.path_metrics and train.train):
-    the last evaluation, its best/ copy, the last log line, and run facts. geometry: geometry_interval > 0
-    adds analyze.geometry_metrics; gpu: mfu, which the log line has only on a CUDA device."""
+    the last evaluation, its best/ copy, the last log line, and run facts. token_i counts the targets of a
+    path row: l, or 1 for path_target='first_hop'. geometry: geometry_interval > 0 adds
+    analyze.geometry_metrics; gpu: mfu, which the log line has only on a CUDA device."""
+    n = 1 if path_target == 'first_hop' else l
     names = []
     for split in ('train', 'val'):
-        names += [f'{split}/loss/overall', f'{split}/accuracy/path', f'{split}/accuracy/first_hop_teacher_forced']
-        names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, l + 1)]
-    names += ['train/loss/edge', 'train/accuracy/edge'] + (GEOMETRY_NAMES if geometry else [])
+        names += [f'{split}/loss/overall', f'{split}/accuracy/path', f'{split}/accuracy/first_hop',
+                  f'{split}/accuracy/first_hop_teacher_forced']
+        names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, n + 1)]
+    names += ['train/loss/edge', 'train/accuracy/edge', 'train/loss/edge_all', 'train/accuracy/edge_all']
+    names += GEOMETRY_NAMES if geometry else []
     names += [f'best/{name}' for name in names]
     names += ['train/loss/step', 'lr', 'tokens_per_sec'] + (['mfu'] if gpu else [])
     return names + ['chance/first_hop', 'wall_time_s', 'iter', 'max_iters', 'epoch', 'params', 'train_rows',

@@ -23,6 +23,9 @@ import pathstar_cache
 import train
 from configurator import UserError
 from conftest import ROOT
+from pathstar_data import MAX_VOCAB_SIZE, NODE_OFFSET
+
+MAX_NODE_LABELS = MAX_VOCAB_SIZE - NODE_OFFSET  # the largest graph_vocab_size whose token ids fit in uint32
 
 TRAIN, DATA = 'train.py', 'pathstar_data.py'
 
@@ -78,7 +81,13 @@ CASES = [
     case(TRAIN, 'vocab-0max', ['--graph_vocab_size=0max'], "graph_vocab_size: expected an int or 'Nmax'"),
     case(TRAIN, 'vocab-abcmax', ['--graph_vocab_size=abcmax'], "graph_vocab_size: expected an int or 'Nmax'"),
     case(TRAIN, 'vocab-beyond-uint32-token-ids', ['--graph_vocab_size=1e100'],
-         'graph_vocab_size: must be <= 4294967290'),
+         f'graph_vocab_size: must be <= {MAX_NODE_LABELS}'),
+    case(TRAIN, 'teacherless-with-one-target', ['--path_target=first_hop', '--teacherless=true'],
+         "teacherless: has no effect with path_target='first_hop'"),
+    case(TRAIN, 'first-hop-loss-on-reversed-rows', ['--path_target=reversed', '--path_loss=first_hop'],
+         "path_loss: 'first_hop' keeps target 2 of a root..leaf row, so it needs path_target='full'"),
+    case(TRAIN, 'unknown-path-target', ['--path_target=backwards'],
+         'path_target: expected one of full, first_hop, reversed'),
     case(TRAIN, 'holdout-that-rounds-to-no-held-out-leaf', ['--graph_d=10', '--graph_holdout_percentage=0.04'],
          'graph_holdout_percentage: 0.04 of graph_d=10 rounds to 0 held-out leaves; use >= 0.05 or 0'),
     case(TRAIN, 'holdout-that-leaves-no-training-path', ['--graph_d=10', '--graph_holdout_percentage=0.96'],
@@ -136,7 +145,7 @@ CASES = [
          'vocab_size must be >= d * (l-1) + 1 = 5 * 2 + 1 = 11, got 10'),
     case(DATA, 'vocab-whose-ids-would-wrap-in-uint32', ['--graph_d=2', '--graph_l=2', '--graph_vocab_size=5000000000',
                                                         '--graph_holdout_percentage=0'],
-         'graph_vocab_size: must be <= 4294967290 (token ids are stored as uint32), got 5000000000'),
+         f'graph_vocab_size: must be <= {MAX_NODE_LABELS} (token ids are stored as uint32), got 5000000000'),
     case(DATA, 'negative-pause-tokens', ['--num_pause_tokens=-2'], 'num_pause_tokens: must be >= 0, got -2'),
     case(DATA, 'holdout-that-leaves-no-training-path', ['--graph_d=2', '--graph_holdout_percentage=0.9'],
          'graph_holdout_percentage: 0.9 of graph_d=2 rounds to 2 held-out leaves, leaving no training path'),

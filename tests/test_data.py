@@ -255,7 +255,7 @@ def test_bad_dataset_values_raise_config_error_before_touching_the_disk(tmp_path
 # token dtypes and decoding
 
 def test_token_dtype_is_uint16_up_to_vocab_size_65536_then_uint32():
-    for vocab, dtype in ((65530, 'uint16'), (65531, 'uint32')):
+    for vocab, dtype in ((2 ** 16 - NODE_OFFSET, 'uint16'), (2 ** 16 - NODE_OFFSET + 1, 'uint32')):
         arrays, meta = build(graph_d=2, graph_l=2, graph_vocab_size=vocab, graph_holdout_percentage=0.0)
         assert meta['vocab_size'] == NODE_OFFSET + vocab and meta['dtype'] == dtype
         assert arrays['train_rows'].dtype == arrays['val_rows'].dtype == np.dtype(dtype)
@@ -294,11 +294,12 @@ def test_loaded_meta_describes_the_arrays_and_matches_the_build(tmp_path):
     _, built_meta = build()
     m = again.meta
     for key in ('d', 'l', 'num_nodes', 'graph_vocab_size', 'vocab_size', 'tokens', 'row_len',
-                'path_prompt_len', 'edge_row_len', 'num_edge_rows', 'path_replication', 'dtype', 'config'):
+                'path_prompt_len', 'edge_row_len', 'path_target_nodes', 'first_hop_slot', 'num_edge_rows',
+                'path_replication', 'dtype', 'config'):
         assert m[key] == built_meta[key] == data.meta[key], key
     for key in ('paths', 'train_arms', 'holdout_arms'):
         assert isinstance(m[key], np.ndarray) and np.array_equal(m[key], built_meta[key]), key
-    assert m['tokens'] == dict(pad=0, pause=1, edge=2, path=3, fwd=4, bwd=5)
+    assert m['tokens'] == dict(pad=0, pause=1, edge=2, path=3, fwd=4, bwd=5, dummy=6)
     assert m['vocab_size'] == NODE_OFFSET + m['graph_vocab_size'] and again.train_rows.max() < m['vocab_size']
     assert m['row_len'] == again.train_rows.shape[1] == again.val_rows.shape[1]
     assert set(m['config']) == set(ps.DATA_KEYS)
@@ -314,6 +315,7 @@ def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
     assert os.path.dirname(folder) == str(tmp_path)
     changes = dict(graph_d=7, graph_l=5, graph_vocab_size=100, graph_holdout_percentage=0.5, num_pause_tokens=1,
                    use_undirected=False, use_directional_tokens=False, use_task_tokens=False,
+                   path_target='reversed', root_in_prompt=True, teacherless=True,
                    path_replication=2, data_seed=1, graph_builder='official')
     assert set(changes) | {'data_import'} == set(ps.DATA_KEYS)  # data_import's files decide the graph keys
     folders = {pc.cache_dir({**base, key: value}) for key, value in changes.items()}

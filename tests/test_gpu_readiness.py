@@ -205,7 +205,7 @@ def test_best_weights_are_saved_only_when_accuracy_strictly_improves(tmp_path):
     ckpt = torch.load(best, weights_only=True)
     assert 'optimizer' not in ckpt  # weights only
     assert evaluate.best_key(ckpt['metrics']) == top == (summary['best/train/accuracy/path'],
-                                                         summary['best/train/accuracy/token_2'])
+                                                         summary['best/train/accuracy/first_hop'])
 
 
 def test_resume_checkpoints_follow_checkpoint_interval(tmp_path):
