@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import pathstar_data
+import pathstar_rows
 from configurator import UserError, exit_on_user_error
 from model import GPT, GPTConfig
 
@@ -205,15 +206,17 @@ def geometry_metrics(model, meta, k=LAPLACIAN_K, max_leaves=MAX_LEAVES):
 
 @torch.no_grad()
 def model_first_hop_accuracy(model, meta, batch=FORWARD_BATCH):
-    """What the model itself does on the held-out paths: the argmax after '[PATH] leaf _ .. root',
-    given the true root (teacher-forced, as val/accuracy/first_hop_teacher_forced, so that a model
-    trained with path_loss='first_hop', never taught to emit the root, is scored too)."""
+    """What the model itself does on the held-out paths: the argmax where the first hop is predicted,
+    given the true tokens before it (teacher-forced, as val/accuracy/first_hop_teacher_forced, so that
+    a model trained with path_loss='first_hop', never taught to emit the root, is scored too), for every
+    path_target and with teacherless inputs as such a model reads them."""
     arms = np.asarray(meta['holdout_arms'])
     if len(arms) == 0:
         return float('nan')
     model.eval()
     device = next(model.parameters()).device
-    rows = pathstar_data.path_rows(meta['paths'][arms], meta)[:, :meta['path_prompt_len'] + 1].astype(np.int64)
+    x = pathstar_data.path_rows(meta['paths'][arms], meta)[:, :-1].astype(np.int64)
+    rows = pathstar_rows.path_inputs(x, meta)[:, :meta['path_prompt_len'] + meta['first_hop_slot']]
     right = 0
     for start in range(0, len(rows), batch):
         logits, _ = model(torch.from_numpy(rows[start:start + batch]).to(device))

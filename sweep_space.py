@@ -196,7 +196,8 @@ def check_metric_name(name, parameters):
                           f"holds none out")
     geometry = max(values('geometry_interval')) > 0
     gpu = any(str(device).startswith(('auto', 'cuda')) for device in values('device'))
-    known = summary_metric_names(max(values('graph_l')), geometry, gpu)
+    known = [name for target in values('path_target')
+             for name in summary_metric_names(max(values('graph_l')), geometry, gpu, target)]
     if name not in known:
         close = [k for k in known if k.startswith(name)][:3] or difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ''

@@ -121,7 +121,8 @@ def now():
 
 def shrink_eval_sets(ev, n):
     """The first n rows of each eval set."""
-    return type(ev)(ev.train_paths[:n], type(ev.edges)(*(t[:n] for t in ev.edges)), ev.val_paths[:n])
+    return ev._replace(train_paths=ev.train_paths[:n], edges=type(ev.edges)(*(t[:n] for t in ev.edges)),
+                       val_paths=ev.val_paths[:n], all_edges=None if ev.all_edges is None else ev.all_edges[:n])
 
 
 def child_config(spec, tmp):

@@ -120,6 +120,7 @@ def stages(cfg, geo):
 def steps(cfg, geo):
     """[Step], one per stage: the parts train.py feeds the model in one optimizer step."""
     accum = cfg['gradient_accumulation_steps']
+    assert cfg['path_target'] == 'full', 'the paper-scale table counts full path rows (every config in config/)'
     path_slots = 1 if cfg['path_loss'] == 'first_hop' else geo.l
     meta = dict(num_edge_rows=geo.n_edges, edge_row_len=geo.edge_T + 1)
     out = []

@@ -151,3 +151,16 @@ def test_two_stage_resumes_exactly_across_the_stage_boundary(tmp_path):
     resumed = train.train(dict(cfg, init_from='resume'))
     for key in ('val/loss/overall', 'train/loss/overall', 'train/loss/edge'):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
+
+
+@pytest.mark.parametrize('variant, changed', [
+    ('official_hardest_token', dict(path_target='first_hop', out_dir='out-official-g5000-l5-hardest')),
+    ('root_in_prompt', dict(root_in_prompt=True, out_dir='out-official-g5000-l5-root')),
+    ('reversed_targets', dict(path_target='reversed', out_dir='out-official-g5000-l5-reversed')),
+    ('teacherless', dict(teacherless=True, out_dir='out-official-g5000-l5-teacherless')),
+    ('official_staged', dict(recipe='two_stage', out_dir='out-official-g5000-l5-staged')),
+])
+def test_each_official_variant_is_a_config_file_changing_only_its_keys(variant, changed):
+    base = official('official_g5000_l5')
+    cfg = official('official_g5000_l5', variant)
+    assert {k: cfg[k] for k in cfg if cfg[k] != base[k]} == changed
