@@ -2,7 +2,7 @@
 The official code's files (official_files.py): importing one graph's three files with data_import,
 and writing any of our graphs in that format with pathstar_data.py --export_official DIR.
 
-The sample is ../shared/fixtures/official (or shared/fixtures/official in the repo root): the
+The sample is tests/fixtures/official (a copy of ../shared/fixtures/official): the
 official builder's files for d=5, l=4, random_seed 0, 16 nodes, 3 training and 2 held-out paths.
 """
 import os
@@ -22,7 +22,7 @@ from configurator import UserError
 from conftest import ROOT
 from pathstar_data import NODE_OFFSET
 
-FIXTURE = next((p for p in (Path(ROOT) / 'shared' / 'fixtures' / 'official',
+FIXTURE = next((p for p in (Path(ROOT) / 'tests' / 'fixtures' / 'official',
                             Path(ROOT).parent / 'shared' / 'fixtures' / 'official') if p.is_dir()), None)
 pytestmark = pytest.mark.skipif(FIXTURE is None, reason="no shared/fixtures/official (the official sample files)")
 
