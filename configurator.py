@@ -22,7 +22,7 @@ import traceback
 import pathstar_data  # the row counts that batch_size is checked against (it imports us back)
 
 # -----------------------------------------------------------------------------
-# defaults: a small graph and model that train in ~35 s on a 2-core CPU, and plan some held-out paths
+# defaults: a small graph and model that train in ~30 s on a 2-core CPU, and plan some held-out paths
 DEFAULTS = dict(
     # the graph (the dataset is cached per distinct set of these keys)
     graph_d=20,                  # arms of the star; chance for the first hop is 1/graph_d
