@@ -28,3 +28,16 @@ def tiny_config(tmp_path, **overrides):
                data_dir=str(tmp_path / 'data'), out_dir=str(tmp_path / 'out'), device='cpu')
     cfg.update(overrides)
     return cfg
+
+
+def record_forwards(monkeypatch):
+    """(x shape, target shape, targets scored) of every training forward pass (targets given)."""
+    import model
+    calls, real = [], model.GPT.forward
+
+    def forward(self, idx, targets=None, *rest, **kw):
+        if targets is not None:
+            calls.append((tuple(idx.shape), tuple(targets.shape), int((targets >= 0).sum())))
+        return real(self, idx, targets, *rest, **kw)
+    monkeypatch.setattr(model.GPT, 'forward', forward)
+    return calls

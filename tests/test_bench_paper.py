@@ -12,25 +12,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import configurator
-import model
 import pathstar_data
 import train
-from conftest import ROOT, tiny_config
+from conftest import ROOT, tiny_config, record_forwards
 
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
 import bench_paper  # noqa: E402
-
-
-def record_forwards(monkeypatch):
-    """(x shape, target shape, targets scored) of every training forward pass."""
-    calls, real = [], model.GPT.forward
-
-    def forward(self, idx, targets=None, *rest, **kw):
-        if targets is not None:
-            calls.append((tuple(idx.shape), tuple(targets.shape), int((targets >= 0).sum())))
-        return real(self, idx, targets, *rest, **kw)
-    monkeypatch.setattr(model.GPT, 'forward', forward)
-    return calls
 
 
 def predicted_forwards(cfg):

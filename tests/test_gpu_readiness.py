@@ -13,7 +13,7 @@ import pathstar_data
 import pathstar_rows
 import device
 import train
-from conftest import tiny_config
+from conftest import tiny_config, record_forwards
 
 
 @pytest.fixture
@@ -43,18 +43,6 @@ def test_a_run_that_hits_the_recompile_limit_fails_instead_of_running_eager(tmp_
     monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 1)  # the edge and path parts need two graphs
     with pytest.raises(Exception, match='(?i)recompil'):
         train.train(tiny_config(tmp_path, epochs=2, compile=True))
-
-
-def record_forwards(monkeypatch):
-    """(x shape, target shape, targets scored) of every training forward pass (targets given)."""
-    calls, real = [], model.GPT.forward
-
-    def forward(self, idx, targets=None, *rest, **kw):
-        if targets is not None:
-            calls.append((tuple(idx.shape), tuple(targets.shape), int((targets >= 0).sum())))
-        return real(self, idx, targets, *rest, **kw)
-    monkeypatch.setattr(model.GPT, 'forward', forward)
-    return calls
 
 
 def test_full_batch_steps_never_shuffle(tmp_path, monkeypatch):
