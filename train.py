@@ -193,9 +193,9 @@ def setup(cfg, checkpoint, hook):
         d = meta['d']
         print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "
               f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
-        stages = ', '.join(f"{s.epochs} epochs x {s.iters_per_epoch} iters of <= {s.batch} rows over {s.rows} rows"
-                           for s in plan)
-        print(f"training ({cfg['recipe']}): {stages} = {max_iters} iters; first-hop chance 1/{d} = {1 / d:.3f}")
+        shown = ', '.join(f"{s.epochs} epochs x {s.iters_per_epoch} iters of <= {s.batch} rows over {s.rows} rows"
+                          for s in plan)
+        print(f"training ({cfg['recipe']}): {shown} = {max_iters} iters; first-hop chance 1/{d} = {1 / d:.3f}")
         r.wandb = start_wandb(cfg, r.wandb_id) if cfg['wandb_log'] else None
     except BaseException:
         r.lock.close()
