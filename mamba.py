@@ -38,7 +38,8 @@ class MambaConfig:
 def selective_scan(x, dt, A, B, C, D):
     """y (b, T, d) of the selective SSM, a loop over time (T is small here):
     h_t = exp(dt_t A) * h_{t-1} + dt_t B_t x_t,  y_t = C_t . h_t + D x_t.
-    x, dt (b, T, d); A (d, n); B, C (b, T, n); D (d,). Computes in float32."""
+    x, dt (b, T, d); A (d, n); B, C (b, T, n); D (d,). Computes in float32 with elementwise ops
+    only (under CUDA autocast an einsum or matmul here would run in half precision)."""
     x, dt, A, B, C, D = (t.float() for t in (x, dt, A, B, C, D))
     dA = torch.exp(dt.unsqueeze(-1) * A)                            # (b, T, d, n)
     dBx = (dt * x).unsqueeze(-1) * B.unsqueeze(2)                   # (b, T, d, n)
@@ -46,7 +47,7 @@ def selective_scan(x, dt, A, B, C, D):
     ys = []
     for t in range(x.size(1)):
         h = dA[:, t] * h + dBx[:, t]
-        ys.append(torch.einsum('bdn,bn->bd', h, C[:, t]))
+        ys.append((h * C[:, t].unsqueeze(1)).sum(-1))
     return torch.stack(ys, dim=1) + x * D
 
 
