@@ -22,10 +22,11 @@ import sys
 import numpy as np
 import torch
 
+import models
 import pathstar_data
 import pathstar_rows
 from configurator import UserError, exit_on_user_error
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig  # noqa: F401 (analyze.GPT: what the tests and callers build)
 
 LAPLACIAN_K = 16         # default number of low Laplacian eigenvectors (widened to whole eigenspaces)
 MAX_LEAVES = 4096        # leaves scored per split in the metrics (an evenly spaced subset beyond this)
@@ -370,7 +371,7 @@ def load_checkpoint(path):
     """(model on CPU, checkpoint dict, meta), or a one-line UserError."""
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
-        model = GPT(GPTConfig(**ckpt['model_args']))
+        model = models.from_model_args(ckpt['model_args'])
         model.load_state_dict(ckpt['model'])
         meta = graph_meta(ckpt['config'])
     except Exception as e:  # not a torch file, a different model, a truncated write, a missing key

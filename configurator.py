@@ -43,6 +43,10 @@ DEFAULTS = dict(
     data_dir='data',             # dataset cache, one folder per parameter set
     data_import='',              # a folder of the official code's files of one graph: its keys come from them
     # the model
+    model_type='gpt',            # 'mamba': Mamba(LayerNorm(x)) blocks as the official code's (mamba.py); n_head unused
+    mamba_d_state=16,            # mamba: SSM state size per channel (--mamba_state_dimension)
+    mamba_d_conv=4,              # mamba: causal convolution width (--mamba_convolution_kernel)
+    mamba_expand=2,              # mamba: inner width = mamba_expand x n_embd (--mamba_expand_factor)
     n_layer=2,
     n_head=4,
     n_embd=128,
@@ -119,6 +123,7 @@ CHOICES = dict(
     graph_builder=('pathstar', 'official'),
     path_loss=('full', 'first_hop'),
     path_target=('full', 'first_hop', 'reversed'),
+    model_type=('gpt', 'mamba'),
 )
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
 EMPTY_OK = ('wandb_entity', 'wandb_run_name', 'edge_checkpoint', 'data_import')  # '' means none / choose for me
@@ -257,6 +262,7 @@ def check(cfg):
 AT_LEAST = ((2, 'graph_d', 'graph_l'),
             (1, 'n_layer', 'n_head', 'n_embd', 'epochs', 'gradient_accumulation_steps', 'eval_interval',
              'log_interval', 'eval_samples', 'edge_batch_size', 'edge_epochs'),
+            (1, 'mamba_d_state', 'mamba_d_conv', 'mamba_expand'),
             (0, 'num_pause_tokens', 'max_iters', 'geometry_interval', 'seed', 'data_seed', 'weight_decay',
              'grad_clip', 'checkpoint_interval', 'warmup_iters', 'edge_warmup_iters'))
 BELOW_ONE = ('graph_holdout_percentage', 'dropout', 'label_smoothing', 'beta1', 'beta2')  # in [0, 1)
@@ -312,9 +318,9 @@ def schedule_fractions(cfg):
             f"got {cfg['warmup_frac']}, {cfg['lr_decay_frac']}")
 
 
-@rule('n_embd', 'n_head')
-def heads_divide_width(cfg):
-    require(cfg['n_embd'] % cfg['n_head'] == 0,
+@rule('n_embd', 'n_head', 'model_type')
+def heads_divide_width(cfg):  # Mamba has no heads: n_head is ignored there
+    require(cfg['model_type'] == 'mamba' or cfg['n_embd'] % cfg['n_head'] == 0,
             f"n_embd: must be divisible by n_head, got n_embd={cfg['n_embd']}, n_head={cfg['n_head']}")
 
 

@@ -112,7 +112,15 @@ def check_sweep(raw):
                               f"got {raw['early_terminate']!r}")
         sweep['early_terminate'] = raw['early_terminate']
     warn_string_numbers(params, getattr(raw, 'path', None))  # only for a file that passed, so errors stay one line
+    warn_ignored_n_head(parameters)
     return sweep
+
+
+def warn_ignored_n_head(parameters):
+    """Mamba has no heads: a sweep that varies n_head where model_type can be 'mamba' repeats runs."""
+    model_type = parameters.get('model_type')
+    if model_type and 'mamba' in candidates(model_type) and varies(parameters.get('n_head', {})):
+        print("warning: n_head is swept but ignored where model_type='mamba' (those trials repeat each other)")
 
 
 def varies(spec):

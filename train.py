@@ -22,13 +22,14 @@ import analyze
 import checkpoint as checkpoint_files
 import configurator
 import device as machine
+import models
 import pathstar_data
 import pathstar_rows
 import recipes
 from configurator import wandb_mode
 from evaluate import best_key, evaluate, print_eval, print_summary
 from device import TrainingError  # noqa: F401 (train.TrainingError is what callers catch)
-from model import GPT, GPTConfig, estimate_mfu
+from model import GPT, estimate_mfu
 
 
 class Interrupted(RuntimeError):
@@ -170,11 +171,8 @@ def setup(cfg, checkpoint, hook):
 
     machine.use_device(device)
     torch.manual_seed(cfg['seed'])
-    model_config = GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=cfg['n_layer'],
-                             n_head=cfg['n_head'], n_embd=cfg['n_embd'], dropout=cfg['dropout'], bias=cfg['bias'],
-                             gelu=cfg['gelu'], init=cfg['init'])
     with machine.out_of_memory_as_training_error(cfg, batch_size):
-        model = GPT(model_config).to(device)
+        model = models.build(cfg, meta['vocab_size'], meta['row_len'] - 1, device).to(device)
         rows = pathstar_rows.training_targets(data, cfg['path_loss'], device)
     if cfg['edge_checkpoint']:
         checkpoint_files.load_weights(model, cfg['edge_checkpoint'], 'edge_checkpoint')

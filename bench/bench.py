@@ -50,6 +50,7 @@ def train_configs(quick, cuda):
              epochs=40 if quick else 300)
     configs = {
         'a default': (dict(epochs=50 if quick else 300), dict(warm_probe=True)),
+        'a default mamba': (dict(epochs=50 if quick else 300, model_type='mamba'), {}),  # a row per model_type
         'b d100 2x64 ev50': (dict(b, eval_interval=50), dict(warm_probe=True)),
         'b d100 2x64 ev100': (dict(b, eval_interval=100), {}),
     }

@@ -1,0 +1,144 @@
+"""
+A Mamba language model with the GPT interface of model.py (forward, generate, configure_optimizers,
+flops_per_row, num_params, .config, .transformer.wte), as the official code's `--model_family mamba`:
+
+    x = wte(idx)                              # no position embedding
+    for each layer: x = Mamba(LayerNorm(x))   # NO residual connection, as the official code
+    logits = x @ wte.T                        # tied head, no final LayerNorm
+
+The Mamba block (selective state-space model, Gu & Dao 2023) is written here in plain PyTorch
+with the parameter names and shapes of mamba_ssm.Mamba, so one state_dict loads into either.
+On a CUDA device with mamba-ssm installed, models.build() swaps in mamba_ssm.Mamba (its fused
+kernels) for each block; everywhere else the pure path below runs. Loaded only for
+model_type='mamba' (train.py imports it through models.py on demand).
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from model import GPT
+
+
+@dataclass
+class MambaConfig:
+    vocab_size: int
+    block_size: int       # longest input the model sees; Mamba itself has no limit, generate crops to it
+    n_layer: int = 2
+    n_embd: int = 128
+    d_state: int = 16     # SSM state size per channel (--mamba_state_dimension)
+    d_conv: int = 4       # causal depthwise convolution width (--mamba_convolution_kernel)
+    expand: int = 2       # d_inner = expand * n_embd (--mamba_expand_factor)
+    bias: bool = False    # LayerNorm bias (the Mamba block's Linear layers have none, as mamba_ssm's)
+    model_type: str = 'mamba'  # saved in the checkpoint's model_args: models.build picks the class by it
+
+
+def selective_scan(x, dt, A, B, C, D):
+    """y (b, T, d) of the selective SSM, a loop over time (T is small here):
+    h_t = exp(dt_t A) * h_{t-1} + dt_t B_t x_t,  y_t = C_t . h_t + D x_t.
+    x, dt (b, T, d); A (d, n); B, C (b, T, n); D (d,). Computes in float32 with elementwise ops
+    only (under CUDA autocast an einsum or matmul here would run in half precision)."""
+    x, dt, A, B, C, D = (t.float() for t in (x, dt, A, B, C, D))
+    dA = torch.exp(dt.unsqueeze(-1) * A)                            # (b, T, d, n)
+    dBx = (dt * x).unsqueeze(-1) * B.unsqueeze(2)                   # (b, T, d, n)
+    h = torch.zeros_like(dBx[:, 0])
+    ys = []
+    for t in range(x.size(1)):
+        h = dA[:, t] * h + dBx[:, t]
+        ys.append((h * C[:, t].unsqueeze(1)).sum(-1))
+    return torch.stack(ys, dim=1) + x * D
+
+
+class MambaBlock(nn.Module):
+    """The Mamba mixer in pure PyTorch: the names and shapes of mamba_ssm.Mamba's parameters."""
+
+    def __init__(self, d_model, d_state=16, d_conv=4, expand=2):
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
+                                bias=True)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        # S4D-real initialisation: A = -(1..n) for every channel; skip connection D = 1
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+    def forward(self, u):
+        T = u.size(1)
+        x, z = self.in_proj(u).chunk(2, dim=-1)                                # (b, T, d_inner) each
+        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :T].transpose(1, 2))     # causal: drop the tail
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus(self.dt_proj(dt))
+        y = selective_scan(x, dt, -torch.exp(self.A_log.float()), B, C, self.D)
+        return self.out_proj((y * F.silu(z.float())).to(u.dtype))
+
+
+class MambaLM(nn.Module):
+    """Token embedding, n_layer x Mamba(LayerNorm(x)) without residuals (faithful to the official
+    code, whose blocks return the mixer's output alone), no final LayerNorm, tied head."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            ln=nn.ModuleList([nn.LayerNorm(config.n_embd, bias=config.bias) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([MambaBlock(config.n_embd, config.d_state, config.d_conv, config.expand)
+                             for _ in range(config.n_layer)]),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+        # the official init: every Linear N(0, 0.02) with zero biases, dt_proj.bias included
+        # (overriding mamba_ssm's dt initialisation); the conv, A_log and D keep theirs
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if getattr(module, 'bias', None) is not None:
+                    nn.init.zeros_(module.bias)
+
+    def use_kernels(self):
+        """Replace each pure block by mamba_ssm.Mamba (CUDA kernels) holding the same weights."""
+        from mamba_ssm import Mamba
+        cfg = self.config
+        for i, block in enumerate(self.transformer.h):
+            fast = Mamba(d_model=cfg.n_embd, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand)
+            fast.load_state_dict(block.state_dict())
+            self.transformer.h[i] = fast
+        return self
+
+    def num_params(self, non_embedding=True):
+        return sum(p.numel() for p in self.parameters())  # no position table to leave out
+
+    def hidden(self, idx):
+        x = self.transformer.wte(idx)
+        for ln, block in zip(self.transformer.ln, self.transformer.h):
+            x = block(ln(x))
+        return x
+
+    forward = GPT.forward  # positions gather, tied head, weighted mean loss: the same code
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens):
+        """Greedy decoding (recomputes the prefix each step, as GPT.generate; rows are short)."""
+        return GPT.generate(self, idx, max_new_tokens)
+
+    configure_optimizers = GPT.configure_optimizers
+
+    def flops_per_row(self, seq_len, slots):
+        """Forward + backward FLOPs of one row (3x the forward): per input token and layer, 2 per
+        weight of the four projections, 2 per conv tap, ~9 per state element of the scan
+        (discretise exp(dt A), dt B x, the update h = dA h + dBx, C . h), plus the tied head at `slots`."""
+        cfg = self.config
+        d_inner, dt_rank = cfg.expand * cfg.n_embd, math.ceil(cfg.n_embd / 16)
+        proj = (2 * d_inner * cfg.n_embd + (dt_rank + 2 * cfg.d_state) * d_inner + dt_rank * d_inner
+                + d_inner * cfg.n_embd)  # in_proj, x_proj, dt_proj, out_proj
+        per_token = 2 * proj + 2 * d_inner * cfg.d_conv + 9 * d_inner * cfg.d_state
+        head = cfg.vocab_size * cfg.n_embd
+        return 3 * cfg.n_layer * per_token * seq_len + 6 * head * slots

@@ -1,0 +1,114 @@
+"""model_type='mamba': the pure-PyTorch scan, the mamba_ssm parameter names, training, resume, analysis."""
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, tiny_config
+from test_train import run_and_sigterm_at_third_eval
+
+import analyze
+import configurator
+import models
+import sweep_space
+import train
+from mamba import MambaBlock, MambaConfig, MambaLM, selective_scan
+
+# mamba_ssm.Mamba(d_model, d_state, d_conv, expand).state_dict(): names and shapes (d_model=32, defaults)
+MAMBA_SSM_PARAMS = {
+    'A_log': (64, 16), 'D': (64,), 'in_proj.weight': (128, 32), 'conv1d.weight': (64, 1, 4), 'conv1d.bias': (64,),
+    'x_proj.weight': (2 + 32, 64), 'dt_proj.weight': (64, 2), 'dt_proj.bias': (64,), 'out_proj.weight': (32, 64),
+}
+
+
+def slow_scan(x, dt, A, B, C, D):
+    """The selective SSM one batch row, channel, time step and state element at a time."""
+    b, T, d = x.shape
+    n = A.shape[1]
+    y = torch.zeros(b, T, d, dtype=torch.float64)
+    for i in range(b):
+        for c in range(d):
+            h = [0.0] * n
+            for t in range(T):
+                out = 0.0
+                for s in range(n):
+                    h[s] = (torch.exp(dt[i, t, c] * A[c, s]) * h[s] + dt[i, t, c] * B[i, t, s] * x[i, t, c]).item()
+                    out += C[i, t, s].item() * h[s]
+                y[i, t, c] = out + D[c].item() * x[i, t, c].item()
+    return y
+
+
+def test_the_scan_matches_a_direct_slow_scan_on_random_input():
+    g = torch.Generator().manual_seed(0)
+    b, T, d, n = 2, 7, 3, 4
+    x = torch.randn(b, T, d, generator=g)
+    dt = torch.nn.functional.softplus(torch.randn(b, T, d, generator=g))
+    A = -torch.rand(d, n, generator=g) * 3
+    B, C = torch.randn(b, T, n, generator=g), torch.randn(b, T, n, generator=g)
+    D = torch.randn(d, generator=g)
+    fast = selective_scan(x, dt, A, B, C, D)
+    assert torch.allclose(fast.double(), slow_scan(x, dt, A, B, C, D), atol=1e-5)
+
+
+def test_the_block_is_causal_and_its_parameters_are_mamba_ssms():
+    block = MambaBlock(32)
+    assert {k: tuple(v.shape) for k, v in block.state_dict().items()} == MAMBA_SSM_PARAMS
+    u = torch.randn(2, 9, 32)
+    with torch.no_grad():
+        y = block(u)
+        u2 = u.clone()
+        u2[:, 5:] = torch.randn(2, 4, 32)
+        assert torch.allclose(block(u2)[:, :5], y[:, :5], atol=1e-6)
+        assert not torch.allclose(block(u2)[:, 5:], y[:, 5:])
+
+
+def test_the_model_follows_the_gpt_interface():
+    model = MambaLM(MambaConfig(vocab_size=20, block_size=8, n_layer=2, n_embd=32))
+    assert list(model.state_dict())[:1] == ['transformer.wte.weight']
+    assert all(k.split('.', 3)[3] in MAMBA_SSM_PARAMS for k in model.state_dict() if '.h.' in k)
+    assert model.transformer.wte.weight is model.lm_head.weight
+    assert all((m.dt_proj.bias == 0).all() for m in model.transformer.h)
+    idx = torch.randint(0, 20, (3, 8))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (3, 8, 20) and loss.item() == pytest.approx(torch.log(torch.tensor(20.)).item(), abs=0.05)
+    pos = torch.tensor([[2, 5]] * 3)
+    sub, _ = model(idx, positions=pos)
+    assert torch.allclose(sub, logits[:, [2, 5]], atol=1e-6)
+    assert model.generate(idx[:, :4], 3).shape == (3, 7)
+    assert model.flops_per_row(8, 2) > 0
+    rebuilt = models.from_model_args(vars(model.config))
+    assert isinstance(rebuilt, MambaLM) and rebuilt.load_state_dict(model.state_dict())
+
+
+def test_a_mamba_run_trains_resumes_to_the_same_metrics_and_is_analysed(tmp_path):
+    cfg = tiny_config(tmp_path, model_type='mamba', n_head=3, epochs=40, learning_rate=3e-3)
+    full = train.train(dict(cfg, out_dir=str(tmp_path / 'full')))
+    assert full['train/loss/overall'] < 3.0  # from ln(25) = 3.22; no residuals, small init: slow at first
+    child = run_and_sigterm_at_third_eval(cfg, tmp_path)  # stopped at iter 20, its checkpoint saved
+    assert child.returncode == 128 + signal.SIGTERM, child.stderr
+    resumed = train.train(dict(cfg, init_from='resume'))
+    assert resumed['iter'] == full['iter']
+    for key in ('val/loss/overall', 'train/loss/overall', 'val/accuracy/path', 'train/loss/edge'):
+        assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
+    model, ckpt, meta = analyze.load_checkpoint(str(tmp_path / 'full' / 'ckpt.pt'))
+    assert isinstance(model, MambaLM) and ckpt['model_args']['model_type'] == 'mamba'
+    metrics = analyze.geometry_metrics(model, meta)
+    assert 'geometry/diagonal_margin' in metrics
+
+
+def test_n_head_is_ignored_for_mamba_and_a_sweep_varying_it_warns(capsys):
+    configurator.check(dict(configurator.DEFAULTS, model_type='mamba', n_embd=30, n_head=4))
+    with pytest.raises(configurator.UserError, match='mamba_d_state'):
+        configurator.check(dict(configurator.DEFAULTS, mamba_d_state=0))
+    sweep_space.check_sweep(dict(method='grid', parameters=dict(model_type=dict(values=['gpt', 'mamba']),
+                                                                n_head=dict(values=[2, 4]))))
+    assert "n_head is swept but ignored where model_type='mamba'" in capsys.readouterr().out
+    sweep_space.check_sweep(dict(method='grid', parameters=dict(n_head=dict(values=[2, 4]))))
+    assert 'n_head' not in capsys.readouterr().out
+
+
+def test_importing_train_does_not_import_mamba():
+    code = "import sys; sys.path.insert(0, %r); import train; print('mamba' in sys.modules)" % ROOT
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == 'False', out.stderr
