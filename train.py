@@ -172,7 +172,11 @@ def setup(cfg, checkpoint, hook):
     torch.manual_seed(cfg['seed'])
     model_config = GPTConfig(vocab_size=meta['vocab_size'], block_size=meta['row_len'] - 1, n_layer=cfg['n_layer'],
                              n_head=cfg['n_head'], n_embd=cfg['n_embd'], dropout=cfg['dropout'], bias=cfg['bias'],
-                             gelu=cfg['gelu'], init=cfg['init'])
+                             gelu=cfg['gelu'], init=cfg['init'], use_attention=cfg['use_attention'],
+                             use_mlp_only_blocks=cfg['use_mlp_only_blocks'], use_residual=cfg['use_residual'],
+                             use_layer_norm=cfg['use_layer_norm'], tie_embeddings=cfg['tie_embeddings'],
+                             use_positional_encoding=cfg['use_positional_encoding'], weight_init=cfg['weight_init'],
+                             freeze_token_embeddings=cfg['freeze_token_embeddings'])
     with machine.out_of_memory_as_training_error(cfg, batch_size):
         model = GPT(model_config).to(device)
         rows = pathstar_rows.training_targets(data, cfg['path_loss'], device)
