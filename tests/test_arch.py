@@ -202,3 +202,34 @@ def test_arch_configs_apply_after_another_config(name):
     model_keys = ('use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_layer_norm', 'use_positional_encoding',
                   'tie_embeddings', 'freeze_token_embeddings', 'weight_init')
     assert any(cfg[k] != configurator.DEFAULTS[k] for k in model_keys)
+
+
+def test_architecture_sweep_checks_and_its_numbers_are_floats():
+    import sweep_space
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
+                        'architecture_sweep.yaml')
+    sweep = sweep_space.check_sweep(sweep_space.load_sweep_file(path))
+    assert sweep_space.check_combinations(sweep['parameters']) > 0
+    assert sweep_space.grid_size(sweep['parameters']) == 2 ** 5 * 3
+    assert sweep['metric'] == dict(name='val/accuracy/path', goal='maximize')
+    with open(path) as f:
+        text = f.read()
+    assert '1.0e-3' in text and '1e-3' not in text.replace('1.0e-3', '')
+
+
+def test_a_checkpoint_from_before_the_architecture_keys_resumes_and_is_analysed(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, epochs=4, eval_interval=2)
+    full = train.train(cfg)
+    path = tmp_path / 'out' / 'ckpt.pt'
+    ckpt = torch.load(path, weights_only=True)
+    new_keys = ('use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_layer_norm', 'use_positional_encoding',
+                'tie_embeddings', 'freeze_token_embeddings', 'weight_init')
+    for key in new_keys:
+        del ckpt['config'][key], ckpt['model_args'][key]
+    torch.save(ckpt, path)
+    resumed = train.train(dict(cfg, init_from='resume'))
+    assert 'was written before use_attention' in capsys.readouterr().err
+    assert resumed['val/loss/overall'] == pytest.approx(full['val/loss/overall'], abs=1e-6)
+    model, _, meta = analyze.load_checkpoint(str(path))
+    assert model.config.tie_embeddings and model.lm_head.weight is model.transformer.wte.weight
+    assert 'geometry/output_diagonal_margin' not in analyze.geometry_metrics(model, meta)
