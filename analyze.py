@@ -4,7 +4,9 @@ Geometry diagnostics of a trained path-star model: does a leaf's embedding point
     python3 analyze.py out/ckpt.pt                    # metrics table, 2 PNGs and geometry.json next to ckpt.pt
     python3 analyze.py out/ckpt.pt --out_dir=plots --max_arms=64 --k=16
 
-A node's vector is its row of the tied token embedding (wte = lm_head). We measure
+A node's vector is its row of the tied token embedding (wte = lm_head). An untied model
+(tie_embeddings=False) has two: the input embedding gets the metrics and plots below under their
+usual names, the output head (lm_head) the same ones as geometry/output_... and output_*.png. We measure
 1. leaf x first-hop cosine: is a held-out leaf nearer the first hop of its own arm than any other
    arm's? The fraction for which it is, is the accuracy a purely geometric lookup would give;
 2. Laplacian alignment: the share of node-embedding variance in the span of the graph Laplacian's
@@ -46,8 +48,24 @@ EIGEN_TOL = 1e-9         # eigenvalues closer than this are one (degenerate) lev
 
 
 def token_embeddings(model):
-    """The tied embedding matrix (vocab, C) as float32 on the model's device, detached."""
+    """The (input) token embedding matrix (vocab, C) as float32 on the model's device, detached;
+    tied, it is the output head too."""
     return model.transformer.wte.weight.detach().float()
+
+
+def output_embeddings(model):
+    """The output head's matrix (vocab, C) when it is not tied to the token embedding, else None."""
+    if getattr(model.config, 'tie_embeddings', True):
+        return None
+    return model.lm_head.weight.detach().float()
+
+
+def embeddings_to_analyse(model):
+    """[(metric infix, label, matrix)]: the token embedding, then the output head when untied."""
+    out = output_embeddings(model)
+    if out is None:
+        return [('', 'tied embedding', token_embeddings(model))]
+    return [('', 'input embedding (wte)', token_embeddings(model)), ('output_', 'output head (lm_head)', out)]
 
 
 def node_tokens(paths):
@@ -177,9 +195,9 @@ def laplacian_alignment(node_emb, d, l, k=LAPLACIAN_K):
 # all the numbers for one model
 
 
-def embedding_metrics(emb, meta, k=LAPLACIAN_K, max_leaves=MAX_LEAVES):
-    """The geometry/... metrics from an embedding matrix (vocab, C) and a dataset meta.
-    At most max_leaves leaves per split are scored (a fixed, evenly spaced subset)."""
+def embedding_metrics(emb, meta, k=LAPLACIAN_K, max_leaves=MAX_LEAVES, infix=''):
+    """The geometry/... metrics from an embedding matrix (vocab, C) and a dataset meta, named
+    geometry/{infix}... At most max_leaves leaves per split are scored (a fixed, evenly spaced subset)."""
     paths, d, l = meta['paths'], meta['d'], meta['l']
     metrics = {}
     for prefix, arms in (('', meta['holdout_arms']), ('train_', meta['train_arms'])):
@@ -189,20 +207,24 @@ def embedding_metrics(emb, meta, k=LAPLACIAN_K, max_leaves=MAX_LEAVES):
         if len(arms) == 0:
             continue
         margins = first_hop_margins(emb, paths, arms)
-        metrics[f'geometry/{prefix}diagonal_margin'] = margins.mean().item()
-        metrics[f'geometry/{prefix}nearest_first_hop_accuracy'] = (margins > 0).float().mean().item()
+        metrics[f'geometry/{infix}{prefix}diagonal_margin'] = margins.mean().item()
+        metrics[f'geometry/{infix}{prefix}nearest_first_hop_accuracy'] = (margins > 0).float().mean().item()
     align = laplacian_alignment(node_embeddings(emb, paths), d, l, k)
-    metrics.update({'geometry/laplacian_alignment': align['alignment'],
-                    'geometry/laplacian_alignment_random': align['random'],
-                    'geometry/laplacian_alignment_ratio': align['ratio'],
-                    'geometry/laplacian_k': align['k']})
+    metrics.update({f'geometry/{infix}laplacian_alignment': align['alignment'],
+                    f'geometry/{infix}laplacian_alignment_random': align['random'],
+                    f'geometry/{infix}laplacian_alignment_ratio': align['ratio'],
+                    f'geometry/{infix}laplacian_k': align['k']})
     return metrics
 
 
 @torch.no_grad()
 def geometry_metrics(model, meta, k=LAPLACIAN_K, max_leaves=MAX_LEAVES):
-    """Flat dict of geometry/... metrics of a GPT; cheap enough to log at every evaluation."""
-    return embedding_metrics(token_embeddings(model), meta, k, max_leaves)
+    """Flat dict of geometry/... metrics of a GPT; cheap enough to log at every evaluation. Untied,
+    the input embedding's under the usual names and the output head's as geometry/output_..."""
+    metrics = {}
+    for infix, _, emb in embeddings_to_analyse(model):
+        metrics.update(embedding_metrics(emb, meta, k, max_leaves, infix))
+    return metrics
 
 
 @torch.no_grad()
@@ -321,22 +343,36 @@ def plot_projection(emb, meta, title, path, max_shown=PROJECTION_ARMS):
 
 
 def geometry_plots(model, meta, out_dir, title, max_arms=MAX_ARMS, prefix='geometry'):
-    """Write the heatmap and the projection PNGs into out_dir; return their paths."""
+    """Write the heatmap and the projection PNGs into out_dir; return their paths. Untied, the output
+    head's as well ({prefix}_output_*.png, keys output_heatmap, output_projection), each titled with
+    the matrix it shows."""
     os.makedirs(out_dir, exist_ok=True)
-    emb = token_embeddings(model).cpu()
     held = np.asarray(meta['holdout_arms'])
     rows = held[:max(1, max_arms // 2)]  # half the columns stay free for other arms
-    sim, cols = leaf_first_hop_similarity(emb, meta['paths'], rows, max_cols=max(max_arms, len(rows)))
-    paths = {}
-    if len(rows):
-        paths['heatmap'] = plot_heatmap(sim, title, os.path.join(out_dir, f'{prefix}_heatmap.png'), rows, cols)
-    paths['projection'] = plot_projection(emb, meta, title, os.path.join(out_dir, f'{prefix}_projection.png'))
+    paths, matrices = {}, embeddings_to_analyse(model)
+    for infix, label, emb in matrices:
+        emb = emb.cpu()
+        named = title if len(matrices) == 1 else f'{title} | {label}'
+        if len(rows):
+            sim, cols = leaf_first_hop_similarity(emb, meta['paths'], rows, max_cols=max(max_arms, len(rows)))
+            paths[f'{infix}heatmap'] = plot_heatmap(sim, named, os.path.join(out_dir, f'{prefix}_{infix}heatmap.png'),
+                                                    rows, cols)
+        paths[f'{infix}projection'] = plot_projection(emb, meta, named,
+                                                      os.path.join(out_dir, f'{prefix}_{infix}projection.png'))
     return paths
 
 
+# the architecture controls that differ from the default transformer, as words for a plot title
+ARCH_WORDS = (('use_attention', False, 'no attention'), ('use_mlp_only_blocks', True, 'linear blocks'),
+              ('use_residual', False, 'no residual'), ('use_layer_norm', False, 'no LayerNorm'),
+              ('use_positional_encoding', False, 'no positions'), ('tie_embeddings', False, 'untied'),
+              ('freeze_token_embeddings', True, 'frozen embeddings'), ('weight_init', 'non_geometric', 'non-geometric'))
+
+
 def run_title(model_args, cfg, iter_num):
+    arch = ', '.join(word for key, value, word in ARCH_WORDS if model_args.get(key) == value)
     return (f"G({cfg['graph_d']},{cfg['graph_l']}) | {model_args['n_layer']} layers x {model_args['n_embd']} | "
-            f"{cfg['num_pause_tokens']} pause | iter {iter_num}")
+            f"{arch + ' | ' if arch else ''}{cfg['num_pause_tokens']} pause | iter {iter_num}")
 
 
 # -----------------------------------------------------------------------------

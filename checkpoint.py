@@ -11,6 +11,7 @@ new one. A run takes the lock before it writes anything; a second run on the sam
 stops with one line naming the holder. A new run from scratch never overwrites a finished or
 resumable run unless it is told to (overwrite_out_dir=True).
 """
+import dataclasses
 import fcntl
 import glob
 import json
@@ -173,7 +174,9 @@ def load_weights(model, path, key):
     if not isinstance(saved, dict) or 'model' not in saved or 'model_args' not in saved:
         raise UserError(f"{key}: {path} is not a pathstar weights file (no model and model_args)")
     ours, theirs = vars(model.config), saved['model_args']
-    differ = [k for k in ours if theirs.get(k) != ours[k]]
+    # a file written before a model key existed was made with that key's default
+    defaults = {f.name: f.default for f in dataclasses.fields(model.config) if f.default is not dataclasses.MISSING}
+    differ = [k for k in ours if theirs.get(k, defaults.get(k)) != ours[k]]
     if differ:
         there = ', '.join(f"{k}={theirs.get(k)!r}" for k in differ)
         here = ', '.join(f"{k}={ours[k]!r}" for k in differ)

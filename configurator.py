@@ -54,6 +54,14 @@ DEFAULTS = dict(
     bias=False,                  # bias in Linear and LayerNorm layers
     gelu='exact',                # 'tanh': the MLP's GELU as the tanh approximation (the official code's)
     init='nanogpt',              # 'official': position table N(0, 1), no depth-scaled residual init
+    use_attention=True,          # False: blocks without attention, x + mlp(ln(x)) (--no-use_attention)
+    use_mlp_only_blocks=False,   # one Linear(d, d) per block, no activation, for the GELU MLP (--use_mlp_only_blocks)
+    use_residual=True,           # False: no skip connections (--use_residual_connections)
+    use_layer_norm=True,         # False: no LayerNorm anywhere (--use_layer_norm)
+    use_positional_encoding=True,  # False: no position table (--use_positional_encoding)
+    tie_embeddings=True,         # False: separate input embedding and output head (--tie_input_output_embeddings)
+    freeze_token_embeddings=False,  # token embedding, head and position table never train (--freeze_token_embeddings)
+    weight_init='default',       # 'non_geometric': output head (so a tied embedding) ~ N(0, 1) (--weight_init_mode)
     # the optimiser (AdamW)
     learning_rate=1e-3,          # peak learning rate
     label_smoothing=0.0,         # training loss only; evaluation never smooths
@@ -120,6 +128,7 @@ CHOICES = dict(
     decay_params=('matrices', 'all'),
     gelu=('exact', 'tanh'),
     init=('nanogpt', 'official'),
+    weight_init=('default', 'non_geometric'),
     graph_builder=('pathstar', 'official'),
     path_loss=('full', 'first_hop'),
     path_target=('full', 'first_hop', 'reversed'),
@@ -318,10 +327,16 @@ def schedule_fractions(cfg):
             f"got {cfg['warmup_frac']}, {cfg['lr_decay_frac']}")
 
 
-@rule('n_embd', 'n_head', 'model_type')
-def heads_divide_width(cfg):  # Mamba has no heads: n_head is ignored there
-    require(cfg['model_type'] == 'mamba' or cfg['n_embd'] % cfg['n_head'] == 0,
+@rule('n_embd', 'n_head', 'model_type', 'use_attention')
+def heads_divide_width(cfg):  # Mamba, and a GPT without attention, have no heads to divide the width among
+    require(cfg['model_type'] == 'mamba' or not cfg['use_attention'] or cfg['n_embd'] % cfg['n_head'] == 0,
             f"n_embd: must be divisible by n_head, got n_embd={cfg['n_embd']}, n_head={cfg['n_head']}")
+
+
+# No rule rejects a combination of the architecture keys: each one still trains. n_layer >= 1 and every
+# block keeps a weight matrix (its MLP, or the Linear(d, d) of use_mlp_only_blocks), so even with
+# freeze_token_embeddings something is left to train; the controls that cannot solve the task (no
+# attention, no positions) are the point of running them.
 
 
 @rule('device')

@@ -23,6 +23,16 @@ class GPTConfig:
     bias: bool = False
     gelu: str = 'exact'        # 'tanh': the tanh approximation (the official code's)
     init: str = 'nanogpt'      # 'official': the position table N(0, 1) and no depth-scaled residual projections
+    # architecture controls (the official code's flags); the defaults are the transformer above, so a
+    # checkpoint written before these fields existed builds the same model
+    use_attention: bool = True            # False: block = x + mlp(ln_1(x)), no attention and no ln_2
+    use_mlp_only_blocks: bool = False     # True: one Linear(d, d) (+ dropout), no activation, in place of the MLP
+    use_residual: bool = True             # False: no skip connections in the blocks
+    use_layer_norm: bool = True           # False: no ln_1, ln_2 or final LayerNorm
+    use_positional_encoding: bool = True  # False: no position table
+    tie_embeddings: bool = True           # False: an input embedding separate from the output head
+    freeze_token_embeddings: bool = False  # True: token embedding, output head and position table never train
+    weight_init: str = 'default'          # 'non_geometric': the output head (so a tied embedding) ~ N(0, 1)
 
 
 class CausalSelfAttention(nn.Module):
@@ -59,18 +69,44 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
-class Block(nn.Module):
+class LinearMLP(nn.Module):
+    """use_mlp_only_blocks: one Linear(d, d) and dropout, no activation, in place of the GELU MLP.
+    Its weight is plain N(0, 0.02) (not depth-scaled), as the official code leaves it."""
 
     def __init__(self, config):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.c_fc = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        return self.dropout(self.c_fc(x))
+
+
+def layer_norm(config):
+    return nn.LayerNorm(config.n_embd, bias=config.bias) if config.use_layer_norm else nn.Identity()
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm: x + attn(ln_1(x)), then + mlp(ln_2(x)). Without attention the block is
+    x + mlp(ln_1(x)) (no ln_2); without residuals the sums become plain assignments."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.residual, self.use_attention = config.use_residual, config.use_attention
+        self.ln_1 = layer_norm(config)
+        if config.use_attention:
+            self.attn = CausalSelfAttention(config)
+            self.ln_2 = layer_norm(config)
+        self.mlp = LinearMLP(config) if config.use_mlp_only_blocks else MLP(config)
+
+    def forward(self, x):
+        if self.use_attention:
+            a = self.attn(self.ln_1(x))
+            x = x + a if self.residual else a
+            m = self.mlp(self.ln_2(x))
+        else:
+            m = self.mlp(self.ln_1(x))
+        return x + m if self.residual else m
 
 
 class GPT(nn.Module):
@@ -78,26 +114,41 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-        ))
+        modules = dict(wte=nn.Embedding(config.vocab_size, config.n_embd))
+        if config.use_positional_encoding:
+            modules['wpe'] = nn.Embedding(config.block_size, config.n_embd)
+        modules.update(drop=nn.Dropout(config.dropout), h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                       ln_f=layer_norm(config))
+        self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # weight tying: the input and output embedding of a node id are one vector,
-        # which is also what the geometry diagnostics read
-        self.transformer.wte.weight = self.lm_head.weight
-        self.apply(self._init_weights)
+        if config.tie_embeddings:
+            # weight tying: the input and output embedding of a node id are one vector,
+            # which is also what the geometry diagnostics read
+            self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)  # untied, the input embedding is N(0, 0.02) as the head is
         if config.init == 'official':  # its position table keeps torch's N(0, 1); no depth scaling
-            nn.init.normal_(self.transformer.wpe.weight, mean=0.0, std=1.0)
-            return
-        # GPT-2: scale the residual projections by the depth so the residual stream
-        # does not grow with n_layer
-        for name, p in self.named_parameters():
-            if name.endswith('c_proj.weight'):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+            if config.use_positional_encoding:
+                nn.init.normal_(self.transformer.wpe.weight, mean=0.0, std=1.0)
+        else:
+            # GPT-2: scale the residual projections by the depth so the residual stream
+            # does not grow with n_layer
+            for name, p in self.named_parameters():
+                if name.endswith('c_proj.weight'):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if config.weight_init == 'non_geometric':  # the output head only (tied: the token embedding with it)
+            nn.init.normal_(self.lm_head.weight, mean=0.0, std=1.0)
+        if config.freeze_token_embeddings:  # the official 'associative' control: only the blocks (and ln_f) train
+            for p in self.embedding_parameters():
+                p.requires_grad_(False)
+
+    def embedding_parameters(self):
+        """The token embedding, the output head and the position table (each once when tied)."""
+        params = [self.lm_head.weight]
+        if not self.config.tie_embeddings:
+            params.append(self.transformer.wte.weight)
+        if self.config.use_positional_encoding:
+            params.append(self.transformer.wpe.weight)
+        return params
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -108,17 +159,24 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self, non_embedding=True):
+        """Every parameter, frozen or not; non_embedding leaves out the lookup tables (the position
+        table, and the input embedding when it is not tied to the output head)."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.transformer.wpe.weight.numel()
+            if self.config.use_positional_encoding:
+                n -= self.transformer.wpe.weight.numel()
+            if not self.config.tie_embeddings:
+                n -= self.transformer.wte.weight.numel()
         return n
 
     def hidden(self, idx):
         """Final-layer hidden states (B, T, C) after ln_f."""
         T = idx.size(1)
         assert T <= self.config.block_size, f"sequence of {T} > block_size {self.config.block_size}"
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.wte(idx)
+        if self.config.use_positional_encoding:
+            x = x + self.transformer.wpe(torch.arange(T, dtype=torch.long, device=idx.device))
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x)
         return self.transformer.ln_f(x)
@@ -170,11 +228,14 @@ class GPT(nn.Module):
     def flops_per_row(self, seq_len, slots):
         """Forward + backward FLOPs of one row of seq_len inputs whose output head runs at `slots`
         positions (PaLM appendix B, counting what is computed: the body at every position,
-        attention over seq_len, the tied head only at the slots; an embedding lookup is free)."""
+        attention over seq_len, the head only at the slots; an embedding lookup is free). Frozen
+        parameters count as trained ones: their forward and backward are computed all the same."""
         cfg = self.config
-        head = cfg.vocab_size * cfg.n_embd
-        body = self.num_params() - head  # num_params already leaves out the position table
-        return 6 * body * seq_len + 6 * head * slots + 12 * cfg.n_layer * cfg.n_embd * seq_len * seq_len
+        head = self.lm_head.weight.numel()
+        body = sum(p.numel() for p in self.transformer.h.parameters()) + \
+            sum(p.numel() for p in self.transformer.ln_f.parameters())
+        attention = 12 * cfg.n_layer * cfg.n_embd * seq_len * seq_len if cfg.use_attention else 0
+        return 6 * body * seq_len + 6 * head * slots + attention
 
 
 # dense tensor-core peaks in TFLOP/s, (bf16/fp16, tf32), by a name torch.cuda.get_device_name

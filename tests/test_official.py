@@ -164,3 +164,15 @@ def test_each_official_variant_is_a_config_file_changing_only_its_keys(variant, 
     base = official('official_g5000_l5')
     cfg = official('official_g5000_l5', variant)
     assert {k: cfg[k] for k in cfg if cfg[k] != base[k]} == changed
+
+
+def test_an_edge_checkpoint_older_than_a_model_key_still_starts_a_run(tmp_path):
+    first = tmp_path / 'first'
+    train.train(two_stage(first))
+    edges = first / 'out' / 'edges.pt'
+    saved = torch.load(edges, weights_only=True)
+    for key in ('use_attention', 'weight_init', 'gelu'):  # written before these keys existed
+        saved['model_args'].pop(key, None)
+    torch.save(saved, edges)
+    summary = train.train(two_stage(tmp_path / 'second', edge_checkpoint=str(edges)))
+    assert summary['max_iters'] == 12
