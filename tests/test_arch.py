@@ -20,6 +20,9 @@ CONTROLS = {
     'frozen': dict(freeze_token_embeddings=True),
     'untied': dict(tie_embeddings=False),
     'non_geometric': dict(weight_init='non_geometric'),
+    'no_layer_norm': dict(use_layer_norm=False),
+    'no_positional_encoding': dict(use_positional_encoding=False),
+    'mlp_only_blocks': dict(use_mlp_only_blocks=True),
 }
 
 
@@ -159,7 +162,7 @@ class Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize('name', ['frozen', 'mlp_only'])
+@pytest.mark.parametrize('name', list(CONTROLS))
 def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, name):
     cfg = tiny_config(tmp_path, epochs=8, eval_interval=4, **CONTROLS[name])
     full = train.train(dict(cfg, out_dir=str(tmp_path / 'full')))
@@ -195,12 +198,13 @@ def test_validator():
         configurator.parse_overrides(['--use_attention=maybe'])
 
 
-@pytest.mark.parametrize('name', ['no_attention', 'mlp_only', 'frozen_embeddings', 'untied', 'non_geometric'])
+@pytest.mark.parametrize('name', ['no_attention', 'mlp_only', 'frozen_embeddings', 'untied', 'non_geometric',
+                                  'no_residual', 'no_layer_norm', 'no_positional_encoding', 'mamba'])
 def test_arch_configs_apply_after_another_config(name):
     cfg = configurator.parse_args(['config/official_g5000_l5.py', f'config/arch_{name}.py'])
     assert cfg['out_dir'] == f'out-official-g5000-l5-{name}'
     model_keys = ('use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_layer_norm', 'use_positional_encoding',
-                  'tie_embeddings', 'freeze_token_embeddings', 'weight_init')
+                  'tie_embeddings', 'freeze_token_embeddings', 'weight_init', 'model_type')
     assert any(cfg[k] != configurator.DEFAULTS[k] for k in model_keys)
 
 
