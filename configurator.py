@@ -327,6 +327,15 @@ def schedule_fractions(cfg):
             f"got {cfg['warmup_frac']}, {cfg['lr_decay_frac']}")
 
 
+@rule('model_type', 'use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_positional_encoding')
+def gpt_only_controls(cfg):  # a Mamba block has no attention, MLP, residual or position table to take away
+    if cfg['model_type'] == 'mamba':
+        for key in ('use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_positional_encoding'):
+            require(cfg[key] == DEFAULTS[key], f"{key}: applies to model_type='gpt' only (a Mamba block has no "
+                                               f"attention, MLP, residual or position table); leave it at "
+                                               f"{DEFAULTS[key]!r}")
+
+
 @rule('n_embd', 'n_head', 'model_type', 'use_attention')
 def heads_divide_width(cfg):  # Mamba, and a GPT without attention, have no heads to divide the width among
     require(cfg['model_type'] == 'mamba' or not cfg['use_attention'] or cfg['n_embd'] % cfg['n_head'] == 0,

@@ -33,6 +33,11 @@ class MambaConfig:
     expand: int = 2       # d_inner = expand * n_embd (--mamba_expand_factor)
     bias: bool = False    # LayerNorm bias (the Mamba block's Linear layers have none, as mamba_ssm's)
     model_type: str = 'mamba'  # saved in the checkpoint's model_args: models.build picks the class by it
+    # the architecture controls that mean something for Mamba (the GPT's, see model.py)
+    use_layer_norm: bool = True
+    tie_embeddings: bool = True
+    freeze_token_embeddings: bool = False
+    weight_init: str = 'default'   # 'non_geometric': the output head N(0, 1)
 
 
 def selective_scan(x, dt, A, B, C, D):
@@ -89,12 +94,14 @@ class MambaLM(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            ln=nn.ModuleList([nn.LayerNorm(config.n_embd, bias=config.bias) for _ in range(config.n_layer)]),
+            ln=nn.ModuleList([nn.LayerNorm(config.n_embd, bias=config.bias) if config.use_layer_norm
+                              else nn.Identity() for _ in range(config.n_layer)]),
             h=nn.ModuleList([MambaBlock(config.n_embd, config.d_state, config.d_conv, config.expand)
                              for _ in range(config.n_layer)]),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight
+        if config.tie_embeddings:
+            self.transformer.wte.weight = self.lm_head.weight
         # the official init: every Linear N(0, 0.02) with zero biases, dt_proj.bias included
         # (overriding mamba_ssm's dt initialisation); the conv, A_log and D keep theirs
         for module in self.modules():
@@ -102,6 +109,11 @@ class MambaLM(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
                 if getattr(module, 'bias', None) is not None:
                     nn.init.zeros_(module.bias)
+        if config.weight_init == 'non_geometric':
+            nn.init.normal_(self.lm_head.weight, mean=0.0, std=1.0)
+        if config.freeze_token_embeddings:  # the associative-memory control: only the blocks learn
+            for p in (self.lm_head.weight, self.transformer.wte.weight):
+                p.requires_grad_(False)
 
     def use_kernels(self):
         """Replace each pure block by mamba_ssm.Mamba (CUDA kernels) holding the same weights."""

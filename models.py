@@ -18,7 +18,8 @@ def mamba_config(cfg, vocab_size, block_size):
     from mamba import MambaConfig
     return MambaConfig(vocab_size=vocab_size, block_size=block_size, n_layer=cfg['n_layer'], n_embd=cfg['n_embd'],
                        d_state=cfg['mamba_d_state'], d_conv=cfg['mamba_d_conv'], expand=cfg['mamba_expand'],
-                       bias=cfg['bias'])
+                       bias=cfg['bias'], use_layer_norm=cfg['use_layer_norm'], tie_embeddings=cfg['tie_embeddings'],
+                       freeze_token_embeddings=cfg['freeze_token_embeddings'], weight_init=cfg['weight_init'])
 
 
 # model_type -> (module, model class, config class, config from (train cfg, vocab_size, block_size))

@@ -112,3 +112,29 @@ def test_importing_train_does_not_import_mamba():
     code = "import sys; sys.path.insert(0, %r); import train; print('mamba' in sys.modules)" % ROOT
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == 'False', out.stderr
+
+
+@pytest.mark.parametrize('control', [dict(tie_embeddings=False), dict(freeze_token_embeddings=True),
+                                     dict(weight_init='non_geometric'), dict(use_layer_norm=False)])
+def test_the_controls_that_mean_something_for_mamba_apply_to_it(tmp_path, control):
+    import models
+    cfg = configurator.build_config(tiny_config(tmp_path, model_type='mamba', n_layer=1, n_embd=16, epochs=2,
+                                                **control))
+    model = models.build(cfg, 40, 8, 'cpu')
+    key, value = next(iter(control.items()))
+    if key == 'tie_embeddings':
+        assert model.transformer.wte.weight is not model.lm_head.weight
+    if key == 'freeze_token_embeddings':
+        assert not model.lm_head.weight.requires_grad and any(p.requires_grad for p in model.parameters())
+    if key == 'weight_init':
+        assert model.lm_head.weight.std() > 0.5
+    if key == 'use_layer_norm':
+        assert all(isinstance(ln, torch.nn.Identity) for ln in model.transformer.ln)
+    train.train(cfg)
+
+
+def test_gpt_only_controls_are_refused_for_mamba():
+    for key, value in dict(use_attention=False, use_mlp_only_blocks=True, use_residual=False,
+                           use_positional_encoding=False).items():
+        with pytest.raises(configurator.UserError, match=f"{key}: applies to model_type='gpt' only"):
+            configurator.build_config({'model_type': 'mamba', key: value})
