@@ -119,8 +119,3 @@ def lr_at(it, s):
         return s.min_lr
     progress = (i - s.warmup) / max(s.decay_end - s.warmup, 1)
     return s.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (s.lr - s.min_lr)
-
-
-def cosine_lr(it, max_iters, cfg):
-    """The one-schedule run's learning rate (warmup_frac or warmup_iters, then cosine to min_lr)."""
-    return lr_at(it, schedule(dict(dict(warmup_iters=0), **cfg), 0, max_iters))

@@ -16,11 +16,11 @@ import recipes
 import train
 from conftest import ROOT, tiny_config
 
-SCHEDULE = dict(learning_rate=1e-3, min_lr=1e-4, warmup_frac=0.1, lr_decay_frac=0.9, decay_lr=True)
+SCHEDULE = dict(learning_rate=1e-3, min_lr=1e-4, warmup_frac=0.1, warmup_iters=0, lr_decay_frac=0.9, decay_lr=True)
 
 
 def test_lr_warms_up_linearly_then_follows_the_cosine_then_stays_flat():
-    lr = [recipes.cosine_lr(it, 100, SCHEDULE) for it in range(100)]
+    lr = [recipes.lr_at(it, recipes.schedule(SCHEDULE, 0, 100)) for it in range(100)]
     assert lr[0] == pytest.approx(1e-3 * 1 / 11)       # warmup: 10 iterations
     assert lr[9] == pytest.approx(1e-3 * 10 / 11)
     assert lr[10] == pytest.approx(1e-3)                # cosine starts at the peak
@@ -30,7 +30,7 @@ def test_lr_warms_up_linearly_then_follows_the_cosine_then_stays_flat():
 
 
 def test_lr_is_constant_without_decay():
-    assert {recipes.cosine_lr(it, 50, dict(SCHEDULE, decay_lr=False)) for it in range(50)} == {1e-3}
+    assert {recipes.lr_at(it, recipes.schedule(dict(SCHEDULE, decay_lr=False), 0, 50)) for it in range(50)} == {1e-3}
 
 
 def test_target_slots_list_each_rows_targets_in_order():
