@@ -25,6 +25,9 @@ import pathstar_data  # the row counts that batch_size is checked against (it im
 # defaults: a small graph and model that train in ~30 s on a 2-core CPU, and plan some held-out paths
 DEFAULTS = dict(
     # the graph (the dataset is cached per distinct set of these keys)
+    task='in_weights',           # 'in_context': each row carries its own random star (incontext_data.py)
+    num_train_graphs=20000,      # in_context: training rows, one random graph each
+    num_val_graphs=1000,         # in_context: validation rows, graphs unlike every training graph
     graph_d=20,                  # arms of the star; chance for the first hop is 1/graph_d
     graph_l=5,                   # nodes on a root->leaf path, root and leaf included
     graph_vocab_size='2max',     # node ids drawn from range(V): an int, or 'Nmax' = N x node count
@@ -132,6 +135,7 @@ CHOICES = dict(
     graph_builder=('pathstar', 'official'),
     path_loss=('full', 'first_hop'),
     path_target=('full', 'first_hop', 'reversed'),
+    task=('in_weights', 'in_context'),
     model_type=('gpt', 'mamba'),
 )
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
@@ -270,7 +274,8 @@ def check(cfg):
 # one-key bounds, as (smallest allowed value, key...)
 AT_LEAST = ((2, 'graph_d', 'graph_l'),
             (1, 'n_layer', 'n_head', 'n_embd', 'epochs', 'gradient_accumulation_steps', 'eval_interval',
-             'log_interval', 'eval_samples', 'edge_batch_size', 'edge_epochs'),
+             'log_interval', 'eval_samples', 'edge_batch_size', 'edge_epochs', 'num_train_graphs',
+             'num_val_graphs'),
             (1, 'mamba_d_state', 'mamba_d_conv', 'mamba_expand'),
             (0, 'num_pause_tokens', 'max_iters', 'geometry_interval', 'seed', 'data_seed', 'weight_decay',
              'grad_clip', 'checkpoint_interval', 'warmup_iters', 'edge_warmup_iters'))
@@ -399,8 +404,13 @@ def stages_not_empty(cfg):
 
 
 @rule('batch_size', 'graph_d', 'graph_l', 'graph_holdout_percentage', 'graph_builder', 'use_undirected',
-      'path_replication', 'recipe', 'edge_batch_size')
+      'path_replication', 'recipe', 'edge_batch_size', 'task', 'num_train_graphs')
 def batch_fits_the_rows(cfg):
+    if cfg['task'] == 'in_context':  # one row per training graph
+        n = cfg['num_train_graphs']
+        require(cfg['batch_size'] == 'auto' or cfg['batch_size'] <= n,
+                f"batch_size: {cfg['batch_size']} is more than the {n} training graphs; use 'auto' or <= {n}")
+        return
     counts = pathstar_data.row_counts(cfg)
     n_rows, what = counts.train_rows, 'training rows'
     if cfg['recipe'] == 'two_stage':  # each stage's batch against its own rows
@@ -411,6 +421,26 @@ def batch_fits_the_rows(cfg):
     if cfg['batch_size'] != 'auto':
         require(cfg['batch_size'] <= n_rows, f"batch_size: {cfg['batch_size']} is more than the {n_rows} {what}; "
                                              f"use 'auto' or <= {n_rows}")
+
+
+@rule('task', 'geometry_interval')
+def in_context_has_no_geometry(cfg):
+    require(cfg['task'] != 'in_context' or cfg['geometry_interval'] == 0,
+            "geometry_interval: the geometry diagnostics read one fixed graph, so task='in_context' needs 0")
+
+
+@rule('task', 'recipe')
+def in_context_is_interleaved(cfg):
+    require(cfg['task'] != 'in_context' or cfg['recipe'] == 'interleaved',
+            f"recipe: {cfg['recipe']!r} trains edge rows apart, and task='in_context' has none; use 'interleaved'")
+
+
+@rule('task', 'graph_builder', 'data_import')
+def in_context_draws_its_own_graphs(cfg):
+    if cfg['task'] == 'in_context':
+        require(not cfg['data_import'], "data_import: not yet with task='in_context' (its files hold one graph)")
+        require(cfg['graph_builder'] == 'pathstar',
+                "graph_builder: 'official' builds one graph; task='in_context' needs 'pathstar'")
 
 
 @rule('path_target', 'teacherless')

@@ -297,6 +297,9 @@ def load_or_build(cfg, verbose=True, mmap=False):
     """The dataset for cfg, from its cache folder under data_dir, building it first if needed
     (pathstar_cache.py keeps the folders trustworthy)."""
     import pathstar_cache
+    if cfg.get('task') == 'in_context':  # each row its own graph (incontext_data.py), in memory for now
+        import incontext_data
+        return incontext_data.load_or_build(cfg, verbose, mmap)
     return pathstar_cache.load_or_build(cfg, verbose, mmap)
 
 

@@ -145,6 +145,11 @@ def eval_sets(data, samples, seed, device):
     rng = np.random.default_rng(seed)
     meta = data.meta
     n_edges = meta['num_edge_rows']
+    if meta.get('task') == 'in_context':  # no fixed graph: the first training rows are the training sample
+        none = data.train_rows[:0, :meta['edge_row_len']]
+        x, pos, tgt = to_targets(none, data.train_mask[:0, :meta['edge_row_len']], 1, device)
+        return EvalSets(data.train_rows[:samples], Targets(x[:, :meta['edge_row_len'] - 1], pos, tgt),
+                        data.val_rows, none)
     arms = np.sort(rng.permutation(meta['train_arms'])[:samples])
     train_paths = pathstar_data.path_rows(meta['paths'][arms], meta)
     edge_idx = np.sort(rng.permutation(np.flatnonzero(determined_edges(data.train_rows[:n_edges], meta)))[:samples])

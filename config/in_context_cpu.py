@@ -1,0 +1,17 @@
+# In-context path-star on a CPU (incontext_data.py): every row is its own random star with graph_d=2
+# arms of graph_l=5 nodes, as a shuffled '[EDGE] u v' list, then '[PATH] leaf _ _' and the root..leaf
+# path. Validation graphs are never training graphs. A first-step size: minutes on 2 cores.
+#   python3 train.py config/in_context_cpu.py
+task = 'in_context'
+graph_d = 2
+graph_l = 5
+num_pause_tokens = 2
+num_train_graphs = 4000
+num_val_graphs = 500
+n_layer = 2
+n_head = 2
+n_embd = 64
+epochs = 20
+eval_interval = 100
+device = 'cpu'
+out_dir = 'out/in_context_cpu'

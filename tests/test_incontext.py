@@ -1,0 +1,116 @@
+"""The in-context path-star task (incontext_data.py): each row's own star graph, query and path."""
+import numpy as np
+import pytest
+
+import configurator
+import incontext_data
+import pathstar_data
+import train
+from conftest import tiny_config
+from pathstar_data import EDGE, NODE_OFFSET, PATH, PAUSE
+
+D, L = 3, 4
+
+
+def build(**overrides):
+    cfg = dict(task='in_context', graph_d=D, graph_l=L, num_pause_tokens=2, num_train_graphs=200, num_val_graphs=50)
+    return incontext_data.build_arrays(dict(cfg, **overrides))
+
+
+def parse(row, meta):
+    """(edges as (parent, child) list, queried leaf, targets) of one row, checking its fixed tokens."""
+    n_edges = D * (L - 1)
+    triples = row[:3 * n_edges].reshape(n_edges, 3).astype(np.int64)
+    assert (triples[:, 0] == EDGE).all()
+    start = meta['path_prompt_len']
+    assert row[3 * n_edges] == PATH and (row[3 * n_edges + 2:start] == PAUSE).all()
+    return [tuple(e) for e in triples[:, 1:]], int(row[3 * n_edges + 1]), row[start:].astype(np.int64).tolist()
+
+
+def star_path(edges, leaf):
+    """Check that edges form a star with D arms of L-1 nodes; the root..leaf path."""
+    children = {}
+    parent = {}
+    for u, v in edges:
+        assert v not in parent  # every node has one parent
+        parent[v] = u
+        children.setdefault(u, []).append(v)
+    nodes = {n for e in edges for n in e}
+    assert len(nodes) == D * (L - 1) + 1  # all labels distinct within the row
+    assert all(NODE_OFFSET <= n for n in nodes)
+    roots = [n for n in nodes if n not in parent]
+    assert len(roots) == 1 and len(children[roots[0]]) == D
+    for first in children[roots[0]]:  # each arm is a chain of L - 1 nodes
+        node, depth = first, 1
+        while node in children:
+            assert len(children[node]) == 1
+            node, depth = children[node][0], depth + 1
+        assert depth == L - 1
+    assert leaf in parent and leaf not in children
+    path = [leaf]
+    while path[-1] in parent:
+        path.append(parent[path[-1]])
+    return path[::-1]
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_every_row_is_its_own_star_with_the_queried_leafs_path_as_targets(split):
+    arrays, meta = build()
+    rows, mask = arrays[f'{split}_rows'], arrays[f'{split}_mask']
+    assert rows.shape == (meta[f'num_{split}_rows'], meta['row_len'])
+    for row in rows:
+        edges, leaf, targets = parse(row, meta)
+        assert targets == star_path(edges, leaf)
+    start = meta['path_prompt_len']
+    assert mask[:, start:start + L].all() and mask.sum() == L * len(rows)
+
+
+def test_reversed_targets_and_the_root_in_the_prompt():
+    arrays, meta = build(path_target='reversed', root_in_prompt=True, num_pause_tokens=0)
+    row = arrays['train_rows'][0].astype(np.int64)
+    n_edges = D * (L - 1)
+    edges = [tuple(e) for e in row[:3 * n_edges].reshape(n_edges, 3)[:, 1:]]
+    root, leaf = row[3 * n_edges + 1], row[3 * n_edges + 2]
+    path = star_path(edges, int(leaf))
+    assert path[0] == root and row[meta['path_prompt_len']:].tolist() == path[::-1]
+
+
+def test_no_validation_graph_is_a_training_graph():
+    arrays, meta = build()
+
+    def graphs(rows):
+        return {frozenset(parse(row, meta)[0]) for row in rows}
+    assert not graphs(arrays['val_rows']) & graphs(arrays['train_rows'])
+    # a tiny graph space: equal graphs are certain without the redraw, and none slip through
+    arrays, meta = incontext_data.build_arrays(dict(task='in_context', graph_d=2, graph_l=2, graph_vocab_size=4,
+                                                    num_pause_tokens=0, num_train_graphs=5, num_val_graphs=20))
+    small = {frozenset(map(tuple, r[:6].reshape(2, 3)[:, 1:].tolist())) for r in arrays['train_rows']}
+    assert not {frozenset(map(tuple, r[:6].reshape(2, 3)[:, 1:].tolist())) for r in arrays['val_rows']} & small
+
+
+def test_rows_follow_the_data_seed():
+    a, _ = build()
+    b, _ = build()
+    c, _ = build(data_seed=7)
+    assert (a['train_rows'] == b['train_rows']).all() and not (a['train_rows'] == c['train_rows']).all()
+
+
+def test_in_context_rejects_what_does_not_apply_yet():
+    for bad in (dict(geometry_interval=1), dict(recipe='staged'), dict(graph_builder='official')):
+        with pytest.raises(configurator.UserError):
+            configurator.build_config(dict(task='in_context', **bad))
+
+
+def test_a_tiny_in_context_run_trains_evaluates_and_resumes(tmp_path):
+    cfg = tiny_config(tmp_path, task='in_context', graph_d=3, graph_l=4, epochs=2, eval_interval=2,
+                      num_train_graphs=200, num_val_graphs=50)
+    data = pathstar_data.load_or_build(cfg, verbose=False)
+    assert data.meta['num_edge_rows'] == 0 and len(data.train_rows) == 200
+    summary = train.train(cfg)
+    for key in ('val/accuracy/path', 'val/accuracy/first_hop', 'train/accuracy/path', 'val/loss/overall',
+                *(f'val/accuracy/token_{i}' for i in range(1, L + 1))):
+        assert key in summary, key
+    assert summary['chance/first_hop'] == pytest.approx(1 / 3)
+    resumed = train.train(dict(cfg, init_from='resume'))
+    for key in ('val/accuracy/path', 'val/loss/overall', 'train/loss/overall'):
+        assert resumed[key] == pytest.approx(summary[key], abs=1e-6), key
