@@ -28,7 +28,7 @@ import numpy as np
 
 import configurator
 import pathstar_data
-from pathstar_data import EDGE, NODE_OFFSET, PATH, PAUSE, TOKENS, PathStarData
+from pathstar_data import EDGE, NODE_OFFSET, TOKENS, PathStarData
 
 IN_CONTEXT_KEYS = ('task', 'num_train_graphs', 'num_val_graphs')
 MAX_TRIES = 100  # rounds of redrawing validation graphs that equal a training graph
@@ -114,15 +114,7 @@ def split_rows(rng, paths, meta):
     triples[:, :, 0] = EDGE
     triples[:, :, 1:] = pairs
     path = paths[np.arange(n), leaves]  # (n, l) root..leaf of the queried arm
-    col = 3 * pairs.shape[1]
-    rows[:, col] = PATH
-    col += 1
-    if cfg['root_in_prompt']:
-        rows[:, col] = path[:, 0]
-        col += 1
-    rows[:, col] = path[:, -1]
-    rows[:, col + 1:start] = PAUSE
-    rows[:, start:start + len(targets)] = path[:, targets]
+    pathstar_data.write_query(rows, path, 3 * pairs.shape[1], start, targets, True, cfg['root_in_prompt'])
     mask = np.zeros(rows.shape, np.bool_)
     mask[:, start:start + len(targets)] = True
     return rows, mask

@@ -242,18 +242,23 @@ def path_rows(paths, meta):
     targets are the path nodes meta['path_target_nodes'] (root..leaf, the first hop, or leaf..root)."""
     cfg = meta['config']
     out = np.zeros((len(paths), meta['row_len']), meta['dtype'])
-    start, targets = meta['path_prompt_len'], meta['path_target_nodes']
-    col = 0
-    if cfg['use_task_tokens']:
+    write_query(out, paths, 0, meta['path_prompt_len'], meta['path_target_nodes'], cfg['use_task_tokens'],
+                cfg['root_in_prompt'])
+    return out
+
+
+def write_query(out, paths, col, start, targets, task_token, root_in_prompt):
+    """Write '[PATH] (root) leaf PAUSE..' from column col and the target nodes of each root..leaf path
+    from column start (the prompt's end) into the rows out."""
+    if task_token:
         out[:, col] = PATH
         col += 1
-    if cfg['root_in_prompt']:
+    if root_in_prompt:
         out[:, col] = paths[:, 0]
         col += 1
     out[:, col] = paths[:, -1]
     out[:, col + 1:start] = PAUSE
     out[:, start:start + len(targets)] = paths[:, targets]
-    return out
 
 
 def fill_rows(arrays, meta):
