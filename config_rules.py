@@ -1,0 +1,263 @@
+"""
+Checking a whole config: check(cfg) is the one authority over whether a config can run.
+
+Each rule is a function registered with @rule(keys...) that names every key it reads, so
+the sweep checker knows which swept values it must combine (sweep_space.check_combinations),
+and a test holds each rule to its declared keys. A broken rule raises UserError, one line
+that names the key. Nothing here builds data or imports torch; whether this machine has the
+device or dtype is device.py's separate question. configurator.py re-exports what callers use.
+
+The project modules a rule needs (pathstar_data, configurator) are imported inside it: they
+import this module at their top.
+"""
+import math
+import re
+
+
+class UserError(ValueError):
+    """A user error: its message is one line, shown without a traceback."""
+
+
+AUTO_BATCH_ROWS = 1024   # batch_size='auto' = min(training rows, this)
+RULES = []               # (keys a rule reads, the rule)
+
+
+def rule(*keys):
+    def register(fn):
+        RULES.append((keys, fn))
+        return fn
+    return register
+
+
+def require(ok, message):
+    if not ok:
+        raise UserError(message)
+
+
+def check(cfg):
+    """Raise UserError (one line naming the key) unless every rule holds; return cfg."""
+    for _, fn in RULES:
+        fn(cfg)
+    return cfg
+
+
+# one-key bounds, as (smallest allowed value, key...)
+AT_LEAST = ((2, 'graph_d', 'graph_l'),
+            (1, 'n_layer', 'n_head', 'n_embd', 'epochs', 'gradient_accumulation_steps', 'eval_interval',
+             'log_interval', 'eval_samples', 'edge_batch_size', 'edge_epochs', 'num_train_graphs',
+             'num_val_graphs'),
+            (1, 'mamba_d_state', 'mamba_d_conv', 'mamba_expand'),
+            (0, 'num_pause_tokens', 'max_iters', 'geometry_interval', 'seed', 'data_seed', 'weight_decay',
+             'grad_clip', 'checkpoint_interval', 'warmup_iters', 'edge_warmup_iters'))
+BELOW_ONE = ('graph_holdout_percentage', 'dropout', 'label_smoothing', 'beta1', 'beta2')  # in [0, 1)
+
+
+def bound_rule(key, low):
+    rule(key)(lambda cfg: require(cfg[key] >= low, f"{key}: must be >= {low}, got {cfg[key]}"))
+
+
+def unit_rule(key):
+    rule(key)(lambda cfg: require(0 <= cfg[key] < 1, f"{key}: must be in [0, 1), got {cfg[key]}"))
+
+
+for low, *keys in AT_LEAST:
+    for key in keys:
+        bound_rule(key, low)
+for key in BELOW_ONE:
+    unit_rule(key)
+for key in ('batch_size', 'path_replication'):  # configurator.AUTO_OR_INT
+    rule(key)(lambda cfg, key=key: require(cfg[key] == 'auto' or cfg[key] >= 1,
+                                           f"{key}: must be 'auto' or an int >= 1, got {cfg[key]}"))
+
+
+@rule('seed')
+def seed_fits(cfg):  # torch seeds take 64 bits; train.epoch_order multiplies the seed
+    require(cfg['seed'] < 2 ** 32, f"seed: must be < 2**32, got {cfg['seed']}")
+
+
+@rule('learning_rate', 'min_lr')
+def lr_range(cfg):
+    require(cfg['learning_rate'] > 0, f"learning_rate: must be > 0, got {cfg['learning_rate']}")
+    require(0 <= cfg['min_lr'] <= cfg['learning_rate'],
+            f"min_lr: must be in [0, learning_rate={cfg['learning_rate']}], got {cfg['min_lr']}")
+
+
+@rule('edge_learning_rate', 'edge_min_lr')
+def edge_lr_range(cfg):
+    require(cfg['edge_learning_rate'] > 0, f"edge_learning_rate: must be > 0, got {cfg['edge_learning_rate']}")
+    require(0 <= cfg['edge_min_lr'] <= cfg['edge_learning_rate'],
+            f"edge_min_lr: must be in [0, edge_learning_rate={cfg['edge_learning_rate']}], got {cfg['edge_min_lr']}")
+
+
+@rule('edge_checkpoint', 'recipe')
+def edge_checkpoint_needs_two_stages(cfg):
+    require(not cfg['edge_checkpoint'] or cfg['recipe'] == 'two_stage',
+            f"edge_checkpoint: only recipe='two_stage' has an edge stage to skip, got recipe={cfg['recipe']!r}")
+
+
+@rule('warmup_frac', 'lr_decay_frac')
+def schedule_fractions(cfg):
+    require(0 <= cfg['warmup_frac'] <= cfg['lr_decay_frac'] <= 1,
+            f"warmup_frac, lr_decay_frac: need 0 <= warmup_frac <= lr_decay_frac <= 1, "
+            f"got {cfg['warmup_frac']}, {cfg['lr_decay_frac']}")
+
+
+@rule('model_type', 'use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_positional_encoding')
+def gpt_only_controls(cfg):  # a Mamba block has no attention, MLP, residual or position table to take away
+    import configurator
+    if cfg['model_type'] == 'mamba':
+        for key in ('use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_positional_encoding'):
+            default = configurator.DEFAULTS[key]
+            require(cfg[key] == default, f"{key}: applies to model_type='gpt' only (a Mamba block has no "
+                                         f"attention, MLP, residual or position table); leave it at {default!r}")
+
+
+@rule('n_embd', 'n_head', 'model_type', 'use_attention')
+def heads_divide_width(cfg):  # Mamba, and a GPT without attention, have no heads to divide the width among
+    require(cfg['model_type'] == 'mamba' or not cfg['use_attention'] or cfg['n_embd'] % cfg['n_head'] == 0,
+            f"n_embd: must be divisible by n_head, got n_embd={cfg['n_embd']}, n_head={cfg['n_head']}")
+
+
+# No rule rejects a combination of the architecture keys: each one still trains. n_layer >= 1 and every
+# block keeps a weight matrix (its MLP, or the Linear(d, d) of use_mlp_only_blocks), so even with
+# freeze_token_embeddings something is left to train; the controls that cannot solve the task (no
+# attention, no positions) are the point of running them.
+
+
+@rule('device')
+def device_name(cfg):
+    dev = cfg['device']
+    require(dev in ('auto', 'cpu', 'mps', 'cuda') or re.fullmatch(r'cuda:\d+', dev),
+            f"device: expected auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+
+
+@rule('dtype', 'device')
+def dtype_runs_on_device(cfg):  # autocast to half precision runs on CUDA only: it would silently be fp32
+    require(cfg['dtype'] in ('auto', 'float32') or cfg['device'] in ('auto', 'cuda') or
+            cfg['device'].startswith('cuda:'), f"dtype: {cfg['dtype']} needs a CUDA device, got "
+                                               f"device={cfg['device']!r}; use dtype=auto or float32")
+
+
+@rule('wandb_project')
+def wandb_project_name(cfg):  # wandb refuses these when the run starts, after the data is built
+    name = cfg['wandb_project']
+    bad = sorted(set(name) & set('/\\#?%:'))
+    require(0 < len(name) <= 128 and not bad, f"wandb_project: {name!r} is not a wandb project name (at most 128 "
+                                              f"characters, none of / \\ # ? % :)")
+
+
+@rule('graph_d', 'graph_l', 'graph_vocab_size')
+def vocab_holds_the_graph(cfg):
+    d, l = cfg['graph_d'], cfg['graph_l']
+    n, v = num_nodes(d, l), resolve_vocab(cfg['graph_vocab_size'], d, l)
+    require(v >= n, f"graph_vocab_size: vocab_size must be >= d * (l-1) + 1 = {d} * {l - 1} + 1 = {n}, got {v}")
+    import pathstar_data
+    limit = pathstar_data.MAX_VOCAB_SIZE - pathstar_data.NODE_OFFSET  # else token ids wrap around in uint32
+    require(v <= limit, f"graph_vocab_size: must be <= {limit} (token ids are stored as uint32), got {v}")
+
+
+@rule('graph_d', 'graph_holdout_percentage', 'graph_builder')
+def holdout_rounds_to_some_leaves(cfg):
+    d, p = cfg['graph_d'], cfg['graph_holdout_percentage']
+    import pathstar_data
+    n = pathstar_data.holdout_count(d, p, cfg['graph_builder'])
+    require(p == 0 or n > 0, f"graph_holdout_percentage: {p:g} of graph_d={d} rounds to 0 held-out leaves; "
+                             f"use >= {three_digits(0.5 / d, up=True):g} or 0")
+    require(n < d, f"graph_holdout_percentage: {p:g} of graph_d={d} rounds to {n} held-out leaves, leaving no "
+                   f"training path; use < {three_digits(1 - 0.5 / d, up=False):g}")
+
+
+@rule('recipe', 'staged_edge_frac', 'epochs')
+def stages_not_empty(cfg):
+    if cfg['recipe'] == 'staged':
+        edge_epochs = staged_edge_epochs(cfg)
+        require(0 < edge_epochs < cfg['epochs'],
+                f"staged_edge_frac: {cfg['staged_edge_frac']} of epochs={cfg['epochs']} leaves an empty stage "
+                f"({edge_epochs} edge epochs); need 0 < round(staged_edge_frac * epochs) < epochs")
+
+
+@rule('batch_size', 'graph_d', 'graph_l', 'graph_holdout_percentage', 'graph_builder', 'use_undirected',
+      'path_replication', 'recipe', 'edge_batch_size', 'task', 'num_train_graphs')
+def batch_fits_the_rows(cfg):
+    if cfg['task'] == 'in_context':  # one row per training graph
+        n = cfg['num_train_graphs']
+        require(cfg['batch_size'] == 'auto' or cfg['batch_size'] <= n,
+                f"batch_size: {cfg['batch_size']} is more than the {n} training graphs; use 'auto' or <= {n}")
+        return
+    import pathstar_data
+    counts = pathstar_data.row_counts(cfg)
+    n_rows, what = counts.train_rows, 'training rows'
+    if cfg['recipe'] == 'two_stage':  # each stage's batch against its own rows
+        n_rows, what = counts.train_rows - counts.edge_rows, 'training path rows'
+        require(cfg['edge_batch_size'] <= counts.edge_rows, f"edge_batch_size: {cfg['edge_batch_size']} is more "
+                                                            f"than the {counts.edge_rows} edge rows; use <= "
+                                                            f"{counts.edge_rows}")
+    if cfg['batch_size'] != 'auto':
+        require(cfg['batch_size'] <= n_rows, f"batch_size: {cfg['batch_size']} is more than the {n_rows} {what}; "
+                                             f"use 'auto' or <= {n_rows}")
+
+
+@rule('task', 'geometry_interval')
+def in_context_has_no_geometry(cfg):
+    require(cfg['task'] != 'in_context' or cfg['geometry_interval'] == 0,
+            "geometry_interval: the geometry diagnostics read one fixed graph, so task='in_context' needs 0")
+
+
+@rule('task', 'recipe')
+def in_context_is_interleaved(cfg):
+    require(cfg['task'] != 'in_context' or cfg['recipe'] == 'interleaved',
+            f"recipe: {cfg['recipe']!r} trains edge rows apart, and task='in_context' has none; use 'interleaved'")
+
+
+@rule('task', 'graph_builder', 'data_import')
+def in_context_draws_its_own_graphs(cfg):
+    if cfg['task'] == 'in_context':
+        require(not cfg['data_import'], "data_import: not yet with task='in_context' (its files hold one graph)")
+        require(cfg['graph_builder'] == 'pathstar',
+                "graph_builder: 'official' builds one graph; task='in_context' needs 'pathstar'")
+
+
+@rule('path_target', 'teacherless')
+def teacherless_has_inputs_to_replace(cfg):
+    require(not (cfg['teacherless'] and cfg['path_target'] == 'first_hop'),
+            "teacherless: has no effect with path_target='first_hop' (its one target follows the prompt, so no "
+            "path input is left to replace); drop one")
+
+
+@rule('path_loss', 'path_target')
+def first_hop_loss_needs_full_rows(cfg):
+    if cfg['path_loss'] != 'first_hop' or cfg['path_target'] == 'full':
+        return
+    if cfg['path_target'] == 'first_hop':
+        raise UserError("path_loss: 'first_hop' has no effect with path_target='first_hop' (the row's one target "
+                        "is the first hop already); drop path_loss")
+    raise UserError(f"path_loss: 'first_hop' keeps target 2 of a root..leaf row, so it needs path_target='full', "
+                    f"got path_target={cfg['path_target']!r}")
+
+
+def staged_edge_epochs(cfg):
+    """recipe='staged': the epochs spent on edge rows alone, before the path rows."""
+    return round(cfg['staged_edge_frac'] * cfg['epochs'])
+
+
+def batch_rows(cfg, n_rows):
+    """batch_size as a number of rows ('auto' = all rows up to AUTO_BATCH_ROWS)."""
+    return min(n_rows, AUTO_BATCH_ROWS) if cfg['batch_size'] == 'auto' else cfg['batch_size']
+
+
+def num_nodes(d, l):
+    return d * (l - 1) + 1
+
+
+def resolve_vocab(vocab, d, l):
+    """graph_vocab_size as an int ('2max' -> 2 x node count)."""
+    if isinstance(vocab, str):
+        return int(vocab[:-3]) * num_nodes(d, l)
+    return vocab
+
+
+def three_digits(x, up):
+    """x rounded up or down to 3 significant digits, so advice in an error is both short and right."""
+    scale = 10.0 ** (2 - math.floor(math.log10(x)))
+    step = math.ceil if up else math.floor
+    return step(round(x * scale, 6)) / scale
