@@ -399,7 +399,7 @@ def graph_meta(cfg):
     """The dataset meta of a run without its rows: the same draw as load_or_build, nothing written
     (a checkpoint from another machine may name a data_dir that does not exist here)."""
     dcfg = pathstar_data.data_config(cfg)
-    paths, holdout = pathstar_data.draw_graph(dcfg)
+    paths, holdout = pathstar_data.draw_graph(dcfg)[:2]
     return pathstar_data.make_meta(dcfg, paths, holdout)
 
 

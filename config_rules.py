@@ -12,6 +12,7 @@ import this module at their top.
 """
 import math
 import re
+from typing import NamedTuple
 
 
 class UserError(ValueError):
@@ -146,25 +147,139 @@ def wandb_project_name(cfg):  # wandb refuses these when the run starts, after t
                                               f"characters, none of / \\ # ? % :)")
 
 
-@rule('graph_d', 'graph_l', 'graph_vocab_size')
+# -----------------------------------------------------------------------------
+# the graph families (graphs.py builds them; the counts and rules are here, known before any build)
+
+GRAPH_KEYS = ('graph', 'graph_d', 'graph_l', 'star_subtree_degree', 'subtree_holdout', 'grid_rows', 'grid_cols',
+              'cycle_n', 'irregular_n', 'irregular_edges', 'graph_holdout_percentage', 'graph_builder')
+FAMILY_KEYS = dict(star=('graph_d', 'graph_l'), star_tree=('graph_d', 'graph_l', 'star_subtree_degree',
+                                                          'subtree_holdout'),
+                   grid=('grid_rows', 'grid_cols'), cycle=('cycle_n',), irregular=('irregular_n', 'irregular_edges'))
+MAX_GRAPH_NODES = 2 ** 31  # node indices are int64, but a graph this big would not fit in memory anyway
+
+
+class GraphSizes(NamedTuple):
+    nodes: int
+    edges: int      # undirected, self-edges not counted
+    paths: int      # root->leaf paths of the path task (0: edges only)
+    held_out: int   # of those paths, never trained
+
+
+def holdout_count(d, percentage, builder='pathstar'):
+    """How many of d paths (or subtrees) are held out: d * percentage rounded half up (0.05 of 10 is 1);
+    the official builder trains int(d * (1 - percentage)) of them and holds out the rest."""
+    if builder == 'official':
+        return d - int(d * round(1 - percentage, 12))  # round: 1 - 0.25 is the 0.75 the official code is given
+    return int(d * percentage + 0.5 + 1e-9)  # the 1e-9 keeps 0.05 * 10 = 0.4999.. from rounding down
+
+
+def graph_sizes(cfg):
+    """GraphSizes of cfg's graph, from its GRAPH_KEYS alone."""
+    family, d, l, p = cfg['graph'], cfg['graph_d'], cfg['graph_l'], cfg['graph_holdout_percentage']
+    if family == 'star':
+        return GraphSizes(d * (l - 1) + 1, d * (l - 1), d, holdout_count(d, p, cfg['graph_builder']))
+    if family == 'star_tree':
+        k = cfg['star_subtree_degree']
+        nodes = 1 + d * (k ** (l - 1) - 1) // (k - 1) if k > 1 else d * (l - 1) + 1
+        leaves = d * k ** (l - 2)
+        held = holdout_count(d, p) * k ** (l - 2) if cfg['subtree_holdout'] else holdout_count(leaves, p)
+        return GraphSizes(nodes, nodes - 1, leaves, held)
+    if family == 'grid':
+        r, c = cfg['grid_rows'], cfg['grid_cols']
+        return GraphSizes(r * c, r * (c - 1) + c * (r - 1), 0, 0)
+    if family == 'cycle':
+        return GraphSizes(cfg['cycle_n'], cfg['cycle_n'], 0, 0)
+    return GraphSizes(cfg['irregular_n'], cfg['irregular_edges'], 0, 0)
+
+
+@rule(*GRAPH_KEYS)
+def family_keys_apply(cfg):  # a size key of another family would be silently ignored
+    import configurator
+    own = FAMILY_KEYS[cfg['graph']]
+    for family, keys in FAMILY_KEYS.items():
+        for key in keys:
+            default = configurator.DEFAULTS[key]
+            require(key in own or cfg[key] == default,
+                    f"{key}: applies to graph={family!r}{' and star_tree' if family == 'star' else ''}, not "
+                    f"graph={cfg['graph']!r}; leave it at {default!r}")
+
+
+@rule(*GRAPH_KEYS)
+def family_sizes(cfg):
+    family = cfg['graph']
+    if family == 'star_tree':
+        require(cfg['star_subtree_degree'] >= 2, f"star_subtree_degree: must be >= 2 (1 is graph='star'), got "
+                                                 f"{cfg['star_subtree_degree']}")
+    elif family == 'grid':
+        require(min(cfg['grid_rows'], cfg['grid_cols']) >= 1 and cfg['grid_rows'] * cfg['grid_cols'] >= 2,
+                f"grid_rows, grid_cols: must be >= 1 with at least 2 nodes, got {cfg['grid_rows']} x "
+                f"{cfg['grid_cols']}")
+    elif family == 'cycle':
+        require(cfg['cycle_n'] >= 3, f"cycle_n: must be >= 3, got {cfg['cycle_n']}")
+    elif family == 'irregular':
+        n, m = cfg['irregular_n'], cfg['irregular_edges']
+        require(n >= 2, f"irregular_n: must be >= 2, got {n}")
+        require(n - 1 <= m <= n * (n - 1) // 2, f"irregular_edges: a connected graph on {n} nodes has "
+                                                 f"{n - 1}..{n * (n - 1) // 2} edges, got {m}")
+    if family in ('star', 'star_tree'):
+        require(graph_sizes(cfg).nodes <= MAX_GRAPH_NODES, f"graph_d: the graph would have "
+                                                           f"{graph_sizes(cfg).nodes:,} nodes, more than "
+                                                           f"{MAX_GRAPH_NODES:,}")
+
+
+@rule('graph', 'graph_builder', 'data_import', 'irregular_n', 'irregular_edges')
+def official_families(cfg):
+    family = cfg['graph']
+    require(not cfg['data_import'] or family == 'star',
+            f"data_import: the official files hold a star; use graph='star', got {family!r}")
+    if cfg['graph_builder'] == 'official':
+        require(family in ('star', 'irregular'), f"graph_builder: 'official' draws the star or the official "
+                                                 f"irregular graph; use 'pathstar' with graph={family!r}")
+        require(family != 'irregular' or (cfg['irregular_n'], cfg['irregular_edges']) == (16, 20),
+                "graph_builder: the official irregular graph has irregular_n=16 and irregular_edges=20")
+
+
+@rule('graph', 'recipe', 'task')
+def edge_only_families(cfg):
+    family = cfg['graph']
+    if family in ('star', 'star_tree'):
+        return
+    require(cfg['recipe'] == 'interleaved', f"recipe: {cfg['recipe']!r} needs path rows, and graph={family!r} "
+                                            f"trains edges only; use 'interleaved'")
+    require(cfg['task'] == 'in_weights', f"task: 'in_context' draws a star per row; use graph='star', "
+                                         f"got {family!r}")
+
+
+@rule(*GRAPH_KEYS, 'graph_vocab_size')
 def vocab_holds_the_graph(cfg):
-    d, l = cfg['graph_d'], cfg['graph_l']
-    n, v = num_nodes(d, l), resolve_vocab(cfg['graph_vocab_size'], d, l)
-    require(v >= n, f"graph_vocab_size: vocab_size must be >= d * (l-1) + 1 = {d} * {l - 1} + 1 = {n}, got {v}")
+    n = graph_sizes(cfg).nodes
+    v = resolve_vocab(cfg['graph_vocab_size'], n)
+    if cfg['graph'] == 'star':
+        d, l = cfg['graph_d'], cfg['graph_l']
+        require(v >= n, f"graph_vocab_size: vocab_size must be >= d * (l-1) + 1 = {d} * {l - 1} + 1 = {n}, got {v}")
+    require(v >= n, f"graph_vocab_size: must be >= the graph's {n} nodes, got {v}")
     import pathstar_data
     limit = pathstar_data.MAX_VOCAB_SIZE - pathstar_data.NODE_OFFSET  # else token ids wrap around in uint32
     require(v <= limit, f"graph_vocab_size: must be <= {limit} (token ids are stored as uint32), got {v}")
 
 
-@rule('graph_d', 'graph_holdout_percentage', 'graph_builder')
+@rule(*GRAPH_KEYS)
 def holdout_rounds_to_some_leaves(cfg):
-    d, p = cfg['graph_d'], cfg['graph_holdout_percentage']
-    import pathstar_data
-    n = pathstar_data.holdout_count(d, p, cfg['graph_builder'])
-    require(p == 0 or n > 0, f"graph_holdout_percentage: {p:g} of graph_d={d} rounds to 0 held-out leaves; "
-                             f"use >= {three_digits(0.5 / d, up=True):g} or 0")
-    require(n < d, f"graph_holdout_percentage: {p:g} of graph_d={d} rounds to {n} held-out leaves, leaving no "
-                   f"training path; use < {three_digits(1 - 0.5 / d, up=False):g}")
+    if cfg['graph'] not in ('star', 'star_tree'):  # no path rows: nothing to hold out
+        return
+    sizes, p = graph_sizes(cfg), cfg['graph_holdout_percentage']
+    if cfg['graph'] == 'star':
+        whole, what = f"graph_d={cfg['graph_d']}", 'leaves'
+    elif cfg['subtree_holdout']:
+        whole, what = f"graph_d={cfg['graph_d']} subtrees", 'subtrees'
+    else:
+        whole, what = f"{sizes.paths} star_tree leaves", 'leaves'
+    n = cfg['graph_d'] if cfg['graph'] == 'star' or cfg['subtree_holdout'] else sizes.paths
+    held = sizes.held_out // (sizes.paths // n)
+    require(p == 0 or held > 0, f"graph_holdout_percentage: {p:g} of {whole} rounds to 0 held-out {what}; "
+                                f"use >= {three_digits(0.5 / n, up=True):g} or 0")
+    require(held < n, f"graph_holdout_percentage: {p:g} of {whole} rounds to {held} held-out {what}, leaving no "
+                      f"training path; use < {three_digits(1 - 0.5 / n, up=False):g}")
 
 
 @rule('recipe', 'staged_edge_frac', 'epochs')
@@ -176,8 +291,8 @@ def stages_not_empty(cfg):
                 f"({edge_epochs} edge epochs); need 0 < round(staged_edge_frac * epochs) < epochs")
 
 
-@rule('batch_size', 'graph_d', 'graph_l', 'graph_holdout_percentage', 'graph_builder', 'use_undirected',
-      'path_replication', 'recipe', 'edge_batch_size', 'task', 'num_train_graphs')
+@rule('batch_size', *GRAPH_KEYS, 'add_self_edges', 'use_undirected', 'path_replication', 'recipe',
+      'edge_batch_size', 'task', 'num_train_graphs')
 def batch_fits_the_rows(cfg):
     if cfg['task'] == 'in_context':  # one row per training graph
         n = cfg['num_train_graphs']
@@ -246,13 +361,14 @@ def batch_rows(cfg, n_rows):
 
 
 def num_nodes(d, l):
+    """Nodes of the star with d arms of l - 1 nodes (graph_sizes covers every family)."""
     return d * (l - 1) + 1
 
 
-def resolve_vocab(vocab, d, l):
-    """graph_vocab_size as an int ('2max' -> 2 x node count)."""
+def resolve_vocab(vocab, nodes):
+    """graph_vocab_size as an int ('2max' -> 2 x the graph's nodes)."""
     if isinstance(vocab, str):
-        return int(vocab[:-3]) * num_nodes(d, l)
+        return int(vocab[:-3]) * nodes
     return vocab
 
 

@@ -29,7 +29,16 @@ DEFAULTS = dict(
     task='in_weights',           # 'in_context': each row carries its own random star (incontext_data.py)
     num_train_graphs=20000,      # in_context: training rows, one random graph each
     num_val_graphs=1000,         # in_context: validation rows, graphs unlike every training graph
+    graph='star',                # the family (graphs.py): 'star_tree' | 'grid' | 'cycle' | 'irregular' (edges only)
     graph_d=20,                  # arms of the star; chance for the first hop is 1/graph_d
+    star_subtree_degree=2,       # star_tree: children of every node below the root's graph_d children
+    subtree_holdout=False,       # star_tree: hold out whole subtrees, not single leaves (--split_subtree_holdout)
+    grid_rows=4,                 # grid: rows...
+    grid_cols=4,                 # ...and columns
+    cycle_n=15,                  # cycle: nodes in the ring
+    irregular_n=16,              # irregular: nodes...
+    irregular_edges=20,          # ...and edges, a random connected graph seeded by data_seed
+    add_self_edges=False,        # also train '[EDGE] > v v' for every node v (the official --add_self_edges)
     graph_l=5,                   # nodes on a root->leaf path, root and leaf included
     graph_vocab_size='2max',     # node ids drawn from range(V): an int, or 'Nmax' = N x node count
     graph_holdout_percentage=0.25,  # fraction of leaves whose paths are never trained (validation)
@@ -137,6 +146,7 @@ CHOICES = dict(
     path_loss=('full', 'first_hop'),
     path_target=('full', 'first_hop', 'reversed'),
     task=('in_weights', 'in_context'),
+    graph=('star', 'star_tree', 'grid', 'cycle', 'irregular'),
     model_type=('gpt', 'mamba'),
 )
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1

@@ -137,7 +137,7 @@ def evaluate(model, ev, meta, device, ctx):
     def paths(split, rows):
         scores = score_paths(model, rows, prompt_len, n, device, ctx, first_hop_slot=hop, dummy=dummy)
         return path_metrics(split, *scores, first_hop_slot=hop)
-    metrics = paths('train', ev.train_paths)
+    metrics = paths('train', ev.train_paths) if len(ev.train_paths) else {}  # edge-only graphs have no paths
     if len(ev.edges[0]):  # l = 2 without backward edges has no edge with one right answer
         metrics.update(score_edges(model, *ev.edges, ctx))
     if ev.all_edges is not None and len(ev.all_edges):
@@ -150,7 +150,10 @@ def evaluate(model, ev, meta, device, ctx):
 
 def best_key(metrics):
     """Held-out path accuracy, then first-hop accuracy, decide the best evaluation (train's when
-    nothing is held out); only a strictly better key counts, so a loss dip saves nothing."""
+    nothing is held out, the edge accuracy on a graph without paths); only a strictly better key
+    counts, so a loss dip saves nothing."""
+    if 'train/accuracy/path' not in metrics:
+        return (metrics['train/accuracy/edge_all'], metrics.get('train/accuracy/edge', 0.0))
     split = 'val' if 'val/accuracy/path' in metrics else 'train'
     return (metrics[f'{split}/accuracy/path'], metrics[f'{split}/accuracy/first_hop'])
 
@@ -161,9 +164,12 @@ def print_eval(metrics, iter_num, epoch, l, chance):
     n = sum(1 for key in metrics if key.startswith('train/accuracy/token_'))
     edges = [f"{name} acc {metrics[f'train/accuracy/{key}']:.3f}" for key, name in (('edge', 'edge'),
              ('edge_all', 'all-edge')) if f'train/accuracy/{key}' in metrics]
-    print(f"eval @ iter {iter_num} (epoch {epoch:.1f}): train loss {metrics['train/loss/overall']:.4f}"
+    loss = metrics.get('train/loss/overall', metrics.get('train/loss/edge_all'))
+    print(f"eval @ iter {iter_num} (epoch {epoch:.1f}): train loss {loss:.4f}"
           + (f" | val loss {metrics['val/loss/overall']:.4f}" if 'val/loss/overall' in metrics else '')
           + ''.join(f' | {e}' for e in edges))
+    if chance is None:  # a graph without paths: the edges are all there is
+        return
     print('  accuracy ' + ''.join(f'{"tok" + str(i + 1):>7}' for i in range(n)) + '   path    hop')
     for split in ('train', 'val'):
         if f'{split}/accuracy/path' in metrics:
@@ -177,6 +183,10 @@ def print_summary(summary):
     def show(key):
         return f"{summary[key]:.3f}" if key in summary else 'n/a'
     print(f"done in {summary['wall_time_s']:.1f}s, {summary['iter']} iters ({summary['epoch']:.1f} epochs)")
+    if 'chance/first_hop' not in summary:  # a graph without paths
+        print(f"  all edges: final {show('train/accuracy/edge_all')}, best {show('best/train/accuracy/edge_all')} "
+              f"| loss {show('train/loss/edge_all')}")
+        return
     print(f"  held-out first hop: final {show('val/accuracy/first_hop')}, best {show('best/val/accuracy/first_hop')} "
           f"(chance {summary['chance/first_hop']:.3f})")
     print(f"  held-out path:      final {show('val/accuracy/path')}, best {show('best/val/accuracy/path')}")

@@ -451,7 +451,8 @@ def apply_graph_keys(cfg, overrides):
     path once) unless set. A key set explicitly to another value is an error naming both and the file."""
     graph = read(cfg['data_import'])
     d, l, held_out = graph.d, graph.l, len(graph.held_out)
-    same = dict(graph_vocab_size=lambda v: configurator.resolve_vocab(v, d, l) == graph.vocab_size,  # '1max' is N here
+    nodes = configurator.num_nodes(d, l)
+    same = dict(graph_vocab_size=lambda v: configurator.resolve_vocab(v, nodes) == graph.vocab_size,  # '1max' is N here
                 graph_holdout_percentage=lambda p: pathstar_data.holdout_count(d, p, cfg['graph_builder']) == held_out)
     for key, (value, source) in graph.config_keys().items():
         if key in overrides and not same.get(key, lambda v: v == value)(cfg[key]):

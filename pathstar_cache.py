@@ -24,6 +24,7 @@ import numpy as np
 
 import configurator
 import official_files
+from config_rules import graph_sizes
 from pathstar_data import (ARRAYS, FORMAT_VERSION, PathStarData, build_arrays, data_config, meta_scalars,
                            other_arms)
 
@@ -48,6 +49,8 @@ def cache_dir(cfg):
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     name = (f"pathstar_d{dcfg['graph_d']}_l{dcfg['graph_l']}_v{dcfg['graph_vocab_size']}"
             f"_h{dcfg['graph_holdout_percentage']:g}_p{dcfg['num_pause_tokens']}_{digest}")
+    if dcfg['graph'] != 'star':  # the other families by their node count
+        name = f"{dcfg['graph']}_n{graph_sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}_{digest}"
     return os.path.join(cfg.get('data_dir', configurator.DEFAULTS['data_dir']), name)
 
 
@@ -70,7 +73,7 @@ def layouts(meta):
     """{name: (shape, dtype name)} of every array of a dataset, from its meta's scalars."""
     train, val, rows = (meta['num_train_rows'], meta['row_len']), (meta['num_val_rows'], meta['row_len']), meta['dtype']
     return dict(train_rows=(train, rows), train_mask=(train, 'bool'), val_rows=(val, rows), val_mask=(val, 'bool'),
-                paths=((meta['d'], meta['l']), 'int64'), holdout_arms=((meta['num_val_rows'],), 'int64'))
+                paths=((meta['num_paths'], meta['l']), 'int64'), holdout_arms=((meta['num_val_rows'],), 'int64'))
 
 
 def save_meta(meta, folder, records):
@@ -192,7 +195,7 @@ def load(folder, mmap=False):
         raise DamagedCache("meta.json's holdout_arms are not a list of arm numbers")
     check_array('holdout_arms', holdout, records['holdout_arms'])  # so they are the arms that were held out
     meta['holdout_arms'] = holdout
-    meta['train_arms'] = other_arms(meta['d'], meta['holdout_arms'])
+    meta['train_arms'] = other_arms(meta['num_paths'], meta['holdout_arms'])
     return PathStarData(**arrays, meta=meta, path=folder)
 
 

@@ -35,7 +35,9 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 import configurator
+import graphs
 import official_files
+from config_rules import graph_sizes, holdout_count  # noqa: F401 (holdout_count: pathstar_data's callers)
 
 
 FORMAT_VERSION = 3  # bump when the files change meaning: it is part of every cache folder's hash
@@ -49,7 +51,9 @@ TOKENS = dict(pad=PAD, pause=PAUSE, edge=EDGE, path=PATH, fwd=FWD, bwd=BWD, dumm
 TOKEN_TEXT = {PAUSE: '_', EDGE: '[EDGE]', PATH: '[PATH]', FWD: '>', BWD: '<', DUMMY: '$'}  # PAD is not shown
 
 # the config keys that decide the dataset's contents (data_dir only decides where it lives)
-DATA_KEYS = ('graph_d', 'graph_l', 'graph_vocab_size', 'graph_holdout_percentage', 'graph_builder', 'num_pause_tokens',
+DATA_KEYS = ('graph', 'graph_d', 'graph_l', 'star_subtree_degree', 'subtree_holdout', 'grid_rows', 'grid_cols',
+             'cycle_n', 'irregular_n', 'irregular_edges', 'add_self_edges', 'graph_vocab_size',
+             'graph_holdout_percentage', 'graph_builder', 'num_pause_tokens',
              'use_undirected', 'use_directional_tokens', 'use_task_tokens', 'path_target', 'root_in_prompt',
              'teacherless', 'path_replication', 'data_seed', 'data_import')
 # teacherless leaves the stored rows as they are; it is a data key so that meta['config'] carries it
@@ -91,16 +95,8 @@ def data_config(cfg):
     """
     full = configurator.build_config({key: cfg[key] for key in DATA_KEYS if key in cfg})
     picked = {key: full[key] for key in DATA_KEYS}
-    picked['graph_vocab_size'] = configurator.resolve_vocab(full['graph_vocab_size'], full['graph_d'], full['graph_l'])
+    picked['graph_vocab_size'] = configurator.resolve_vocab(full['graph_vocab_size'], graph_sizes(full).nodes)
     return picked
-
-
-def holdout_count(d, percentage, builder='pathstar'):
-    """How many arms are held out: d * percentage rounded half up (0.05 of 10 arms is 1); the
-    official builder trains int(d * (1 - percentage)) paths and holds out the rest."""
-    if builder == 'official':
-        return d - int(d * round(1 - percentage, 12))  # round: 1 - 0.25 is the 0.75 the official code is given
-    return int(d * percentage + 0.5 + 1e-9)  # the 1e-9 keeps 0.05 * 10 = 0.4999.. from rounding down
 
 
 def path_target_nodes(l, path_target):
@@ -124,31 +120,31 @@ def row_lengths(cfg):
 # building the arrays (pure numpy, no disk)
 
 def draw_graph(cfg):
-    """Node labels, then the held-out arms, from one rng seeded by data_seed.
+    """The graph of cfg as token ids: (paths, held_out, edges, nodes).
 
-    Returns paths, (d, l) int64 token ids root..leaf for each arm, and the sorted held-out arms.
+    paths (P, l) int64 root..leaf of every path ((0, l) for families without a path task),
+    held_out the sorted indices of the held-out paths, edges (E, 2) the (parent, child) pairs and
+    nodes (n,) every node, in graphs.py's node order (for the star: the root, then arm by arm).
     With data_import, the graph of the official files instead (node label k is the official id k,
-    the arms sorted by their first hop, the test file's arms held out).
+    the arms sorted by their first hop, the test file's arms held out); graph_builder='official'
+    draws the star as the official builder does.
     """
     if cfg['data_import']:
         graph = official_files.read(cfg['data_import'])
         if (graph.d, graph.l, graph.vocab_size) != (cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size']):
             raise configurator.UserError(f"data_import: the files in {cfg['data_import']} changed while in use; "
                                          f"run again")
-        return graph.paths + NODE_OFFSET, graph.held_out.copy()
-    if cfg['graph_builder'] == 'official':
-        return draw_official_graph(cfg)
-    d, l = cfg['graph_d'], cfg['graph_l']
-    rng = np.random.default_rng(cfg['data_seed'])
-    labels = rng.choice(cfg['graph_vocab_size'], configurator.num_nodes(d, l), replace=False)
-    # node index 0 is the root and arm a at depth j (1..l-1) is 1 + a*(l-1) + (j-1),
-    # so the non-root labels reshaped to (d, l-1) are the arms in order
-    paths = np.empty((d, l), np.int64)
-    paths[:, 0] = labels[0]
-    paths[:, 1:] = labels[1:].reshape(d, l - 1)
-    paths += NODE_OFFSET
-    held_out = rng.choice(d, holdout_count(d, cfg['graph_holdout_percentage']), replace=False)
-    return paths, np.sort(held_out).astype(np.int64)
+        return star_parts(graph.paths + NODE_OFFSET, graph.held_out.copy())
+    if cfg['graph_builder'] == 'official' and cfg['graph'] == 'star':
+        return star_parts(*draw_official_graph(cfg))
+    g = graphs.build(cfg)
+    return g.tokens(g.paths), g.held_out, g.tokens(g.edges), g.tokens(np.arange(g.n))
+
+
+def star_parts(paths, held_out):
+    """(paths, held_out, edges, nodes) of a star given as (d, l) token ids, in graphs.py's order."""
+    edges = np.stack((paths[:, :-1].ravel(), paths[:, 1:].ravel()), 1)
+    return paths, held_out, edges, np.concatenate([paths[:1, 0], paths[:, 1:].ravel()])
 
 
 def draw_official_graph(cfg):
@@ -186,27 +182,28 @@ class RowCounts(NamedTuple):
 
 def row_counts(cfg):
     """The row counts of a config, known before anything is built (configurator checks batch_size
-    against them). Reads graph_d, graph_l, graph_holdout_percentage, use_undirected, path_replication."""
-    d, l = cfg['graph_d'], cfg['graph_l']
-    edge_rows = (configurator.num_nodes(d, l) - 1) * (2 if cfg['use_undirected'] else 1)
-    held_out = holdout_count(d, cfg['graph_holdout_percentage'], cfg['graph_builder'])
+    against them). Reads the graph keys, add_self_edges, use_undirected and path_replication."""
+    sizes = graph_sizes(cfg)
+    edge_rows = sizes.edges * (2 if cfg['use_undirected'] else 1) + (sizes.nodes if cfg['add_self_edges'] else 0)
+    trained = sizes.paths - sizes.held_out
     rep = cfg['path_replication']
     if rep == 'auto':  # about as many path rows as edge rows, so neither task drowns the other
-        rep = max(1, edge_rows // (d - held_out))
-    return RowCounts(edge_rows, rep, edge_rows + rep * (d - held_out), held_out)
+        rep = max(1, edge_rows // trained) if trained else 1
+    return RowCounts(edge_rows, rep, edge_rows + rep * trained, sizes.held_out)
 
 
 def meta_scalars(cfg):
     """The scalars and lists of a dataset's meta: all of them follow from its config alone."""
-    d, l, vocab = cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size']
+    l, vocab, sizes = cfg['graph_l'], cfg['graph_vocab_size'], graph_sizes(cfg)
     edge_len, prompt_len, path_len = row_lengths(cfg)
     num_edge_rows, rep, num_train_rows, held_out = row_counts(cfg)
+    d = cfg['graph_d'] if sizes.paths else 0  # the root's children: the first hop's choices (chance 1/d)
     vocab_size = NODE_OFFSET + vocab
     targets = path_target_nodes(l, cfg['path_target'])
     return dict(
-        d=d, l=l, num_nodes=configurator.num_nodes(d, l), graph_vocab_size=vocab, vocab_size=vocab_size,
-        tokens=dict(TOKENS),
-        row_len=max(edge_len, path_len), path_prompt_len=prompt_len, edge_row_len=edge_len,
+        graph=cfg['graph'], d=d, l=l, num_nodes=sizes.nodes, num_paths=sizes.paths, graph_vocab_size=vocab,
+        vocab_size=vocab_size, tokens=dict(TOKENS),
+        row_len=max(edge_len, path_len) if sizes.paths else edge_len, path_prompt_len=prompt_len, edge_row_len=edge_len,
         # a path row's targets follow its prompt: these depths on the path (0 = root), the first hop at this slot
         path_target_nodes=targets, first_hop_slot=targets.index(1),
         num_edge_rows=num_edge_rows, path_replication=rep,
@@ -220,8 +217,8 @@ def meta_scalars(cfg):
 def make_meta(cfg, paths, holdout_arms):
     """Everything about the dataset except its rows."""
     return dict(meta_scalars(cfg),
-                paths=paths,  # (d, l) root..leaf of every arm
-                train_arms=other_arms(cfg['graph_d'], holdout_arms), holdout_arms=holdout_arms)
+                paths=paths,  # (num_paths, l) root..leaf of every path ('arm': a path, d of them in a star)
+                train_arms=other_arms(len(paths), holdout_arms), holdout_arms=holdout_arms)
 
 
 def fill_edges(out, sources, targets, marker, cfg):
@@ -242,6 +239,8 @@ def path_rows(paths, meta):
     targets are the path nodes meta['path_target_nodes'] (root..leaf, the first hop, or leaf..root)."""
     cfg = meta['config']
     out = np.zeros((len(paths), meta['row_len']), meta['dtype'])
+    if not len(paths):  # a graph without paths: its rows may be too short for a query
+        return out
     write_query(out, paths, 0, meta['path_prompt_len'], meta['path_target_nodes'], cfg['use_task_tokens'],
                 cfg['root_in_prompt'])
     return out
@@ -261,17 +260,23 @@ def write_query(out, paths, col, start, targets, task_token, root_in_prompt):
     out[:, start:start + len(targets)] = paths[:, targets]
 
 
-def fill_rows(arrays, meta):
-    """Write every row and mask into zero-filled arrays (PAD is 0, so the padding is already there)."""
+def fill_rows(arrays, meta, edges, nodes):
+    """Write every row and mask into zero-filled arrays (PAD is 0, so the padding is already there):
+    the edges (E, 2) forwards, then backwards (use_undirected), then 'v -> v' for every node
+    (add_self_edges, marked forwards), then the path rows."""
     cfg, paths, n_targets = meta['config'], meta['paths'], len(meta['path_target_nodes'])
     rows, mask = arrays['train_rows'], arrays['train_mask']
-    parents, children = paths[:, :-1].ravel(), paths[:, 1:].ravel()
-    n = len(parents)
-    fill_edges(rows[:n], parents, children, FWD, cfg)
+    n = len(edges)
+    fill_edges(rows[:n], edges[:, 0], edges[:, 1], FWD, cfg)
     if cfg['use_undirected']:
-        fill_edges(rows[n:2 * n], children, parents, BWD, cfg)
+        fill_edges(rows[n:2 * n], edges[:, 1], edges[:, 0], BWD, cfg)
+        n *= 2
+    if cfg['add_self_edges']:
+        fill_edges(rows[n:n + len(nodes)], nodes, nodes, FWD, cfg)
     n_edges = meta['num_edge_rows']
     mask[:n_edges, meta['edge_row_len'] - 1] = True  # the last node; the source is given
+    if not len(paths):  # grid, cycle, irregular: edge rows only
+        return
 
     # the training paths are built once and broadcast into each of the repeats
     start = meta['path_prompt_len']
@@ -285,7 +290,7 @@ def fill_rows(arrays, meta):
 def build_arrays(cfg):
     """The whole dataset in memory, without the disk: (arrays dict, meta dict)."""
     cfg = data_config(cfg)
-    paths, holdout_arms = draw_graph(cfg)
+    paths, holdout_arms, edges, nodes = draw_graph(cfg)
     meta = make_meta(cfg, paths, holdout_arms)
     arrays = {}
     for split in ('train', 'val'):
@@ -294,7 +299,7 @@ def build_arrays(cfg):
         shape = (meta[f'num_{split}_rows'], meta['row_len'])
         arrays[f'{split}_rows'] = np.zeros(shape, meta['dtype'])
         arrays[f'{split}_mask'] = np.zeros(shape, np.bool_)
-    fill_rows(arrays, meta)
+    fill_rows(arrays, meta, edges, nodes)
     return arrays, meta
 
 
@@ -375,7 +380,7 @@ def export_official(cfg, folder):
     """Write cfg's graph into folder as the official code's three files (no cache is built); returns the
     lines to print."""
     dcfg = data_config(cfg)
-    paths, held_out = draw_graph(dcfg)
+    paths, held_out = draw_graph(dcfg)[:2]
     return official_files.write(folder, paths - NODE_OFFSET, held_out, dcfg['use_undirected'])
 
 

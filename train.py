@@ -193,7 +193,8 @@ def setup(cfg, checkpoint, hook):
               f"row length {meta['row_len']}; model: {model.num_params() / 1e6:.2f}M params on {device} ({dtype})")
         shown = ', '.join(f"{s.epochs} epochs x {s.iters_per_epoch} iters of <= {s.batch} rows over {s.rows} rows"
                           for s in plan)
-        print(f"training ({cfg['recipe']}): {shown} = {max_iters} iters; first-hop chance 1/{d} = {1 / d:.3f}")
+        odds = f"first-hop chance 1/{d} = {1 / d:.3f}" if d else f"graph={cfg['graph']!r}: edge rows only"
+        print(f"training ({cfg['recipe']}): {shown} = {max_iters} iters; {odds}")
         r.wandb = start_wandb(cfg, r.wandb_id) if cfg['wandb_log'] else None
     except BaseException:
         r.lock.close()
@@ -340,8 +341,8 @@ def evaluate_and_save(r):
     if cfg['geometry_interval'] and ((r.iter_num // cfg['eval_interval']) % cfg['geometry_interval'] == 0
                                      or r.iter_num == r.max_iters):
         r.metrics.update(analyze.log_geometry(r.model, meta, cfg, r.iter_num, r.wandb))
-    check_finite(r.metrics['train/loss/overall'], r.iter_num, cfg)
-    print_eval(r.metrics, r.iter_num, r.metrics['epoch'], meta['l'], 1 / meta['d'])
+    check_finite(r.metrics.get('train/loss/overall', r.metrics.get('train/loss/edge_all')), r.iter_num, cfg)
+    print_eval(r.metrics, r.iter_num, r.metrics['epoch'], meta['l'], 1 / meta['d'] if meta['d'] else None)
     r.last_eval = r.iter_num
     improved = r.best is None or best_key(r.metrics) > tuple(r.best)
     if improved:
@@ -379,7 +380,9 @@ def write_summary(r):
     """The last logged value of every metric (as wandb keeps it), the best ones, and the run's facts."""
     meta = r.data.meta
     summary = {**r.last_line, **r.metrics, **r.best_metrics}
-    summary.update({'chance/first_hop': 1 / meta['d'], 'wall_time_s': time.time() - r.t_start,
+    if meta['d']:  # a graph with paths
+        summary['chance/first_hop'] = 1 / meta['d']
+    summary.update({'wall_time_s': time.time() - r.t_start,
                     'iter': r.iter_num, 'max_iters': r.max_iters,
                     'epoch': recipes.epochs_done(r.iter_num, r.plan),
                     'params': r.model.num_params(), 'train_rows': meta['num_train_rows'],

@@ -35,8 +35,8 @@ def test_yaml_style_strings_and_python_values_parse_the_same():
 
 
 def test_vocab_nmax_resolves_to_n_times_the_node_count():
-    assert configurator.resolve_vocab('2max', 10, 5) == 2 * 41
-    assert configurator.resolve_vocab(500, 10, 5) == 500
+    assert configurator.resolve_vocab('2max', 41) == 2 * 41
+    assert configurator.resolve_vocab(500, 41) == 500
 
 
 @pytest.mark.parametrize('argv, message', [

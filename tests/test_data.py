@@ -316,13 +316,21 @@ def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
     changes = dict(graph_d=7, graph_l=5, graph_vocab_size=100, graph_holdout_percentage=0.5, num_pause_tokens=1,
                    use_undirected=False, use_directional_tokens=False, use_task_tokens=False,
                    path_target='reversed', root_in_prompt=True, teacherless=True,
-                   path_replication=2, data_seed=1, graph_builder='official')
-    assert set(changes) | {'data_import'} == set(ps.DATA_KEYS)  # data_import's files decide the graph keys
+                   path_replication=2, data_seed=1, graph_builder='official', add_self_edges=True)
+    # the other families' keys, each changed from a family's defaults (graph_d=6 belongs to the star)
+    family_changes = [dict(graph='star_tree'), dict(graph='star_tree', star_subtree_degree=3),
+                      dict(graph='star_tree', subtree_holdout=True), dict(graph='grid'), dict(graph='grid', grid_rows=3),
+                      dict(graph='grid', grid_cols=3), dict(graph='cycle'), dict(graph='cycle', cycle_n=9),
+                      dict(graph='irregular'), dict(graph='irregular', irregular_n=12),
+                      dict(graph='irregular', irregular_edges=25)]
+    family_keys = {key for change in family_changes for key in change}
+    assert set(changes) | family_keys | {'data_import'} == set(ps.DATA_KEYS)  # data_import's files decide the graph
     folders = {pc.cache_dir({**base, key: value}) for key, value in changes.items()}
-    paths, held_out = ps.draw_graph(ps.data_config(SMALL))
+    folders |= {pc.cache_dir({'data_dir': str(tmp_path), **change}) for change in family_changes}
+    paths, held_out = ps.draw_graph(ps.data_config(SMALL))[:2]
     official_files.write(str(tmp_path / 'official'), paths - NODE_OFFSET, held_out, True)
     folders.add(pc.cache_dir({'data_dir': str(tmp_path), 'data_import': str(tmp_path / 'official')}))
-    assert len(folders) == len(changes) + 1 and folder not in folders
+    assert len(folders) == len(changes) + len(family_changes) + 1 and folder not in folders
     assert pc.cache_dir({**base, 'n_layer': 8, 'graph_vocab_size': 38}) == folder  # '2max' of 19 nodes
     _, meta = build()
     assert pc.cache_dir({**meta['config'], 'data_dir': str(tmp_path)}) == folder
@@ -764,7 +772,7 @@ def test_cli_rebuilds_a_zeroed_cache_saying_so_in_one_line(tmp_path):
 def test_the_official_builder_makes_the_official_fixtures_graph():
     """../shared/fixtures/official holds the official builder's files for d=5, l=4, seed 0."""
     cfg = ps.data_config(dict(graph_d=5, graph_l=4, graph_vocab_size='1max', graph_builder='official', data_seed=0))
-    paths, held_out = ps.draw_graph(cfg)
+    paths, held_out = ps.draw_graph(cfg)[:2]
     assert (paths - ps.NODE_OFFSET).tolist() == [[10, 14, 5, 1], [10, 9, 2, 3], [10, 11, 13, 7], [10, 8, 4, 0],
                                                  [10, 6, 15, 12]]
     assert held_out.tolist() == [1, 2]  # the test file's leaves, 3 and 7

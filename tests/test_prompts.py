@@ -33,13 +33,14 @@ VARIANT_IDS = ['full', 'first_hop', 'reversed', 'root', 'root_first_hop', 'teach
 def hand_data(**overrides):
     """The hand-made graph's rows, built by the real row code (fill_rows) around a given graph."""
     cfg = ps.data_config({**HAND, **overrides})
-    meta = ps.make_meta(cfg, HAND_PATHS.copy(), np.array([1]))
+    paths, held_out, edges, nodes = ps.star_parts(HAND_PATHS.copy(), np.array([1]))
+    meta = ps.make_meta(cfg, paths, held_out)
     arrays = {}
     for split in ('train', 'val'):
         shape = (meta[f'num_{split}_rows'], meta['row_len'])
         arrays[f'{split}_rows'] = np.zeros(shape, meta['dtype'])
         arrays[f'{split}_mask'] = np.zeros(shape, np.bool_)
-    ps.fill_rows(arrays, meta)
+    ps.fill_rows(arrays, meta, edges, nodes)
     return ps.PathStarData(**arrays, meta=meta, path='')
 
 
