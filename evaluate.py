@@ -85,16 +85,22 @@ def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGI
 
 
 def edge_scores(model, chunks, ctx):
-    """(mean loss, mean accuracy) over chunks of (x, positions (n, 1), targets (n,)), teacher-forced."""
-    losses, correct = [], []
-    for x, pos, target in chunks:
+    """(mean loss, mean accuracy, mean recall) over chunks of (x, positions (n, 1), targets (n,),
+    answers (n,) or None), teacher-forced. recall: the target ranks among the top `answers` logits
+    (ties count against it), so a prompt with m right answers can score all m; None without answers."""
+    losses, correct, recalled = [], [], []
+    for x, pos, target, answers in chunks:
         with ctx:
             logits, _ = model(x, positions=pos)
         logits = logits[:, 0].float()
         losses.append(F.cross_entropy(logits, target, reduction='none'))
         correct.append(logits.argmax(-1) == target)
+        if answers is not None:
+            rank = (logits >= logits.gather(1, target[:, None])).sum(1) - 1  # others at least as high
+            recalled.append(rank < answers)
         del logits
-    return torch.cat(losses).mean().item(), torch.cat(correct).float().mean().item()
+    recall = torch.cat(recalled).float().mean().item() if recalled else None
+    return torch.cat(losses).mean().item(), torch.cat(correct).float().mean().item(), recall
 
 
 @torch.no_grad()
@@ -102,8 +108,8 @@ def score_edges(model, x, pos, tgt, ctx, logits_budget=EVAL_LOGITS):
     """Teacher-forced loss and accuracy on edge rows whose answer is determined (target in slot 0),
     in chunks of at most logits_budget logits."""
     batch = eval_chunk_rows(1, model.config.vocab_size, logits_budget)
-    chunks = ((x[i:i + batch], pos[i:i + batch, :1], tgt[i:i + batch, 0]) for i in range(0, len(x), batch))
-    loss, accuracy = edge_scores(model, chunks, ctx)
+    chunks = ((x[i:i + batch], pos[i:i + batch, :1], tgt[i:i + batch, 0], None) for i in range(0, len(x), batch))
+    loss, accuracy, _ = edge_scores(model, chunks, ctx)
     return {'train/loss/edge': loss, 'train/accuracy/edge': accuracy}
 
 
@@ -115,18 +121,22 @@ def all_edge_chunk_rows(edge_len, model, logits=EVAL_LOGITS):
 
 
 @torch.no_grad()
-def score_all_edges(model, rows, device, ctx, logits_budget=EVAL_LOGITS):
-    """Teacher-forced loss and accuracy over every edge row (n, edge length), the last token the
-    target: the official code's edge accuracy. In large chunks within logits_budget logits."""
+def score_all_edges(model, rows, answers, device, ctx, logits_budget=EVAL_LOGITS):
+    """Teacher-forced loss, accuracy and recall over every edge row (n, edge length), the last token
+    the target, answers (n,) the right answers of each row's prompt. edge_all accuracy is the official
+    code's edge accuracy (a prompt with m answers is right for one of its m rows at most);
+    edge_all_recall counts a row right when its target is among the top m, so memorising every
+    edge scores 1.0 on any graph. In large chunks within logits_budget logits."""
     T = rows.shape[1] - 1
     batch = all_edge_chunk_rows(rows.shape[1], model, logits_budget)
 
     def chunks():
         for i in range(0, len(rows), batch):
             chunk = torch.from_numpy(rows[i:i + batch].astype(np.int64)).to(device)
-            yield chunk[:, :T], torch.full((len(chunk), 1), T - 1, device=device), chunk[:, T]
-    loss, accuracy = edge_scores(model, chunks(), ctx)
-    return {'train/loss/edge_all': loss, 'train/accuracy/edge_all': accuracy}
+            yield (chunk[:, :T], torch.full((len(chunk), 1), T - 1, device=device), chunk[:, T],
+                   torch.from_numpy(answers[i:i + batch]).to(device))
+    loss, accuracy, recall = edge_scores(model, chunks(), ctx)
+    return {'train/loss/edge_all': loss, 'train/accuracy/edge_all': accuracy, 'train/accuracy/edge_all_recall': recall}
 
 
 def evaluate(model, ev, meta, device, ctx):
@@ -141,7 +151,7 @@ def evaluate(model, ev, meta, device, ctx):
     if len(ev.edges[0]):  # l = 2 without backward edges has no edge with one right answer
         metrics.update(score_edges(model, *ev.edges, ctx))
     if ev.all_edges is not None and len(ev.all_edges):
-        metrics.update(score_all_edges(model, ev.all_edges, device, ctx))
+        metrics.update(score_all_edges(model, ev.all_edges, ev.all_edge_answers, device, ctx))
     if len(ev.val_paths):
         metrics.update(paths('val', ev.val_paths))
     model.train()
@@ -152,8 +162,8 @@ def best_key(metrics):
     """Held-out path accuracy, then first-hop accuracy, decide the best evaluation (train's when
     nothing is held out, the edge accuracy on a graph without paths); only a strictly better key
     counts, so a loss dip saves nothing."""
-    if 'train/accuracy/path' not in metrics:
-        return (metrics['train/accuracy/edge_all'], metrics.get('train/accuracy/edge', 0.0))
+    if 'train/accuracy/path' not in metrics and 'val/accuracy/path' not in metrics:
+        return (metrics['train/accuracy/edge_all_recall'], metrics['train/accuracy/edge_all'])
     split = 'val' if 'val/accuracy/path' in metrics else 'train'
     return (metrics[f'{split}/accuracy/path'], metrics[f'{split}/accuracy/first_hop'])
 
@@ -162,8 +172,8 @@ def print_eval(metrics, iter_num, epoch, l, chance):
     """The evaluation as a few console lines; the target columns come from the metrics (l, the
     path's nodes, is not their number when path_target='first_hop')."""
     n = sum(1 for key in metrics if key.startswith('train/accuracy/token_'))
-    edges = [f"{name} acc {metrics[f'train/accuracy/{key}']:.3f}" for key, name in (('edge', 'edge'),
-             ('edge_all', 'all-edge')) if f'train/accuracy/{key}' in metrics]
+    edges = [f"{name} {metrics[f'train/accuracy/{key}']:.3f}" for key, name in (('edge', 'edge acc'),
+             ('edge_all', 'all-edge acc'), ('edge_all_recall', 'recall')) if f'train/accuracy/{key}' in metrics]
     loss = metrics.get('train/loss/overall', metrics.get('train/loss/edge_all'))
     print(f"eval @ iter {iter_num} (epoch {epoch:.1f}): train loss {loss:.4f}"
           + (f" | val loss {metrics['val/loss/overall']:.4f}" if 'val/loss/overall' in metrics else '')
@@ -184,7 +194,8 @@ def print_summary(summary):
         return f"{summary[key]:.3f}" if key in summary else 'n/a'
     print(f"done in {summary['wall_time_s']:.1f}s, {summary['iter']} iters ({summary['epoch']:.1f} epochs)")
     if 'chance/first_hop' not in summary:  # a graph without paths
-        print(f"  all edges: final {show('train/accuracy/edge_all')}, best {show('best/train/accuracy/edge_all')} "
+        print(f"  all edges: recall final {show('train/accuracy/edge_all_recall')}, best "
+              f"{show('best/train/accuracy/edge_all_recall')}; accuracy {show('train/accuracy/edge_all')} "
               f"| loss {show('train/loss/edge_all')}")
         return
     print(f"  held-out first hop: final {show('val/accuracy/first_hop')}, best {show('best/val/accuracy/first_hop')} "

@@ -40,6 +40,7 @@ class EvalSets(NamedTuple):
     edges: Targets           # a fixed sample of edge rows with one right answer, cut to edge length
     val_paths: np.ndarray    # every held-out path row
     all_edges: Optional[np.ndarray] = None  # every edge row at edge length (a view of the training rows)
+    all_edge_answers: Optional[np.ndarray] = None  # per edge row, the right answers its prompt has
 
 
 def target_slots(rows, mask, slots):
@@ -129,14 +130,19 @@ def distinct_parts(t, first, end, meta):
     return [Part(*part, share=n / sum(targets)) for part, n in zip(found, targets)]
 
 
-def determined_edges(edge_rows, meta):
-    """Edge rows whose prompt has one right answer. '> root ?' has graph_d, and without
-    direction markers an inner node's two neighbours tie, so those rows are not scored."""
+def edge_answers(edge_rows, meta):
+    """Per edge row, how many edge rows share its prompt (its right answers): '> root ?' has graph_d,
+    and without direction markers an inner node's neighbours all answer '? u'."""
     source = edge_rows[:, meta['edge_row_len'] - 2].astype(np.int64)
     key = source
     if meta['config']['use_directional_tokens']:
         key = 2 * source + (edge_rows[:, meta['edge_row_len'] - 3] == meta['tokens']['bwd'])
-    return np.bincount(key)[key] == 1
+    return np.bincount(key)[key]
+
+
+def determined_edges(edge_rows, meta):
+    """Edge rows whose prompt has one right answer (the others are not scored by 'edge')."""
+    return edge_answers(edge_rows, meta) == 1
 
 
 def eval_sets(data, samples, seed, device):
@@ -155,5 +161,6 @@ def eval_sets(data, samples, seed, device):
     edge_idx = np.sort(rng.permutation(np.flatnonzero(determined_edges(data.train_rows[:n_edges], meta)))[:samples])
     x, pos, tgt = to_targets(data.train_rows[edge_idx], data.train_mask[edge_idx], 1, device)
     edges = Targets(x[:, :meta['edge_row_len'] - 1], pos, tgt)  # causal: the padding after an edge changes nothing
-    return EvalSets(train_paths, edges, data.val_rows, data.train_rows[:n_edges, :meta['edge_row_len']])
+    all_edges = data.train_rows[:n_edges, :meta['edge_row_len']]
+    return EvalSets(train_paths, edges, data.val_rows, all_edges, edge_answers(all_edges, meta))
 

@@ -186,7 +186,8 @@ def summary_metric_names(l, geometry=False, gpu=False, path_target='full'):
         names += [f'{split}/loss/overall', f'{split}/accuracy/path', f'{split}/accuracy/first_hop',
                   f'{split}/accuracy/first_hop_teacher_forced']
         names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, n + 1)]
-    names += ['train/loss/edge', 'train/accuracy/edge', 'train/loss/edge_all', 'train/accuracy/edge_all']
+    names += ['train/loss/edge', 'train/accuracy/edge', 'train/loss/edge_all', 'train/accuracy/edge_all',
+              'train/accuracy/edge_all_recall']
     names += GEOMETRY_NAMES if geometry else []
     names += [f'best/{name}' for name in names]
     names += ['train/loss/step', 'lr', 'tokens_per_sec'] + (['mfu'] if gpu else [])
@@ -199,6 +200,10 @@ def check_metric_name(name, parameters):
     may report metrics this list does not know, and a trial without the metric fails on its own."""
     def values(key):
         return candidates(parameters.get(key, {'value': DEFAULTS[key]}))
+    edge_only = sorted(set(values('graph')) - {'star', 'star_tree'})
+    if name.startswith(('val/', 'best/val/')) and edge_only:
+        raise UserError(f"metric: {name} is measured on held-out paths, but graph={edge_only[0]!r} trains edges "
+                        f"only; use train/accuracy/edge_all_recall")
     if name.startswith(('val/', 'best/val/')) and 0 in values('graph_holdout_percentage'):
         raise UserError(f"metric: {name} is measured on held-out paths, but graph_holdout_percentage=0 "
                           f"holds none out")

@@ -233,14 +233,18 @@ def test_edge_all_scores_every_edge_row_even_those_with_several_answers():
     answer = {n(0): n(1), n(1): n(2), n(3): n(4), n(2): n(1), n(4): n(3)}
     model = Table(meta['vocab_size'], meta['row_len'] - 1, answer)
     right = [True, True, False, True, False, True, False, True]  # in the order of EDGES
-    got = evaluate.score_all_edges(model, rows, 'cpu', torch.no_grad())
+    answers = pathstar_rows.edge_answers(rows, meta)
+    assert answers.tolist() == [2, 1, 2, 1, 1, 1, 1, 1]  # '> n0 ?' answers n1 and n3
+    got = evaluate.score_all_edges(model, rows, answers, 'cpu', torch.no_grad())
     assert got['train/accuracy/edge_all'] == pytest.approx(5 / 8)
+    assert got['train/accuracy/edge_all_recall'] == pytest.approx(5 / 8)  # '> n0 n3' ties with every other token
     want = np.mean([table_loss(r, meta['vocab_size']) for r in right])
     assert got['train/loss/edge_all'] == pytest.approx(want, rel=1e-6)
     assert model.calls == [(8, 3)]  # one chunk: every row at edge length
 
     model.calls.clear()
-    chunked = evaluate.score_all_edges(model, rows, 'cpu', torch.no_grad(), logits_budget=3 * meta['vocab_size'])
+    chunked = evaluate.score_all_edges(model, rows, answers, 'cpu', torch.no_grad(),
+                                       logits_budget=3 * meta['vocab_size'])
     assert chunked == pytest.approx(got) and [c[0] for c in model.calls] == [3, 3, 2]
 
 
