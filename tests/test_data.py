@@ -319,8 +319,9 @@ def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
                    path_replication=2, data_seed=1, graph_builder='official', add_self_edges=True)
     # the other families' keys, each changed from a family's defaults (graph_d=6 belongs to the star)
     family_changes = [dict(graph='star_tree'), dict(graph='star_tree', star_subtree_degree=3),
-                      dict(graph='star_tree', subtree_holdout=True), dict(graph='grid'), dict(graph='grid', grid_rows=3),
-                      dict(graph='grid', grid_cols=3), dict(graph='cycle'), dict(graph='cycle', cycle_n=9),
+                      dict(graph='star_tree', subtree_holdout=True), dict(graph='grid'),
+                      dict(graph='grid', grid_rows=3), dict(graph='grid', grid_cols=3), dict(graph='cycle'),
+                      dict(graph='cycle', cycle_n=9),
                       dict(graph='irregular'), dict(graph='irregular', irregular_n=12),
                       dict(graph='irregular', irregular_edges=25)]
     family_keys = {key for change in family_changes for key in change}
