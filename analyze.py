@@ -371,7 +371,8 @@ ARCH_WORDS = (('use_attention', False, 'no attention'), ('use_mlp_only_blocks', 
 
 def run_title(model_args, cfg, iter_num):
     arch = ', '.join(word for key, value, word in ARCH_WORDS if model_args.get(key) == value)
-    return (f"G({cfg['graph_d']},{cfg['graph_l']}) | {model_args['n_layer']} layers x {model_args['n_embd']} | "
+    graph = f"G({cfg['graph_d']},{cfg['graph_l']})" if cfg.get('graph', 'star') == 'star' else cfg['graph']
+    return (f"{graph} | {model_args['n_layer']} layers x {model_args['n_embd']} | "
             f"{arch + ' | ' if arch else ''}{cfg['num_pause_tokens']} pause | iter {iter_num}")
 
 
@@ -379,16 +380,28 @@ def run_title(model_args, cfg, iter_num):
 # the command line
 
 
-def log_geometry(model, meta, cfg, iter_num, run):
-    """During training: the geometry numbers (returned), plots under out_dir/geometry/, wandb images."""
-    numbers = geometry_metrics(model, meta)
+def log_geometry(model, meta, cfg, iter_num, run, edge_rows=None):
+    """During training: the geometry numbers (returned), plots under out_dir/geometry/, wandb images.
+    A star gets the closed-form numbers below; every graph up to graph_report.MAX_NODES nodes also
+    gets graph_report's (spectrum, edge recovery, the associative vs geometric history)."""
+    import graph_report
     title = run_title(vars(model.config), cfg, iter_num)
-    pngs = geometry_plots(model, meta, os.path.join(cfg['out_dir'], 'geometry'), title,
-                                  prefix=f'iter{iter_num:07d}')
-    print(f"  geometry: held-out diagonal margin {numbers['geometry/diagonal_margin']:.3f}, nearest-first-hop "
-          f"accuracy {numbers['geometry/nearest_first_hop_accuracy']:.3f}, Laplacian alignment "
-          f"{numbers['geometry/laplacian_alignment']:.3f} "
-          f"(random {numbers['geometry/laplacian_alignment_random']:.3f})")
+    numbers, pngs = {}, {}
+    if meta['graph'] == 'star':
+        numbers = geometry_metrics(model, meta)
+        pngs = geometry_plots(model, meta, os.path.join(cfg['out_dir'], 'geometry'), title,
+                              prefix=f'iter{iter_num:07d}')
+        print(f"  geometry: held-out diagonal margin {numbers['geometry/diagonal_margin']:.3f}, nearest-first-hop "
+              f"accuracy {numbers['geometry/nearest_first_hop_accuracy']:.3f}, Laplacian alignment "
+              f"{numbers['geometry/laplacian_alignment']:.3f} "
+              f"(random {numbers['geometry/laplacian_alignment_random']:.3f})")
+    general = graph_report.log(model, cfg, iter_num, edge_rows if edge_rows is not None else [], title)
+    if general:
+        numbers.update(general)
+        print(f"  graph geometry: low-frequency mass {general['geometry/spectral_low_mass']:.3f} (random "
+              f"{general['geometry/spectral_low_mass_random']:.3f}), top-{general['geometry/topk_k']} edge recovery: "
+              f"associative {general['geometry/associative_topk_edge_recovery']:.3f}, geometric "
+              f"{general['geometry/topk_edge_recovery']:.3f}")
     if run is not None:
         import wandb
         run.log({f'geometry_plots/{name}': wandb.Image(path) for name, path in pngs.items()}, step=iter_num)
@@ -467,14 +480,17 @@ def write_json(obj, path):
 
 
 def print_table(metrics, meta):
-    chance = 1.0 / meta['d']
+    chance = 1.0 / meta['d'] if meta['d'] else float('nan')
     notes = {'nearest_first_hop_accuracy': f'chance {chance:.3f}',
              'model/val_first_hop_accuracy': f'chance {chance:.3f}',
-             'laplacian_alignment': f"random {metrics['geometry/laplacian_alignment_random']:.3f}",
              'diagonal_margin': 'cosine, > 0 = own arm wins'}
     print(f"{'metric':<46}{'value':>9}  note")
     for key, value in metrics.items():
+        if key.endswith('_random'):
+            continue
         note = next((v for k, v in notes.items() if key.endswith(k)), '')
+        if key + '_random' in metrics:
+            note = f"random {metrics[key + '_random']:.3f}"
         print(f"{key:<46}{value:>9.3f}  {note}".rstrip() if isinstance(value, float) else f"{key:<46}{value:>9}")
 
 
@@ -488,11 +504,17 @@ def main(argv):
     check_out_dir(out_dir, given=bool(args.out_dir))  # before the minutes of work, not after
     model, ckpt, meta = load_checkpoint(ckpt_path)
     title = run_title(ckpt['model_args'], ckpt['config'], ckpt.get('iter_num', '?'))
-    metrics = geometry_metrics(model, meta, k=args.k)
-    metrics['model/val_first_hop_accuracy'] = model_first_hop_accuracy(model, meta)
+    import graph_report
+    star = meta['graph'] == 'star'
+    metrics = geometry_metrics(model, meta, k=args.k) if star else {}
+    if meta['num_paths']:
+        metrics['model/val_first_hop_accuracy'] = model_first_hop_accuracy(model, meta)
     json_path = os.path.join(out_dir, 'geometry.json')
     try:  # each file is renamed into place whole; a disk that fills up now is still one line
-        pngs = geometry_plots(model, meta, out_dir, title, max_arms=args.max_arms)
+        pngs = geometry_plots(model, meta, out_dir, title, max_arms=args.max_arms) if star else {}
+        general, graph_pngs = graph_report.of_checkpoint(model, ckpt['config'], meta, out_dir, title)
+        metrics.update(general)
+        pngs.update(graph_pngs)
         write_json(dict(metrics, checkpoint=os.path.abspath(ckpt_path), iter=ckpt.get('iter_num'), title=title,
                         pngs=pngs), json_path)
     except OSError as e:

@@ -49,11 +49,12 @@ def family(name):
 
 
 def build(cfg):
-    """The graph of a config (graph_vocab_size resolved to an int, as pathstar_data.data_config gives)."""
+    """The graph of a full config (configurator.build_config's)."""
     rng = np.random.default_rng(cfg['data_seed'])
     n = config_rules.graph_sizes(cfg).nodes
+    vocab = config_rules.resolve_vocab(cfg['graph_vocab_size'], n)
     # labels first, so the star draws exactly what it always drew: labels, then the held-out arms
-    labels = rng.choice(cfg['graph_vocab_size'], n, replace=False).astype(np.int64)
+    labels = rng.choice(vocab, n, replace=False).astype(np.int64)
     edges, paths, held_out, layout = FAMILIES[cfg['graph']](cfg, rng)
     return Graph(cfg['graph'], n, edges, labels, paths, np.sort(held_out).astype(np.int64), layout)
 

@@ -173,6 +173,11 @@ def check_metric(metric, method):
 GEOMETRY_NAMES = ['geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy', 'geometry/train_diagonal_margin',
                   'geometry/train_nearest_first_hop_accuracy', 'geometry/laplacian_alignment',
                   'geometry/laplacian_alignment_random', 'geometry/laplacian_alignment_ratio', 'geometry/laplacian_k']
+# graph_report's, on graphs up to its MAX_NODES nodes (every family; a star has both sets)
+GRAPH_GEOMETRY_NAMES = [f'geometry/{name}' for name in (
+    'spectral_low_mass', 'spectral_low_mass_random', 'spectral_low_mass_ratio', 'spectral_k', 'topk_edge_recovery',
+    'topk_edge_recovery_random', 'topk_k', 'nearest_neighbour_edge_accuracy',
+    'nearest_neighbour_edge_accuracy_random', 'associative_topk_edge_recovery')]
 
 
 def summary_metric_names(l, geometry=False, gpu=False, path_target='full'):
@@ -188,7 +193,7 @@ def summary_metric_names(l, geometry=False, gpu=False, path_target='full'):
         names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, n + 1)]
     names += ['train/loss/edge', 'train/accuracy/edge', 'train/loss/edge_all', 'train/accuracy/edge_all',
               'train/accuracy/edge_all_recall']
-    names += GEOMETRY_NAMES if geometry else []
+    names += GEOMETRY_NAMES + GRAPH_GEOMETRY_NAMES if geometry else []
     names += [f'best/{name}' for name in names]
     names += ['train/loss/step', 'lr', 'tokens_per_sec'] + (['mfu'] if gpu else [])
     return names + ['chance/first_hop', 'wall_time_s', 'iter', 'max_iters', 'epoch', 'params', 'train_rows',

@@ -340,7 +340,7 @@ def evaluate_and_save(r):
     r.metrics.update({'iter': r.iter_num, 'epoch': recipes.epochs_done(r.iter_num, r.plan)})
     if cfg['geometry_interval'] and ((r.iter_num // cfg['eval_interval']) % cfg['geometry_interval'] == 0
                                      or r.iter_num == r.max_iters):
-        r.metrics.update(analyze.log_geometry(r.model, meta, cfg, r.iter_num, r.wandb))
+        r.metrics.update(analyze.log_geometry(r.model, meta, cfg, r.iter_num, r.wandb, r.ev.all_edges))
     check_finite(r.metrics.get('train/loss/overall', r.metrics.get('train/loss/edge_all')), r.iter_num, cfg)
     print_eval(r.metrics, r.iter_num, r.metrics['epoch'], meta['l'], 1 / meta['d'] if meta['d'] else None)
     r.last_eval = r.iter_num

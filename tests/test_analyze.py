@@ -236,7 +236,8 @@ def test_cli_on_a_trained_checkpoint_writes_pngs_and_json(trained, tmp_path):
     assert 'geometry/nearest_first_hop_accuracy' in out.stdout
     for name in ('geometry_heatmap.png', 'geometry_projection.png'):
         assert (tmp_path / 'geo' / name).read_bytes()[:8] == PNG_MAGIC
-    assert tree(tmp_path / 'geo') == ['geometry.json', 'geometry_heatmap.png', 'geometry_projection.png']  # no temps
+    assert tree(tmp_path / 'geo') == ['geometry.json', 'geometry_heatmap.png', 'geometry_projection.png', 'graph.json',
+                                      'graph_fiedler.png', 'graph_similarity.png', 'graph_spectrum.png']  # no temps
     saved = json.loads((tmp_path / 'geo' / 'geometry.json').read_text())
     for key in ('geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy',
                 'geometry/train_nearest_first_hop_accuracy', 'geometry/laplacian_alignment',
