@@ -333,16 +333,23 @@ def summary(data):
     n_edges, n_paths = m['num_edge_rows'], len(m['train_arms'])
     built = (f"built in {data.build_seconds:.2f} s" if data.build_seconds is not None
              else "reused the existing cache")
+    c = m['config']
+    shape = {'star': f"{m['d']} arms x {m['l']} nodes per path",
+             'star_tree': f"{m['d']} subtrees of degree {c['star_subtree_degree']}, {m['num_paths']} paths of "
+                          f"{m['l']} nodes",
+             'grid': f"grid {c['grid_rows']} x {c['grid_cols']}", 'cycle': 'cycle',
+             'irregular': f"irregular, {c['irregular_edges']} edges"}[m['graph']]
     lines = [
-        f"graph      {m['d']} arms x {m['l']} nodes per path = {m['num_nodes']:,} nodes, "
-        f"labels from range({m['graph_vocab_size']:,})",
+        f"graph      {shape} = {m['num_nodes']:,} nodes, labels from range({m['graph_vocab_size']:,})"
+        + (", self-edges" if c['add_self_edges'] else ''),
         f"vocab      {m['vocab_size']:,} tokens ({NODE_OFFSET} special + nodes), stored as {m['dtype']}",
         f"train      {len(data.train_rows):,} rows = {n_edges:,} edge rows + {n_paths:,} paths x "
         f"{m['path_replication']}",
         f"val        {len(data.val_rows):,} rows (held-out paths)",
         f"row length T={m['row_len']} (edge rows {m['edge_row_len']}, path prompt {m['path_prompt_len']})",
         f"path rows  {len(m['path_target_nodes'])} target(s): path_target={m['config']['path_target']}, "
-        f"root_in_prompt={m['config']['root_in_prompt']}, teacherless={m['config']['teacherless']}",
+        f"root_in_prompt={m['config']['root_in_prompt']}, teacherless={m['config']['teacherless']}"
+        if m['num_paths'] else "path rows  none: this graph trains its edges only",
         f"on disk    {human_bytes(folder_bytes(data.path))} in {data.path}",
         f"build      {built}",
     ]
