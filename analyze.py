@@ -371,9 +371,11 @@ ARCH_WORDS = (('use_attention', False, 'no attention'), ('use_mlp_only_blocks', 
 
 def run_title(model_args, cfg, iter_num):
     arch = ', '.join(word for key, value, word in ARCH_WORDS if model_args.get(key) == value)
-    graph = f"G({cfg['graph_d']},{cfg['graph_l']})" if cfg.get('graph', 'star') == 'star' else cfg['graph']
+    family = cfg.get('graph', 'star')
+    graph = f"G({cfg['graph_d']},{cfg['graph_l']})" if family == 'star' else family
+    pause = f"{cfg['num_pause_tokens']} pause | " if family in ('star', 'star_tree') else ''
     return (f"{graph} | {model_args['n_layer']} layers x {model_args['n_embd']} | "
-            f"{arch + ' | ' if arch else ''}{cfg['num_pause_tokens']} pause | iter {iter_num}")
+            f"{arch + ' | ' if arch else ''}{pause}iter {iter_num}")
 
 
 # -----------------------------------------------------------------------------

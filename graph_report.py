@@ -77,7 +77,8 @@ def report(model, cfg, out_dir, title, edge_rows, step=None, history=None, name=
     if step is not None:
         geometric = graph_geometry.graph_metrics(emb, graph, top_k=k, self_edges=self_edges)
         history = (history or []) + [dict(step=step, associative=associative,
-                                          geometric=geometric['geometry/topk_edge_recovery'])]
+                                          geometric=geometric['geometry/topk_edge_recovery'],
+                                          spectral_low_mass=geometric['geometry/spectral_low_mass'])]
     metrics, pngs = graph_geometry.write_report(emb, graph, out_dir, title, name=name, self_edges=self_edges,
                                                 history=history, top_k=k)
     metrics['geometry/associative_topk_edge_recovery'] = associative

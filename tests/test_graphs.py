@@ -259,7 +259,8 @@ def test_each_family_trains_evaluates_and_is_analysed(tmp_path, family, capsys):
     geometry = tmp_path / 'out' / 'geometry'
     history = json.loads((geometry / 'history.json').read_text())
     assert [h['step'] for h in history] == [0, 15, 30]
-    assert all(0 <= h['associative'] <= 1 and 0 <= h['geometric'] <= 1 for h in history)
+    assert all(0 <= h['associative'] <= 1 and 0 <= h['geometric'] <= 1 and 0 <= h['spectral_low_mass'] <= 1
+               for h in history)
     assert {'graph_similarity.png', 'graph_spectrum.png', 'graph_fiedler.png', 'graph_dynamics.png'} <= set(
         os.listdir(geometry))
     capsys.readouterr()
