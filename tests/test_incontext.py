@@ -100,10 +100,21 @@ def test_rows_follow_the_data_seed():
     assert (a['train_rows'] == b['train_rows']).all() and not (a['train_rows'] == c['train_rows']).all()
 
 
-def test_in_context_rejects_what_does_not_apply_yet():
-    for bad in (dict(geometry_interval=1), dict(recipe='staged'), dict(graph_builder='official')):
-        with pytest.raises(configurator.UserError):
-            configurator.build_config(dict(task='in_context', **bad))
+IN_WEIGHTS_ONLY = dict(use_undirected=False, use_directional_tokens=False, use_task_tokens=False,
+                       graph_holdout_percentage=0.1, path_replication=3, recipe='staged', geometry_interval=1,
+                       graph_builder='official')
+
+
+@pytest.mark.parametrize('key', list(IN_WEIGHTS_ONLY))
+def test_in_context_rejects_in_weights_keys_in_one_line_naming_the_value_to_use(key):
+    with pytest.raises(configurator.UserError) as e:
+        configurator.build_config(dict(task='in_context', **{key: IN_WEIGHTS_ONLY[key]}))
+    message = str(e.value)
+    assert message.startswith(f"{key}: ") and '\n' not in message and "task='in_context'" in message
+    assert repr(configurator.DEFAULTS[key]) in message or key == 'recipe' and "'interleaved'" in message
+    configurator.build_config(dict(task='in_weights', **{key: IN_WEIGHTS_ONLY[key]}))  # in-weights takes it
+    # and the in-weights keys an in-context config can use: path_loss keeps the first hop of each row
+    configurator.build_config(dict(task='in_context', path_loss='first_hop'))
 
 
 def test_a_tiny_in_context_run_trains_evaluates_and_resumes(tmp_path):
@@ -186,3 +197,37 @@ def test_the_summary_counts_the_rows_and_decodes_two(tmp_path):
     assert 'in_context' in text and '300 rows' in text and '40 rows' in text and 'built in' in text
     assert text.count('[EDGE]') == 3 * D * (L - 1) and '$' in text  # two rows and the teacherless input
     assert 'reused the existing cache' in pathstar_data.summary(load(tmp_path, teacherless=True))
+
+
+def test_an_in_context_local_sweep_runs_each_variant(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    import run_sweep
+    monkeypatch.chdir(tmp_path)
+    fixed = dict(task='in_context', graph_d=2, graph_l=3, num_pause_tokens=1, num_train_graphs=64, num_val_graphs=16,
+                 n_layer=1, n_head=2, n_embd=16, epochs=2, eval_interval=100, log_interval=100, device='cpu')
+    params = {key: {'value': value} for key, value in fixed.items()}
+    params.update(teacherless={'values': [False, True]}, path_target={'value': 'reversed'})
+    doc = dict(method='grid', metric=dict(name='val/accuracy/first_hop', goal='maximize'), parameters=params)
+    (tmp_path / 'sweep.yaml').write_text(yaml.safe_dump(doc))
+    assert run_sweep.main(['--sweep_config', 'sweep.yaml', '--count', '2', '--backend', 'local']) == 0
+    assert 'agent done: 2 of 2 trials finished' in capsys.readouterr().out
+    (sweep_id,) = os.listdir('sweeps')
+    assert len(list(Path('sweeps', sweep_id).glob('trial_*/summary.json'))) == 2  # each trial trained
+
+
+@pytest.mark.parametrize('variant, changed', [
+    ('in_context_g5_l5', {'graph_d': 5, 'out_dir': 'out-in-context-g5-l5'}),
+    ('in_context_g20_l5', {'graph_d': 20, 'graph_vocab_size': 100, 'out_dir': 'out-in-context-g20-l5'}),
+    ('teacherless', {'teacherless': True, 'out_dir': 'out-in-context-g2-l5-teacherless'}),
+    ('reversed_targets', {'path_target': 'reversed', 'out_dir': 'out-in-context-g2-l5-reversed'}),
+])
+def test_the_in_context_configs_compose(variant, changed):
+    from conftest import ROOT
+    base = configurator.parse_args([f'{ROOT}/config/in_context_g2_l5.py'])
+    assert (base['task'], base['graph_d'], base['graph_vocab_size'], base['num_train_graphs']) == ('in_context', 2, 50,
+                                                                                                  200000)
+    cfg = configurator.parse_args([f'{ROOT}/config/in_context_g2_l5.py', f'{ROOT}/config/{variant}.py'])
+    assert {key: cfg[key] for key in cfg if cfg[key] != base[key]} == changed
+    cpu = configurator.parse_args([f'{ROOT}/config/in_context_cpu.py', f'{ROOT}/config/{variant}.py'])
+    assert cpu['task'] == 'in_context'  # the CPU-sized config takes the same variants
