@@ -13,7 +13,7 @@ is uniform over the d arms. The targets follow path_target like the in-weights p
 root..leaf, 'first_hop', 'reversed' leaf..root), root_in_prompt puts the root after [PATH], and
 teacherless is applied when a model reads the rows (pathstar_rows.path_inputs), as in-weights.
 use_undirected, use_directional_tokens, use_task_tokens, graph_holdout_percentage and
-path_replication do not apply: edges are always '[EDGE] parent child', once each.
+path_replication do not apply (config_rules rejects them): edges are '[EDGE] parent child', once each.
 
 Training rows and validation rows come from separate generators seeded by data_seed, and a
 validation graph equal to any training graph (same root and the same set of arms) is drawn again,
@@ -22,7 +22,7 @@ so validation always asks about unseen graphs. There are no edge rows (num_edge_
 The dataset is cached like the in-weights one (pathstar_cache.py, the same checksums, lock and
 rebuild of a damaged folder) in {data_dir}/in_context_d.._{hash}/; the graphs themselves are kept
 too, as train_graphs.npy and val_graphs.npy, (n, d, l) token ids root..leaf of every arm. Every step
-is vectorised over rows: a million rows of G(5,5) build in a few seconds (bench/bench_data.py).
+is vectorised over rows: a million rows of G(5,5) take about 2.5 CPU seconds (bench/bench_data.py).
 
     python3 pathstar_data.py --task=in_context --graph_d=2 --graph_l=5   # build (or reuse), show two rows
 """

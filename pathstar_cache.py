@@ -3,10 +3,10 @@ The dataset cache on disk: one folder per parameter set, {data_dir}/pathstar_d..
 .npy arrays and meta.json (pathstar_data.py builds the arrays; this file keeps them).
 
 A cache folder holds .npy files (ARRAYS and SAVED) and meta.json, which records the shape, dtype
-and crc32 of every array. Readers take no lock: a folder only appears by rename once whole, and load() checks every
-file against meta.json and meta.json against the folder's config, so a damaged folder (a power
-cut's zeroed or truncated file, a missing file, an edited meta.json) is never used. Builders and
-repairers take turns on {folder}.lock, which names its holder while held.
+and crc32 of every array. Readers take no lock: a folder only appears by rename once whole, and
+load() checks every file against meta.json and meta.json against the folder's config, so a damaged
+folder (a power cut's zeroed or truncated file, a missing file, an edited meta.json) is never used.
+Builders and repairers take turns on {folder}.lock, which names its holder while held.
 
 Two kinds of dataset share these guarantees: the in-weights one (pathstar_data.py, the functions of
 this module: folder_name, layouts, SAVED) and the in-context one (incontext_data.py, the same names),
