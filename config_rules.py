@@ -327,9 +327,31 @@ def in_context_is_interleaved(cfg):
 @rule('task', 'graph_builder', 'data_import')
 def in_context_draws_its_own_graphs(cfg):
     if cfg['task'] == 'in_context':
-        require(not cfg['data_import'], "data_import: not yet with task='in_context' (its files hold one graph)")
+        require(not cfg['data_import'], "data_import: its files hold one graph, and task='in_context' draws a "
+                                        "graph per row; leave it ''")
         require(cfg['graph_builder'] == 'pathstar',
                 "graph_builder: 'official' builds one graph; task='in_context' needs 'pathstar'")
+
+
+# the in-weights keys an in-context row has no use for, and why: set to anything but their default,
+# they would silently change nothing
+IN_WEIGHTS_ONLY = dict(
+    use_undirected="an in-context row lists each edge once, parent first",
+    use_directional_tokens="an in-context row marks its edges with [EDGE] alone",
+    use_task_tokens="an in-context row always has its [EDGE] and [PATH] markers",
+    graph_holdout_percentage="in-context validation holds out whole graphs, num_val_graphs of them, not arms",
+    path_replication="each in-context graph is one row; num_train_graphs sets how many",
+)
+
+
+@rule('task', *IN_WEIGHTS_ONLY)
+def in_context_ignores_in_weights_keys(cfg):
+    if cfg['task'] == 'in_context':
+        import configurator
+        for key, why in IN_WEIGHTS_ONLY.items():
+            default = configurator.DEFAULTS[key]
+            require(cfg[key] == default, f"{key}: applies to task='in_weights' only, not task='in_context' ({why}); "
+                                         f"leave it at {default!r}, got {cfg[key]!r}")
 
 
 @rule('path_target', 'teacherless')

@@ -2,11 +2,15 @@
 The dataset cache on disk: one folder per parameter set, {data_dir}/pathstar_d.._{hash}/, of
 .npy arrays and meta.json (pathstar_data.py builds the arrays; this file keeps them).
 
-A cache folder holds FILES and meta.json, which records the shape, dtype and crc32 of every
-array. Readers take no lock: a folder only appears by rename once whole, and load() checks every
-file against meta.json and meta.json against the folder's config, so a damaged folder (a power
-cut's zeroed or truncated file, a missing file, an edited meta.json) is never used. Builders and
-repairers take turns on {folder}.lock, which names its holder while held.
+A cache folder holds .npy files (ARRAYS and SAVED) and meta.json, which records the shape, dtype
+and crc32 of every array. Readers take no lock: a folder only appears by rename once whole, and
+load() checks every file against meta.json and meta.json against the folder's config, so a damaged
+folder (a power cut's zeroed or truncated file, a missing file, an edited meta.json) is never used.
+Builders and repairers take turns on {folder}.lock, which names its holder while held.
+
+Two kinds of dataset share these guarantees: the in-weights one (pathstar_data.py, the functions of
+this module: folder_name, layouts, SAVED) and the in-context one (incontext_data.py, the same names),
+picked by scheme(cfg) from the config's task.
 """
 import contextlib
 import fcntl
@@ -23,12 +27,13 @@ import zlib
 import numpy as np
 
 import configurator
+import incontext_data
 import official_files
 from config_rules import graph_sizes
-from pathstar_data import (ARRAYS, FORMAT_VERSION, PathStarData, build_arrays, data_config, meta_scalars,
+from pathstar_data import (ARRAYS, FORMAT_VERSION, PathStarData, build_arrays, data_config, meta_scalars,  # noqa: F401
                            other_arms)
 
-FILES = (*ARRAYS, 'paths')  # the .npy files of a cache folder; meta.json comes last
+SAVED = ('paths',)  # the meta arrays kept as .npy files beside ARRAYS (holdout_arms live in meta.json)
 WAIT_NOTICE_SECONDS = 30.0  # a builder waiting for the lock says whom it waits for this often
 LOCK_POLL_SECONDS = 0.05
 
@@ -37,9 +42,26 @@ class DamagedCache(Exception):
     """A cache folder that does not hold what its meta.json and config say; it is rebuilt, never used."""
 
 
+def scheme(cfg):
+    """What names, builds and lays out cfg's dataset: incontext_data for task='in_context', else this module
+    (the in-weights dataset of pathstar_data). Both provide data_config, meta_scalars, build_arrays,
+    folder_name, layouts and SAVED."""
+    return incontext_data if cfg.get('task') == 'in_context' else sys.modules[__name__]
+
+
+def folder_name(dcfg):
+    """The readable part of an in-weights cache folder's name (the hash follows it); the families
+    other than the star go by their node count."""
+    if dcfg['graph'] != 'star':
+        return f"{dcfg['graph']}_n{graph_sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}"
+    return (f"pathstar_d{dcfg['graph_d']}_l{dcfg['graph_l']}_v{dcfg['graph_vocab_size']}"
+            f"_h{dcfg['graph_holdout_percentage']:g}_p{dcfg['num_pause_tokens']}")
+
+
 def cache_dir(cfg):
     """The folder this parameter set lives in under cfg['data_dir']."""
-    dcfg = data_config(cfg)
+    s = scheme(cfg)
+    dcfg = s.data_config(cfg)
     key = dict(dcfg, format_version=FORMAT_VERSION)
     if dcfg['data_import']:  # the files' bytes too: an edited file is another dataset
         key['data_import_sha256'] = official_files.read(dcfg['data_import']).digest
@@ -47,17 +69,14 @@ def cache_dir(cfg):
         del key['data_import']  # the folders of generated graphs keep their names
     key = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-    name = (f"pathstar_d{dcfg['graph_d']}_l{dcfg['graph_l']}_v{dcfg['graph_vocab_size']}"
-            f"_h{dcfg['graph_holdout_percentage']:g}_p{dcfg['num_pause_tokens']}_{digest}")
-    if dcfg['graph'] != 'star':  # the other families by their node count
-        name = f"{dcfg['graph']}_n{graph_sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}_{digest}"
-    return os.path.join(cfg.get('data_dir', configurator.DEFAULTS['data_dir']), name)
+    return os.path.join(cfg.get('data_dir', configurator.DEFAULTS['data_dir']), f"{s.folder_name(dcfg)}_{digest}")
 
 
-def is_built(folder):
+def is_built(folder, saved=SAVED):
     """Every file is there (meta.json is written last, and the folder appears by rename). Whether
     they hold what they should is load()'s check."""
-    return all(os.path.isfile(os.path.join(folder, name)) for name in (*(f + '.npy' for f in FILES), 'meta.json'))
+    names = (*(f + '.npy' for f in (*ARRAYS, *saved)), 'meta.json')
+    return all(os.path.isfile(os.path.join(folder, name)) for name in names)
 
 
 def checksum(array):
@@ -76,28 +95,31 @@ def layouts(meta):
                 paths=((meta['num_paths'], meta['l']), 'int64'), holdout_arms=((meta['num_val_rows'],), 'int64'))
 
 
-def save_meta(meta, folder, records):
-    """meta.json: the scalars and lists, holdout_arms, and the shape, dtype and crc32 of every array."""
-    plain = {k: v for k, v in meta.items() if k not in ('paths', 'train_arms', 'holdout_arms')}
-    plain['holdout_arms'] = meta['holdout_arms'].tolist()
+def save_meta(meta, folder, records, saved):
+    """meta.json: the scalars and lists, holdout_arms (in-weights), and the shape, dtype and crc32 of every array."""
+    plain = {k: v for k, v in meta.items() if k not in (*saved, 'train_arms', 'holdout_arms')}
+    if 'holdout_arms' in meta:
+        plain['holdout_arms'] = meta['holdout_arms'].tolist()
     plain['arrays'] = records
     with open(os.path.join(folder, 'meta.json'), 'w') as f:
         f.write(json.dumps(plain))  # dumps uses the C encoder, dump does not: 0.5 s at d = 1e6
 
 
-def write_dataset(arrays, meta, folder):
-    """The .npy files, then meta.json last: its presence is what marks a folder finished.
+def write_dataset(arrays, meta, folder, saved=SAVED):
+    """The .npy files (arrays, and meta's arrays named in saved), then meta.json last: its presence is
+    what marks a folder finished.
 
     Nothing is fsynced: a cache folder is a pure function of its config, and load() finds what a
     power cut damaged, so the folder is rebuilt instead.
     """
     os.makedirs(folder)
-    everything = dict(arrays, paths=meta['paths'])
+    everything = dict(arrays, **{name: meta[name] for name in saved})
     for name, array in everything.items():
         np.save(os.path.join(folder, name + '.npy'), array)
     records = {name: array_record(array) for name, array in everything.items()}
-    records['holdout_arms'] = array_record(np.asarray(meta['holdout_arms'], np.int64))
-    save_meta(meta, folder, records)
+    if 'holdout_arms' in meta:
+        records['holdout_arms'] = array_record(np.asarray(meta['holdout_arms'], np.int64))
+    save_meta(meta, folder, records, saved)
 
 
 def read_meta(folder):
@@ -113,19 +135,20 @@ def read_meta(folder):
         raise DamagedCache("meta.json is not valid JSON") from None
     if not isinstance(meta, dict) or not isinstance(meta.get('config'), dict):
         raise DamagedCache("meta.json has no config")
+    s = scheme(meta['config'])
     try:
-        dcfg = data_config(meta['config'])
+        dcfg = s.data_config(meta['config'])
     except (configurator.UserError, TypeError):
         raise DamagedCache("meta.json's config is not a valid dataset config") from None
     name = os.path.basename(cache_dir(dict(dcfg, data_dir='.')))
     if dcfg != meta['config'] or name != os.path.basename(os.path.normpath(folder)):
         raise DamagedCache("meta.json's config is not the one the folder name stands for")
-    expected = meta_scalars(dcfg)
+    expected = s.meta_scalars(dcfg)
     wrong = [key for key in expected if meta.get(key) != expected[key]]
     if wrong:
         raise DamagedCache(f"meta.json has wrong {', '.join(wrong)}")
     records = meta.get('arrays')
-    want = layouts(meta)
+    want = s.layouts(meta)
     if not isinstance(records, dict) or set(records) != set(want) or not all(
             isinstance(r, dict) and r.get('shape') == list(want[n][0]) and r.get('dtype') == want[n][1]
             and isinstance(r.get('crc32'), str) for n, r in records.items()):
@@ -182,11 +205,14 @@ def load(folder, mmap=False):
     try:
         meta = read_meta(folder)
         records = meta.pop('arrays')
-        arrays = {name: read_npy(folder, name, records[name], mmap) for name in FILES}
+        saved = scheme(meta['config']).SAVED
+        arrays = {name: read_npy(folder, name, records[name], mmap) for name in (*ARRAYS, *saved)}
     except PermissionError as e:
         raise configurator.UserError(f"data_dir: cannot read the dataset cache {folder}: {e.strerror}; "
                                        f"fix its permissions or delete it") from None
-    meta['paths'] = arrays.pop('paths')
+    meta.update({name: arrays.pop(name) for name in saved})
+    if 'holdout_arms' not in records:  # in-context: no fixed graph, so no held-out arms
+        return PathStarData(**arrays, meta=meta, path=folder)
     try:
         holdout = np.array(meta['holdout_arms'], dtype=np.int64)
     except (TypeError, ValueError, OverflowError):
@@ -301,9 +327,10 @@ def build_locked(dcfg, folder, verbose=False, mmap=False):
             print(f"pathstar: building {folder}")
         start = time.time()
         temp = f"{folder}.tmp-{os.getpid()}"
-        arrays, meta = build_arrays(dcfg)
+        s = scheme(dcfg)
+        arrays, meta = s.build_arrays(dcfg)
         try:
-            write_dataset(arrays, meta, temp)
+            write_dataset(arrays, meta, temp, s.SAVED)
             os.rename(temp, folder)  # atomic: readers see no folder or a whole one
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
@@ -319,10 +346,11 @@ def load_or_build(cfg, verbose=True, mmap=False):
     read-only instead of reading them (a fresh build is in memory already). A damaged cache folder is
     rebuilt, with one line on stderr saying so.
     """
-    dcfg, folder = data_config(cfg), cache_dir(cfg)
+    s = scheme(cfg)
+    dcfg, folder = s.data_config(cfg), cache_dir(cfg)
     check_place(folder)
     data = None
-    if is_built(folder):
+    if is_built(folder, s.SAVED):
         try:
             data = load(folder, mmap)
         except DamagedCache:

@@ -306,10 +306,7 @@ def build_arrays(cfg):
 def load_or_build(cfg, verbose=True, mmap=False):
     """The dataset for cfg, from its cache folder under data_dir, building it first if needed
     (pathstar_cache.py keeps the folders trustworthy)."""
-    import pathstar_cache
-    if cfg.get('task') == 'in_context':  # each row its own graph (incontext_data.py), in memory for now
-        import incontext_data
-        return incontext_data.load_or_build(cfg, verbose, mmap)
+    import pathstar_cache  # it caches task='in_context' too (incontext_data.py builds those)
     return pathstar_cache.load_or_build(cfg, verbose, mmap)
 
 
@@ -330,6 +327,9 @@ def folder_bytes(folder):
 def summary(data):
     """A few lines about the dataset and a handful of decoded rows, never the whole thing."""
     m = data.meta
+    if m.get('task') == 'in_context':  # each row its own graph: another layout
+        import incontext_data
+        return incontext_data.summary(data)
     n_edges, n_paths = m['num_edge_rows'], len(m['train_arms'])
     built = (f"built in {data.build_seconds:.2f} s" if data.build_seconds is not None
              else "reused the existing cache")

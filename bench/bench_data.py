@@ -1,12 +1,13 @@
 """
 How long a cold build of the path-star dataset takes, and how much memory it needs.
 
-    python3 bench/bench_data.py                  # l=5, defaults, d = 1e3 .. 1e6
-    python3 bench/bench_data.py --max_d=100000 --json bench.json
+    python3 bench/bench_data.py                  # l=5, defaults, d = 1e3 .. 1e6, then in-context G(5,5) x 1e6
+    python3 bench/bench_data.py --max_d=100000 --in_context_rows=0 --json bench.json
 
 Each size runs load_or_build in a fresh subprocess, into an empty temp data_dir,
 so its peak RSS (the child's own ru_maxrss) counts only that build and its load.
-The table comes last.
+The last row is the in-context task (incontext_data.py): in_context_rows sequences, each
+its own G(5,5), and 10**4 validation graphs. The table comes last.
 """
 import argparse
 import json
@@ -20,35 +21,42 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SIZES = (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6)
+IN_CONTEXT = dict(task='in_context', graph_d=5, graph_l=5, num_val_graphs=10 ** 4)
 
 
-def child(d, data_dir):
+def child(d, data_dir, in_context_rows=0):
     """Runs in the subprocess: one cold load_or_build, one JSON line on stdout."""
     import pathstar_data
+    cfg = dict(IN_CONTEXT, num_train_graphs=in_context_rows) if in_context_rows else dict(graph_d=d, graph_l=5)
     start = time.time()
-    data = pathstar_data.load_or_build(dict(graph_d=d, graph_l=5, data_dir=data_dir), verbose=False)
+    data = pathstar_data.load_or_build(dict(cfg, data_dir=data_dir), verbose=False)
     seconds = time.time() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_kb = usage.ru_maxrss  # kilobytes on Linux
     print(json.dumps(dict(
-        d=d, nodes=data.meta['num_nodes'], train_rows=len(data.train_rows), val_rows=len(data.val_rows),
+        task=data.meta.get('task', 'in_weights'),
+        d=data.meta['d'], nodes=data.meta['num_nodes'], train_rows=len(data.train_rows), val_rows=len(data.val_rows),
         seconds=round(seconds, 3), build_seconds=round(data.build_seconds, 3),
+        cpu_seconds=round(usage.ru_utime + usage.ru_stime, 3),  # the whole child, imports too: on a shared
+        # machine this says what the build costs when the wall clock says how busy the machine was
         peak_rss_mb=round(peak_kb / 1024, 1), disk_bytes=pathstar_data.folder_bytes(data.path),
         dtype=data.meta['dtype'])))
 
 
-def run_one(d):
+def run_one(d, in_context_rows=0):
     with tempfile.TemporaryDirectory(prefix='bench_pathstar_') as data_dir:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', str(d), data_dir],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', str(d), data_dir,
+                              str(in_context_rows)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def table(results):
-    head = f"{'d':>9} {'nodes':>10} {'train rows':>12} {'seconds':>8} {'peak RSS MB':>12} {'bytes on disk':>14}"
+    head = (f"{'task':>10} {'d':>9} {'nodes':>10} {'train rows':>12} {'seconds':>8} {'CPU s':>6} {'peak RSS MB':>12} "
+            f"{'bytes on disk':>14}")
     lines = [head, '-' * len(head)]
     for r in results:
-        lines.append(f"{r['d']:>9,} {r['nodes']:>10,} {r['train_rows']:>12,} {r['seconds']:>8.2f} "
-                     f"{r['peak_rss_mb']:>12.1f} {r['disk_bytes']:>14,}")
+        lines.append(f"{r['task']:>10} {r['d']:>9,} {r['nodes']:>10,} {r['train_rows']:>12,} {r['seconds']:>8.2f} "
+                     f"{r['cpu_seconds']:>6.2f} {r['peak_rss_mb']:>12.1f} {r['disk_bytes']:>14,}")
     return '\n'.join(lines)
 
 
@@ -56,14 +64,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--max_d', type=int, default=SIZES[-1], help='largest graph_d to build')
     parser.add_argument('--json', metavar='PATH', help='also write the results here')
-    parser.add_argument('--child', nargs=2, metavar=('D', 'DATA_DIR'), help=argparse.SUPPRESS)
+    parser.add_argument('--in_context_rows', type=int, default=10 ** 6,
+                        help='in-context G(5,5) sequences to build last (0 = skip)')
+    parser.add_argument('--child', nargs=3, metavar=('D', 'DATA_DIR', 'ROWS'), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(int(args.child[0]), args.child[1])
+        return child(int(args.child[0]), args.child[1], int(args.child[2]))
     results = []
     for d in [d for d in SIZES if d <= args.max_d]:
         results.append(run_one(d))
         print(f"d={d:,}: {results[-1]['seconds']:.2f} s", flush=True)
+    if args.in_context_rows:
+        results.append(run_one(5, args.in_context_rows))
+        print(f"in-context G(5,5) x {args.in_context_rows:,}: {results[-1]['seconds']:.2f} s", flush=True)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=1)
