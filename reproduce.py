@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import pathlib
 import platform
 import shutil
 import statistics
@@ -74,7 +75,6 @@ def pause_l(cfg):  # the paper's setting: as many pause tokens as path nodes
 OFFICIAL_FORMAT = ('graph_builder', 'data_seed', 'graph_vocab_size', 'use_directional_tokens', 'use_task_tokens',
                    'num_pause_tokens', 'path_replication')
 
-BASE = Arm('GPT, both edge directions, our format')
 CONTRASTS = (
     Contrast('edge_directions', 'In-weights star: edges in both directions vs forward edges only',
              "with both directions the held-out paths are planned; with forward edges only the held-out first hop "
@@ -124,6 +124,9 @@ class Scale:
     in_weights: tuple            # layers of the in-weights base
     in_context: tuple            # layers of the in-context base
     results: str                 # folder of its tables and figures
+    seed_key: str = 'data_seed'  # what the seeds set: 'data_seed' draws a new graph and held-out set for each
+                                 # run (so a small graph's few held-out leaves are not all one run's); 'seed'
+                                 # the model's init and order on one graph, as the paper's runs
 
 
 SCALES = dict(
@@ -133,17 +136,17 @@ SCALES = dict(
                 ('config/in_context_cpu.py', dict(num_train_graphs=256, num_val_graphs=64, graph_l=3, n_embd=32,
                                                   epochs=5, eval_interval=1000, log_interval=1000)),
                 os.path.join('results', 'quick')),
-    cpu=Scale('CPU scale', (1, 2, 3),
-              (dict(graph_d=80, graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, n_embd=128,
-                    epochs=600, eval_interval=2000, log_interval=500, device='cpu'),),
-              ('config/in_context_cpu.py', dict(epochs=100, eval_interval=2000, log_interval=500)),
+    cpu=Scale("the demo's graph and model, a new graph each seed", (1, 2, 3),
+              (dict(graph_d=20, graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, n_embd=128,
+                    epochs=1500, eval_interval=5000, log_interval=500, device='cpu'),),
+              ('config/in_context_cpu.py', dict(epochs=100, eval_interval=5000, log_interval=100)),
               'results'),
     paper=Scale("the paper's graph and model (config/paper_g5000_l5.py); in context, config/in_context_cpu.py's "
                 "task with the paper's model", (1, 2, 3),
                 ('config/paper_g5000_l5.py', dict(device='auto')),
                 ('config/in_context_cpu.py', dict(device='auto', n_layer=12, n_head=8, n_embd=384, num_train_graphs=
                                                   200000, num_val_graphs=2000, epochs=100, eval_interval=1000)),
-                os.path.join('results', 'paper')),
+                os.path.join('results', 'paper'), seed_key='seed'),
 )
 
 
@@ -212,7 +215,7 @@ def machine_name():
     import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def run_queued(sweep_id):
@@ -231,24 +234,18 @@ def run_queued(sweep_id):
         ran += 1
 
 
-def running(sweep_id):
-    study, _, _ = sweep_local.open_local_sweep(sweep_id, None)
-    return any(t.state.name == 'RUNNING' for t in study.get_trials(deepcopy=False))
-
-
 def run_all(sweep_ids):
     """Every sweep's unclaimed trials, in order; then wait for the trials other agents run (a trial whose
     agent dies is queued again, and run here)."""
-    for sweep_id in sweep_ids:
-        run_queued(sweep_id)
-    waited = False
-    while True:
-        busy = [s for s in sweep_ids if run_queued(s) == 0 and running(s)]
+    for waits in range(10 ** 9):
+        for sweep_id in sweep_ids:
+            run_queued(sweep_id)
+        busy = [s for s in sweep_ids if any(t.state.name == 'RUNNING' for t in
+                                            sweep_local.open_local_sweep(s, None)[0].get_trials(deepcopy=False))]
         if not busy:
             return
-        if not waited:
+        if waits == 0:
             print(f"waiting for other agents' trials in sweeps {', '.join(busy)}")
-        waited = True
         time.sleep(10)
 
 
@@ -277,14 +274,18 @@ def mean_sd(values):
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def per_run(values):
+    """'mean ± sd (each run)': with three seeds the runs say more than the spread."""
+    return mean_sd(values) + (f" ({', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else '')
+
+
 def arm_row(label, runs, metrics, seeds):
     """The numbers of one arm over its finished runs."""
     summaries = [s for s, _ in runs]
-    row = dict(label=label, values={k: [s[k] for s in summaries if k in s] for k, _ in metrics},
-               chance=sorted({round(s['chance/first_hop'], 4) for s in summaries}),
-               held_out=sorted({s['val_rows'] for s in summaries}), runs=f"{len(runs)}/{len(seeds)}",
-               wall=sum(s['wall_time_s'] for s in summaries), machine=sorted({m for _, m in runs}))
-    return row
+    return dict(label=label, values={k: [s[k] for s in summaries if k in s] for k, _ in metrics},
+                chance=sorted({round(s['chance/first_hop'], 4) for s in summaries}),
+                held_out=[s['val_rows'] for s in summaries], runs=f"{len(runs)}/{len(seeds)}",
+                wall=sum(s['wall_time_s'] for s in summaries), machine=sorted({m for _, m in runs}))
 
 
 def markdown_table(rows, metrics):
@@ -292,24 +293,22 @@ def markdown_table(rows, metrics):
             'machine']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
     for r in rows:
-        cells = [r['label'], *(mean_sd(r['values'][k]) for k, _ in metrics),
-                 ', '.join(f"{c:.3f}" for c in r['chance']) or '-', ', '.join(map(str, r['held_out'])) or '-',
+        cells = [r['label'], *(per_run(r['values'][k]) for k, _ in metrics),
+                 ', '.join(f"{c:.3f}" for c in r['chance']) or '-', ' + '.join(map(str, r['held_out'])) or '-',
                  r['runs'], f"{r['wall'] / 60:.1f} min", ', '.join(r['machine']) or '-']
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
+def atomic_write(path, write):
+    """write(tmp) then rename, so a reader sees the old file or the new one."""
+    tmp = f'{path}.tmp-{os.getpid()}'
+    write(tmp)
+    os.replace(tmp, path)
+
+
 def write_text(path, text):
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def save_figure(fig, path):
-    tmp = f'{path}.tmp-{os.getpid()}'
-    fig.savefig(tmp, format='png', dpi=110)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
 
 
 def plot_contrast(path, contrast, rows):
@@ -335,7 +334,7 @@ def plot_contrast(path, contrast, rows):
             ax.legend(fontsize=8)
     fig.suptitle(contrast.title, fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110))
     plt.close(fig)
 
 
@@ -349,7 +348,8 @@ def describe(scale_name, scale):
                      f"{cfg['num_pause_tokens']} pause tokens"
                      + (f", holdout {cfg['graph_holdout_percentage']:g}" if task == 'in_weights' else
                         f", {cfg['num_train_graphs']} training graphs, {cfg['num_val_graphs']} held-out graphs"))
-    return f"Scale: {scale_name} ({scale.about}); seeds {', '.join(map(str, scale.seeds))}.\n" + '\n'.join(lines)
+    return (f"Scale: {scale_name} ({scale.about}); {scale.seed_key} {', '.join(map(str, scale.seeds))}.\n"
+            + '\n'.join(lines))
 
 
 def write_contrast(contrast, rows, scale_name, scale):
@@ -357,8 +357,9 @@ def write_contrast(contrast, rows, scale_name, scale):
     os.makedirs(scale.results, exist_ok=True)
     table = markdown_table(rows, contrast.metrics)
     text = (f"# {contrast.title}\n\nThe paper: {contrast.paper}.\n\n{describe(scale_name, scale)}\n\n{table}\n"
-            f"Final evaluation of each run, mean ± sample standard deviation over seeds; held-out = held-out paths "
-            f"(in-context: held-out graphs); wall time = all runs together. Written by `python3 reproduce.py"
+            f"Final evaluation of each run: mean ± sample standard deviation over seeds (each run's value); held-out "
+            f"= held-out paths of each run (in-context: held-out graphs); wall time = all runs together. Written by "
+            f"`python3 reproduce.py"
             f"{'' if scale_name == 'cpu' else ' --scale ' + scale_name}`.\n")
     write_text(os.path.join(scale.results, f'{contrast.name}.md'), text)
     plot_contrast(os.path.join(scale.results, f'{contrast.name}.png'), contrast, rows)
@@ -369,7 +370,7 @@ def write_contrast(contrast, rows, scale_name, scale):
 # the phase diagram: where does planning from memory appear at small scale? The demo's model (2 layers,
 # lr 1e-3, 1500 epochs) on stars of more arms and at other widths; then the demo's own config on more seeds.
 
-PHASE = dict(grid=dict(seed=[1, 2], graph_d=[10, 20, 40, 80], n_embd=[32, 64, 128]),  # seed first: runs go seed by seed
+PHASE = dict(grid=dict(data_seed=[1, 2], graph_d=[10, 20, 40], n_embd=[64, 128, 256]),  # a seed at a time
              fixed=dict(graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, num_pause_tokens=3,
                         epochs=1500, learning_rate=1e-3, eval_interval=5000, log_interval=1000, device='cpu'),
              demo=dict(device='cpu'), demo_seeds=[1337, 1338, 1339, 1340, 1341])  # the demo: the defaults
@@ -380,7 +381,7 @@ def phase_cells(sweep_id):
     cells = {}
     for params, (summary, _) in completed_runs(sweep_id).items():
         p = dict(params)
-        cells.setdefault((p['graph_d'], p['n_embd']), []).append((p['seed'], summary))
+        cells.setdefault((p['graph_d'], p['n_embd']), []).append((p['data_seed'], summary))
     return cells
 
 
@@ -394,7 +395,7 @@ def phase_table(cells, ds, widths, key):
         for w in widths:
             seeds = sorted(cells.get((d, w), []), key=lambda x: x[0])
             values = [s[key] for _, s in seeds]
-            cells_text.append(f"{mean_sd(values)} ({', '.join(f'{v:.2f}' for v in values)})" if values else '-')
+            cells_text.append(per_run(values))
         lines.append(f"| {d} ({held}) | " + ' | '.join(cells_text) + ' |')
     return '\n'.join(lines) + '\n'
 
@@ -423,7 +424,7 @@ def plot_phase(path, cells, ds, widths):
     fig.colorbar(image, label='held-out first-hop accuracy (mean over seeds)')
     ax.set_title('Where planning from memory appears (2 layers, 1500 epochs, l=5)', fontsize=9)
     fig.tight_layout()
-    save_figure(fig, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110))
     plt.close(fig)
 
 
@@ -443,7 +444,8 @@ def phase_diagram(tables_only):
     os.makedirs('results', exist_ok=True)
     text = (f"# Phase diagram: where planning from memory appears\n\nHeld-out first-hop accuracy (final evaluation) "
             f"of `train.py` with {', '.join(f'{k}={v}' for k, v in fixed.items() if k != 'log_interval')}, "
-            f"for graph_d x n_embd, seeds {', '.join(map(str, grid['seed']))}: mean ± sample sd (each seed).\n\n"
+            f"for graph_d x n_embd, data_seed {', '.join(map(str, grid['data_seed']))} (a new graph and held-out set "
+            f"each): mean ± sample sd (each run).\n\n"
             f"{phase_table(cells, ds, widths, METRICS[0][0])}\nHeld-out path accuracy:\n\n"
             f"{phase_table(cells, ds, widths, METRICS[1][0])}\n"
             f"Wall time: {sum(s['wall_time_s'] for c in cells.values() for _, s in c) / 60:.1f} min for "
@@ -488,37 +490,54 @@ def main(argv):
     args = parse_args(argv)
     if args.phase_diagram:
         return phase_diagram(args.tables_only)
-    scale = SCALES[args.scale]
-    contrasts = [c for c in CONTRASTS if c.name in args.only]
-    plans = []   # (contrast, [(arm, sweep id)])
-    for c in contrasts:
+    scale, plans, tables, slow = SCALES[args.scale], [], [], set()   # plans: (contrast, [(arm, sweep id)])
+    for c in (c for c in CONTRASTS if c.name in args.only):
         if c.requires and importlib.util.find_spec(c.requires) is None:
-            print(f"note: contrast {c.name!r} skipped: it needs {c.requires}.py, which this checkout does not have "
-                  f"yet (pending); no numbers are written for it")
+            note = f"skipped: it needs {c.requires}.py, which this checkout does not have yet (pending); no numbers"
+            print(f"note: contrast {c.name!r} {note}")
+            tables.append(f"## {c.title}\n\nPending, {note}.\n")
             continue
         arms = []
         for arm in c.arms:
             cfg, keys = arm_config(arm, scale)
-            sweep = pinned_sweep(cfg, keys, dict(seed=scale.seeds), f"reproduce {args.scale}: {c.name}: {arm.label}",
-                                 c.metrics[0][0])
+            sweep = pinned_sweep(cfg, keys, {scale.seed_key: scale.seeds}, f"reproduce {args.scale}: {c.name}: "
+                                 f"{arm.label}", c.metrics[0][0])
             arms.append((arm, find_or_create(sweep, args.scale)))
+            if cfg['model_type'] == 'mamba':
+                slow.add(arms[-1][1])
         plans.append((c, arms))
+    # in registry order, but Mamba (a Python loop on a CPU) last, so a short session gets every other contrast
+    sweep_ids = sorted(dict.fromkeys(sweep_id for _, arms in plans for _, sweep_id in arms), key=lambda s: s in slow)
     t0 = time.time()
     if not args.tables_only:
-        run_all(list(dict.fromkeys(sweep_id for _, arms in plans for _, sweep_id in arms)))
-    tables = []
+        run_all(sweep_ids)
     for c, arms in plans:
         rows = [arm_row(arm.label, list(completed_runs(sweep_id).values()), c.metrics, scale.seeds)
                 for arm, sweep_id in arms]
         tables.append(f"## {c.title}\n\nThe paper: {c.paper}. Figure: [{c.name}.png]({c.name}.png)\n\n"
                       + write_contrast(c, rows, args.scale, scale))
     if set(args.only) == {c.name for c in CONTRASTS}:  # the whole table only when every contrast was asked for
+        runs = [s for sweep_id in sweep_ids for s, _ in completed_runs(sweep_id).values()]
         write_text(os.path.join(scale.results, 'reproduction.md'),
-                   f"# The paper's contrasts, reproduced\n\n{describe(args.scale, scale)}\n\n" + '\n'.join(tables))
-    print(f"\nwrote {len(tables)} contrasts to {scale.results}/ ({(time.time() - t0) / 60:.1f} min in this call)")
+                   f"# The paper's contrasts, reproduced\n\n{describe(args.scale, scale)}\n\n{len(runs)} distinct "
+                   f"runs (an arm shared by contrasts is trained once), "
+                   f"{sum(s['wall_time_s'] for s in runs) / 60:.1f} min of training in all.\n\n" + '\n'.join(tables))
+    print(f"\nwrote {len(plans)} contrasts to {scale.results}/ ({(time.time() - t0) / 60:.1f} min in this call)")
     return 0
+
+
+def stoppable(argv):
+    """main(), where a signal stops the agent as run_sweep.py's does: the trial is queued again, to resume."""
+    from run_sweep import install_stop_handlers
+    install_stop_handlers()
+    try:
+        return main(argv)
+    except KeyboardInterrupt as e:  # sweep_local.Stopped, or a Ctrl-C before the handlers
+        signum = getattr(e, 'signum', 2)
+        print(f"stopped by signal {signum}; run the same command again to go on where it stopped", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == '__main__':
     sys.stdout.reconfigure(line_buffering=True)
-    sys.exit(configurator.exit_on_user_error(lambda: main(sys.argv[1:])))
+    sys.exit(configurator.exit_on_user_error(lambda: stoppable(sys.argv[1:])))

@@ -47,12 +47,12 @@ def test_tables_only_and_only_write_just_the_contrasts_asked_for(toy):
     assert reproduce.main(['--quick', '--only', 'edge_directions', '--tables_only']) == 0
     assert not trial_dirs(toy) if (toy / 'sweeps').exists() else True
     text = (toy / 'results' / 'quick' / 'edge_directions.md').read_text()
-    assert '| both directions | - | - |' in text and '| 0/1 |' in text
+    assert '| both directions | - | - | - | - | 0/1 |' in text
     assert not (toy / 'results' / 'quick' / 'reproduction.md').exists()
 
 
 def test_the_phase_diagram_writes_its_table_and_heatmap(toy, monkeypatch):
-    monkeypatch.setitem(reproduce.PHASE, 'grid', dict(seed=[1], graph_d=[4, 8], n_embd=[16]))
+    monkeypatch.setitem(reproduce.PHASE, 'grid', dict(data_seed=[1], graph_d=[4, 8], n_embd=[16]))
     monkeypatch.setitem(reproduce.PHASE, 'fixed', dict(TINY, graph_l=3, graph_holdout_percentage=0.5))
     monkeypatch.setitem(reproduce.PHASE, 'demo', TINY)
     monkeypatch.setitem(reproduce.PHASE, 'demo_seeds', [1])
