@@ -19,7 +19,6 @@ share (the baseline is in most) is trained once.
 Writes results/<contrast>.md and .png and results/reproduction.md (every contrast in one table) for the CPU
 scale; the other scales write under results/<scale>/.
 """
-import argparse
 import hashlib
 import importlib.util
 import json
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 import configurator
 import sweep_local
 from configurator import DEFAULTS, UserError
+from run_sweep import ArgumentParser, install_stop_handlers
 from sweep_space import RUNNER_KEYS, check_combinations, check_sweep
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -316,7 +316,7 @@ def plot_contrast(path, contrast, rows):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(contrast.metrics), figsize=(4 + 1.3 * len(rows) * len(contrast.metrics), 4.2),
+    fig, axes = plt.subplots(1, len(contrast.metrics), figsize=(len(contrast.metrics) * (1.5 + 0.8 * len(rows)), 4),
                              squeeze=False)
     for ax, (key, title) in zip(axes[0], contrast.metrics):
         for i, r in enumerate(rows):
@@ -373,7 +373,9 @@ def write_contrast(contrast, rows, scale_name, scale):
 PHASE = dict(grid=dict(data_seed=[1, 2], graph_d=[10, 20, 40], n_embd=[64, 128, 256]),  # a seed at a time
              fixed=dict(graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, num_pause_tokens=3,
                         epochs=1500, learning_rate=1e-3, eval_interval=5000, log_interval=1000, device='cpu'),
-             demo=dict(device='cpu'), demo_seeds=[1337, 1338, 1339, 1340, 1341])  # the demo: the defaults
+             demos=[dict(graph_d=20, n_embd=128, epochs=1500, device='cpu'),    # candidates for the demo,
+                    dict(graph_d=20, n_embd=128, epochs=3000, device='cpu')],   # the rest at the defaults
+             demo_seeds=[1337, 1338, 1339, 1340, 1341])
 
 
 def phase_cells(sweep_id):
@@ -428,19 +430,24 @@ def plot_phase(path, cells, ds, widths):
     plt.close(fig)
 
 
+def demo_table(demo, sweep_id):
+    rows = sorted((dict(p)['seed'], s) for p, (s, _) in completed_runs(sweep_id).items())
+    return (f"\n{' '.join(f'{k}={v}' for k, v in demo.items())}:\n\n| seed | held-out first hop (best) | "
+            f"held-out path | wall |\n| --- | --- | --- | --- |\n"
+            + ''.join(f"| {seed} | {s['val/accuracy/first_hop']:.3f} ({s['best/val/accuracy/first_hop']:.3f}) | "
+                      f"{s['val/accuracy/path']:.3f} | {s['wall_time_s']:.0f} s |\n" for seed, s in rows))
+
+
 def phase_diagram(tables_only):
     grid, fixed = PHASE['grid'], PHASE['fixed']
     cfg, keys = resolve((fixed,))
     sweep_id = find_or_create(pinned_sweep(cfg, keys, grid, 'reproduce: phase diagram', METRICS[0][0]), 'phase')
-    demo_cfg, demo_keys = resolve((PHASE['demo'],))
-    demo_id = find_or_create(pinned_sweep(demo_cfg, demo_keys, dict(seed=PHASE['demo_seeds']),
-                                          'reproduce: the demo default', METRICS[0][0]), 'phase')
+    demo_ids = [find_or_create(pinned_sweep(*resolve((demo,)), dict(seed=PHASE['demo_seeds']),
+                                            f'reproduce: demo candidate {demo}', METRICS[0][0]), 'phase')
+                for demo in PHASE['demos']]
     if not tables_only:
-        run_all([sweep_id, demo_id])
+        run_all([sweep_id, *demo_ids])
     cells, ds, widths = phase_cells(sweep_id), grid['graph_d'], grid['n_embd']
-    demo = sorted(completed_runs(demo_id).items())
-    demo_rows = [dict(seed=dict(p)['seed'], **{k: s[k] for k, _ in METRICS}, wall=s['wall_time_s'])
-                 for p, (s, _) in demo]
     os.makedirs('results', exist_ok=True)
     text = (f"# Phase diagram: where planning from memory appears\n\nHeld-out first-hop accuracy (final evaluation) "
             f"of `train.py` with {', '.join(f'{k}={v}' for k, v in fixed.items() if k != 'log_interval')}, "
@@ -450,11 +457,8 @@ def phase_diagram(tables_only):
             f"{phase_table(cells, ds, widths, METRICS[1][0])}\n"
             f"Wall time: {sum(s['wall_time_s'] for c in cells.values() for _, s in c) / 60:.1f} min for "
             f"{sum(map(len, cells.values()))} runs on {machine_name()}.\n\n"
-            f"## The demo default (`python3 train.py`: graph_d={demo_cfg['graph_d']}, n_embd={demo_cfg['n_embd']}, "
-            f"{demo_cfg['epochs']} epochs) on more seeds\n\n| seed | held-out first hop | held-out path | wall |\n"
-            f"| --- | --- | --- | --- |\n"
-            + ''.join(f"| {r['seed']} | {r[METRICS[0][0]]:.3f} | {r[METRICS[1][0]]:.3f} | {r['wall']:.0f} s |\n"
-                      for r in demo_rows)
+            f"## Candidates for the demo (`python3 train.py`) on more seeds (the model's; the graph is the default "
+            f"data_seed's)\n" + ''.join(demo_table(demo, demo_id) for demo, demo_id in zip(PHASE['demos'], demo_ids))
             + "\nWritten by `python3 reproduce.py --phase_diagram`.\n")
     write_text(os.path.join('results', 'phase_diagram.md'), text)
     plot_phase(os.path.join('results', 'phase_diagram.png'), cells, ds, widths)
@@ -466,10 +470,7 @@ def phase_diagram(tables_only):
 # the command line
 
 def parse_args(argv):
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line and exit 2, like every user error
-            raise UserError(f"{message} (see --help)")
-    p = Parser(description="Run the paper's contrasts and write results/<contrast>.md and .png.")
+    p = ArgumentParser(description="Run the paper's contrasts and write results/<contrast>.md and .png.")
     p.add_argument('--scale', choices=sorted(SCALES), default='cpu', help="cpu (default), quick or paper")
     p.add_argument('--quick', action='store_true', help="the same as --scale quick")
     p.add_argument('--only', default='', help="comma-separated contrast names (default: all)")
@@ -490,12 +491,12 @@ def main(argv):
     args = parse_args(argv)
     if args.phase_diagram:
         return phase_diagram(args.tables_only)
-    scale, plans, tables, slow = SCALES[args.scale], [], [], set()   # plans: (contrast, [(arm, sweep id)])
+    scale, plans, tables, slow = SCALES[args.scale], [], {}, set()   # plans: (contrast, [(arm, sweep id)])
     for c in (c for c in CONTRASTS if c.name in args.only):
         if c.requires and importlib.util.find_spec(c.requires) is None:
-            note = f"skipped: it needs {c.requires}.py, which this checkout does not have yet (pending); no numbers"
-            print(f"note: contrast {c.name!r} {note}")
-            tables.append(f"## {c.title}\n\nPending, {note}.\n")
+            note = f"it needs {c.requires}.py, which this checkout does not have yet; no numbers"
+            print(f"note: contrast {c.name!r} skipped (pending): {note}")
+            tables[c.name] = f"## {c.title}\n\nPending: {note}.\n"
             continue
         arms = []
         for arm in c.arms:
@@ -514,21 +515,21 @@ def main(argv):
     for c, arms in plans:
         rows = [arm_row(arm.label, list(completed_runs(sweep_id).values()), c.metrics, scale.seeds)
                 for arm, sweep_id in arms]
-        tables.append(f"## {c.title}\n\nThe paper: {c.paper}. Figure: [{c.name}.png]({c.name}.png)\n\n"
-                      + write_contrast(c, rows, args.scale, scale))
+        tables[c.name] = (f"## {c.title}\n\nThe paper: {c.paper}. Figure: [{c.name}.png]({c.name}.png)\n\n"
+                          + write_contrast(c, rows, args.scale, scale))
     if set(args.only) == {c.name for c in CONTRASTS}:  # the whole table only when every contrast was asked for
         runs = [s for sweep_id in sweep_ids for s, _ in completed_runs(sweep_id).values()]
         write_text(os.path.join(scale.results, 'reproduction.md'),
                    f"# The paper's contrasts, reproduced\n\n{describe(args.scale, scale)}\n\n{len(runs)} distinct "
                    f"runs (an arm shared by contrasts is trained once), "
-                   f"{sum(s['wall_time_s'] for s in runs) / 60:.1f} min of training in all.\n\n" + '\n'.join(tables))
+                   f"{sum(s['wall_time_s'] for s in runs) / 60:.1f} min of training in all.\n\n"
+                   + '\n'.join(tables[c.name] for c in CONTRASTS))
     print(f"\nwrote {len(plans)} contrasts to {scale.results}/ ({(time.time() - t0) / 60:.1f} min in this call)")
     return 0
 
 
 def stoppable(argv):
     """main(), where a signal stops the agent as run_sweep.py's does: the trial is queued again, to resume."""
-    from run_sweep import install_stop_handlers
     install_stop_handlers()
     try:
         return main(argv)

@@ -54,7 +54,7 @@ def test_tables_only_and_only_write_just_the_contrasts_asked_for(toy):
 def test_the_phase_diagram_writes_its_table_and_heatmap(toy, monkeypatch):
     monkeypatch.setitem(reproduce.PHASE, 'grid', dict(data_seed=[1], graph_d=[4, 8], n_embd=[16]))
     monkeypatch.setitem(reproduce.PHASE, 'fixed', dict(TINY, graph_l=3, graph_holdout_percentage=0.5))
-    monkeypatch.setitem(reproduce.PHASE, 'demo', TINY)
+    monkeypatch.setitem(reproduce.PHASE, 'demos', [TINY])
     monkeypatch.setitem(reproduce.PHASE, 'demo_seeds', [1])
     assert reproduce.main(['--phase_diagram']) == 0
     text = (toy / 'results' / 'phase_diagram.md').read_text()
