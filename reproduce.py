@@ -3,8 +3,8 @@ The paper's findings (Noroozizadeh et al., arXiv 2510.26745) as contrasts that f
 is a few arms (configs that differ in one thing), each arm trained with several seeds and summarised as a
 markdown table and a figure.
 
-    python3 reproduce.py                          # every contrast at the CPU scale, 3 seeds an arm
-    python3 reproduce.py --quick                  # one seed of every contrast at a toy size: the plumbing
+    python3 reproduce.py                          # every contrast at the CPU scale, 3 seeds an arm (42 runs)
+    python3 reproduce.py --quick                  # one seed of every contrast at a toy size: the plumbing (< 1 min)
     python3 reproduce.py --scale paper            # the paper's graph and model (GPUs)
     python3 reproduce.py --only pause_tokens,architecture
     python3 reproduce.py --phase_diagram          # graph_d x n_embd at the demo's model: where planning appears
@@ -136,6 +136,8 @@ SCALES = dict(
                 ('config/in_context_cpu.py', dict(num_train_graphs=256, num_val_graphs=64, graph_l=3, n_embd=32,
                                                   epochs=5, eval_interval=1000, log_interval=1000)),
                 os.path.join('results', 'quick')),
+    # the demo's graph and model: 5 held-out leaves a run, 15 an arm. 80 arms (20 held out) cost ~8x an iteration
+    # here and the phase diagram's 2-layer model barely plans at 40; the in-context rows are far too short to learn
     cpu=Scale("the demo's graph and model, a new graph each seed", (1, 2, 3),
               (dict(graph_d=20, graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, n_embd=128,
                     epochs=1500, eval_interval=5000, log_interval=500, device='cpu'),),
@@ -514,7 +516,7 @@ def main(argv):
     if not args.tables_only:
         run_all(sweep_ids)
     for c, arms in plans:
-        rows = [arm_row(arm.label, list(completed_runs(sweep_id).values()), c.metrics, scale.seeds)
+        rows = [arm_row(arm.label, [run for _, run in sorted(completed_runs(sweep_id).items())], c.metrics, scale.seeds)
                 for arm, sweep_id in arms]
         tables[c.name] = (f"## {c.title}\n\nThe paper: {c.paper}. Figure: [{c.name}.png]({c.name}.png)\n\n"
                           + write_contrast(c, rows, args.scale, scale))
