@@ -8,7 +8,7 @@ import reproduce
 from configurator import UserError
 
 TINY = dict(graph_d=8, graph_l=3, graph_holdout_percentage=0.25, n_layer=1, n_head=2, n_embd=16, epochs=1,
-            eval_interval=1000, log_interval=1000, device='cpu')
+            eval_interval=1000, log_interval=1000, eval_samples=4, device='cpu')
 
 
 @pytest.fixture
@@ -16,7 +16,8 @@ def toy(tmp_path, monkeypatch):
     """--quick at a toy size (one iteration a run), in tmp_path."""
     monkeypatch.chdir(tmp_path)
     scale = reproduce.Scale('toy', (1,), (TINY,), ('config/in_context_cpu.py', dict(
-        graph_l=3, n_embd=16, num_train_graphs=16, num_val_graphs=8, epochs=1, eval_interval=1000)), 'results/quick')
+        graph_l=3, n_embd=16, num_train_graphs=16, num_val_graphs=8, epochs=1, eval_interval=1000, eval_samples=4)),
+        'results/quick')
     monkeypatch.setitem(reproduce.SCALES, 'quick', scale)
     return tmp_path
 
@@ -38,9 +39,9 @@ def test_quick_runs_every_contrast_once_and_a_rerun_trains_nothing(toy, capsys):
     arms = sum(len(c.arms) for c in reproduce.CONTRASTS if c.name != 'geometry')
     runs = trial_dirs(toy)
     assert len(runs) == len(os.listdir(toy / 'sweeps' / 'reproduce' / 'quick')) == arms - 5  # the baseline: once
-    table = (results / 'reproduction.md').read_text()
-    assert reproduce.main(['--quick']) == 0  # every sweep is found again: nothing trains
-    assert trial_dirs(toy) == runs and (results / 'reproduction.md').read_text() == table
+    table = (results / 'edge_directions.md').read_text()
+    assert reproduce.main(['--quick', '--only', 'edge_directions']) == 0  # its sweeps are found again: nothing trains
+    assert trial_dirs(toy) == runs and (results / 'edge_directions.md').read_text() == table
 
 
 def test_tables_only_and_only_write_just_the_contrasts_asked_for(toy):
