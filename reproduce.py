@@ -1,0 +1,547 @@
+"""
+The paper's findings (Noroozizadeh et al., arXiv 2510.26745) as contrasts that fit a laptop: each contrast
+is a few arms (configs that differ in one thing), each arm trained with several seeds and summarised as a
+markdown table and a figure.
+
+    python3 reproduce.py                          # every contrast at the CPU scale, 3 seeds an arm (42 runs)
+    python3 reproduce.py --quick                  # one seed of every contrast at a toy size: the plumbing (< 1 min)
+    python3 reproduce.py --scale paper            # the paper's graph and model (GPUs)
+    python3 reproduce.py --only pause_tokens,architecture
+    python3 reproduce.py --phase_diagram          # graph_d x n_embd at the demo's model: where planning appears
+    python3 reproduce.py --tables_only            # rewrite the tables and figures from the runs so far
+
+Every arm is a grid sweep over its seeds on the local sweep backend (sweep_local.py), created on first use
+and found again by its config (sweeps/reproduce/<scale>/<key>.id). So a rerun after a crash, or a second
+reproduce.py started beside the first (another terminal, another GPU), joins the same sweeps, takes the
+trials nobody has claimed and resumes interrupted ones from their checkpoints. An arm that several contrasts
+share (the baseline is in most) is trained once.
+
+Writes results/<contrast>.md and .png and results/reproduction.md (every contrast in one table) for the CPU
+scale; the other scales write under results/<scale>/.
+"""
+import hashlib
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import configurator
+import sweep_local
+from configurator import DEFAULTS, UserError
+from run_sweep import ArgumentParser, install_stop_handlers
+from sweep_space import RUNNER_KEYS, check_combinations, check_sweep
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+INDEX_DIR = os.path.join(sweep_local.SWEEPS_DIR, 'reproduce')   # <scale>/<key>.id: the sweep of each arm
+METRICS = (('val/accuracy/first_hop', 'held-out first hop'), ('val/accuracy/path', 'held-out path'))
+
+
+# -----------------------------------------------------------------------------
+# the contrasts
+#
+# An arm is a list of layers applied in order on top of its scale's base, as train.py applies config files
+# and overrides: a config file (path from the repo root), (config file, keys) to take only those keys, a
+# dict, or a function of the config so far that returns a dict.
+
+@dataclass(frozen=True)
+class Arm:
+    label: str
+    layers: tuple = ()
+    task: str = 'in_weights'     # the scale's base it starts from: 'in_weights' or 'in_context'
+
+
+@dataclass(frozen=True)
+class Contrast:
+    name: str                    # results/<name>.md and .png; --only takes it
+    title: str
+    paper: str                   # what the paper reports, to read the table against
+    arms: tuple
+    requires: str = ''           # a module the contrast needs; without it the contrast is skipped, with a note
+    metrics: tuple = METRICS     # (summary key, column title); the first is the sweep's objective
+
+
+def pause_l(cfg):  # the paper's setting: as many pause tokens as path nodes
+    return dict(num_pause_tokens=cfg['graph_l'])
+
+
+# the data-format keys of the official preset; its model and optimiser are a GPU run's, so our model trains
+# on either format and only the format differs
+OFFICIAL_FORMAT = ('graph_builder', 'data_seed', 'graph_vocab_size', 'use_directional_tokens', 'use_task_tokens',
+                   'num_pause_tokens', 'path_replication')
+
+CONTRASTS = (
+    Contrast('edge_directions', 'In-weights star: edges in both directions vs forward edges only',
+             "with both directions the held-out paths are planned; with forward edges only the held-out first hop "
+             "stays at chance",
+             (Arm('both directions'), Arm('forward edges only', ('config/forward_only.py',)))),
+    Contrast('pause_tokens', 'Pause tokens between the queried leaf and the path',
+             "every setting with pause tokens gets there, more pause tokens sooner; 0 is the slowest",
+             (Arm('0 pause tokens', (dict(num_pause_tokens=0),)), Arm('1 pause token', (dict(num_pause_tokens=1),)),
+              Arm('3 pause tokens', (dict(num_pause_tokens=3),)), Arm('l pause tokens (one per path node)',
+                                                                       (pause_l,)))),
+    Contrast('format', "Our data format vs the official code's",
+             "both formats teach the task (the official code is the paper's); ours marks edge direction with > / < "
+             "and balances path rows against edge rows, the official one has no markers, each path once an epoch "
+             "and one pause token",
+             (Arm('ours'), Arm('official format', (('config/official.py', OFFICIAL_FORMAT),)))),
+    Contrast('architecture', 'GPT vs Mamba vs attention-free vs frozen embeddings',
+             "Transformers and Mamba both plan from memory; without attention nothing carries the leaf to the "
+             "path (chance); with frozen embeddings no graph geometry can form",
+             (Arm('GPT'), Arm('Mamba', ('config/arch_mamba.py',)),
+              Arm('no attention', ('config/arch_no_attention.py',)),
+              Arm('frozen embeddings', ('config/arch_frozen_embeddings.py',)))),
+    # PENDING (the lead's graph families): a transformer's embeddings vs Node2Vec vs random on a grid and a
+    # cycle, scored by spectral low-frequency mass. Fill in the arms and the metric key once graphs.py,
+    # graph_geometry.py and baseline_node2vec.py are on main; until then it is skipped with a note.
+    Contrast('geometry', "Geometry: spectral low-frequency mass of a transformer's embeddings vs Node2Vec vs random",
+             "a transformer's embeddings are as low-frequency (graph-smooth) as Node2Vec's, far above random",
+             (Arm('transformer, grid', (dict(graph='grid'),)), Arm('transformer, cycle', (dict(graph='cycle'),))),
+             requires='graphs', metrics=(('geometry/spectral_low_frequency_mass', 'low-frequency mass'),)),
+    Contrast('in_context', 'In-context: teacher-forced vs teacherless vs reversed, next to in-weights',
+             "in context, teacher forcing fails (Clever Hans) and teacherless or reversed targets help; in weights "
+             "the teacher-forced model plans from memory",
+             (Arm('in-weights, teacher-forced'), Arm('in-weights, teacherless', ('config/teacherless.py',)),
+              Arm('in-weights, reversed', ('config/reversed_targets.py',)),
+              Arm('in-context, teacher-forced', task='in_context'),
+              Arm('in-context, teacherless', ('config/teacherless.py',), task='in_context'),
+              Arm('in-context, reversed', ('config/reversed_targets.py',), task='in_context'))),
+)
+
+
+# -----------------------------------------------------------------------------
+# the scales
+
+@dataclass(frozen=True)
+class Scale:
+    about: str                   # one line for the tables
+    seeds: tuple
+    in_weights: tuple            # layers of the in-weights base
+    in_context: tuple            # layers of the in-context base
+    results: str                 # folder of its tables and figures
+    seed_key: str = 'data_seed'  # what the seeds set: 'data_seed' draws a new graph and held-out set for each
+                                 # run (so a small graph's few held-out leaves are not all one run's); 'seed'
+                                 # the model's init and order on one graph, as the paper's runs
+
+
+SCALES = dict(
+    quick=Scale('toy size, one seed: a test of the plumbing, not of the paper', (1,),
+                (dict(graph_d=8, graph_l=3, graph_holdout_percentage=0.25, n_layer=1, n_head=2, n_embd=32,
+                      epochs=100, eval_interval=1000, log_interval=1000, device='cpu'),),
+                ('config/in_context_cpu.py', dict(num_train_graphs=256, num_val_graphs=64, graph_l=3, n_embd=32,
+                                                  epochs=5, eval_interval=1000, log_interval=1000)),
+                os.path.join('results', 'quick')),
+    # the demo's graph and model: 5 held-out leaves a run, 15 an arm. 80 arms (20 held out) cost ~8x an iteration
+    # here and the phase diagram's 2-layer model barely plans at 40; the in-context rows are far too short to learn
+    cpu=Scale("the demo's graph and model, a new graph each seed", (1, 2, 3),
+              (dict(graph_d=20, graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, n_embd=128,
+                    epochs=1500, eval_interval=5000, log_interval=500, device='cpu'),),
+              ('config/in_context_cpu.py', dict(epochs=40, eval_interval=5000, log_interval=40)),
+              'results'),
+    paper=Scale("the paper's graph and model (config/paper_g5000_l5.py); in context, config/in_context_cpu.py's "
+                "task with the paper's model", (1, 2, 3),
+                ('config/paper_g5000_l5.py', dict(device='auto')),
+                ('config/in_context_cpu.py', dict(device='auto', n_layer=12, n_head=8, n_embd=384, num_train_graphs=
+                                                  200000, num_val_graphs=2000, epochs=100, eval_interval=1000)),
+                os.path.join('results', 'paper'), seed_key='seed'),
+)
+
+
+def layer_values(layer, cfg):
+    """The keys one layer sets, given the config so far."""
+    if isinstance(layer, str):
+        return configurator.load_config_file(os.path.join(ROOT, layer), cfg)
+    if isinstance(layer, tuple):
+        path, keys = layer
+        return {k: v for k, v in configurator.load_config_file(os.path.join(ROOT, path), cfg).items() if k in keys}
+    return layer(cfg) if callable(layer) else dict(layer)
+
+
+def resolve(layers):
+    """(the whole checked config, the keys the layers set)."""
+    cfg, keys = dict(DEFAULTS), set()
+    for layer in layers:
+        values = layer_values(layer, cfg)
+        for key, value in values.items():
+            cfg[key] = configurator.parse_value(key, value)
+        keys |= set(values)
+    return configurator.check(cfg), keys
+
+
+def arm_config(arm, scale):
+    return resolve((*getattr(scale, arm.task), *arm.layers))
+
+
+def pinned_sweep(cfg, keys, grid, name, metric):
+    """A grid sweep: every key that defines a run pinned (so changing a default later makes a new sweep
+    rather than silently joining an old one), the keys of grid ({key: [values]}) swept."""
+    import train
+    pinned = (set(train.RUN_KEYS) | keys) - set(RUNNER_KEYS) - set(grid)
+    parameters = {k: dict(value=cfg[k]) for k in sorted(pinned)}
+    parameters.update({k: dict(values=list(v)) for k, v in grid.items()})
+    return check_sweep(dict(method='grid', metric=dict(name=metric, goal='maximize'), parameters=parameters,
+                            name=name))
+
+
+# -----------------------------------------------------------------------------
+# running the sweeps
+
+def find_or_create(sweep, scale_name):
+    """The id of the sweep with these parameters, created if no one has made it yet. Two processes that
+    create it at once both make one; the first to link the id file wins and the other removes its own."""
+    key = hashlib.sha1(json.dumps(sweep['parameters'], sort_keys=True).encode()).hexdigest()[:12]
+    path = os.path.join(INDEX_DIR, scale_name, f'{key}.id')
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        check_combinations(sweep['parameters'])
+        sweep_id = sweep_local.create_local_sweep(sweep, None)
+        tmp = f'{path}.tmp-{os.getpid()}'
+        with open(tmp, 'w') as f:
+            f.write(sweep_id + '\n')
+        try:
+            os.link(tmp, path)  # fails if it exists: never replaces another process's sweep
+        except FileExistsError:
+            shutil.rmtree(os.path.join(sweep_local.SWEEPS_DIR, sweep_id))
+        finally:
+            os.remove(tmp)
+    with open(path) as f:
+        return f.read().strip()
+
+
+def machine_name():
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def run_queued(sweep_id):
+    """Run the trials of a sweep that no agent has claimed (and any a dead agent left); how many ran."""
+    study, storage, sweep = sweep_local.open_local_sweep(sweep_id, None)
+    ran = 0
+    while True:
+        sweep_local.fail_abandoned_trials(study, storage)
+        trial = sweep_local.next_trial(study, storage, sweep)
+        if trial is None:
+            return ran
+        trial.set_user_attr('machine', machine_name())
+        print(f"\n--- {sweep['name']}")
+        sweep_local.run_trial(study, storage, trial, sweep, sweep_id, 'pathstar_reproduce', None)
+        sweep_local.release_memory()
+        ran += 1
+
+
+def run_all(sweep_ids):
+    """Every sweep's unclaimed trials, in order; then wait for the trials other agents run (a trial whose
+    agent dies is queued again, and run here)."""
+    for waits in range(10 ** 9):
+        for sweep_id in sweep_ids:
+            run_queued(sweep_id)
+        busy = [s for s in sweep_ids if any(t.state.name == 'RUNNING' for t in
+                                            sweep_local.open_local_sweep(s, None)[0].get_trials(deepcopy=False))]
+        if not busy:
+            return
+        if waits == 0:
+            print(f"waiting for other agents' trials in sweeps {', '.join(busy)}")
+        time.sleep(10)
+
+
+# -----------------------------------------------------------------------------
+# reading the results
+
+def completed_runs(sweep_id):
+    """{params of a finished trial as a sorted tuple: (its summary, its machine)}; the last finished trial
+    of each grid point counts (a retried trial has two)."""
+    study, _, _ = sweep_local.open_local_sweep(sweep_id, None)
+    runs = {}
+    for t in study.get_trials(deepcopy=False):
+        path = os.path.join(t.user_attrs.get('out_dir', ''), 'summary.json')
+        if t.state.name == 'COMPLETE' and os.path.isfile(path):
+            with open(path) as f:
+                runs[tuple(sorted(t.params.items()))] = (json.load(f), t.user_attrs.get('machine', '?'))
+    return runs
+
+
+def mean_sd(values):
+    """'mean ± sd' (the sample standard deviation over seeds), or the one value."""
+    if not values:
+        return '-'
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def per_run(values):
+    """'mean ± sd (each run)': with three seeds the runs say more than the spread."""
+    return mean_sd(values) + (f" ({', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else '')
+
+
+def arm_row(label, runs, metrics, seeds):
+    """The numbers of one arm over its finished runs."""
+    summaries = [s for s, _ in runs]
+    return dict(label=label, values={k: [s[k] for s in summaries if k in s] for k, _ in metrics},
+                chance=sorted({round(s['chance/first_hop'], 4) for s in summaries}),
+                held_out=[s['val_rows'] for s in summaries], runs=f"{len(runs)}/{len(seeds)}",
+                wall=sum(s['wall_time_s'] for s in summaries), machine=sorted({m for _, m in runs}))
+
+
+def markdown_table(rows, metrics):
+    head = ['arm', *(title for _, title in metrics), 'chance (first hop)', 'held-out', 'runs', 'wall time',
+            'machine']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+    for r in rows:
+        cells = [r['label'], *(per_run(r['values'][k]) for k, _ in metrics),
+                 ', '.join(f"{c:.3f}" for c in r['chance']) or '-', ' + '.join(map(str, r['held_out'])) or '-',
+                 r['runs'], f"{r['wall'] / 60:.1f} min", ', '.join(r['machine']) or '-']
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def atomic_write(path, write):
+    """write(tmp) then rename, so a reader sees the old file or the new one."""
+    tmp = f'{path}.tmp-{os.getpid()}'
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_text(path, text):
+    atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
+
+
+def plot_contrast(path, contrast, rows):
+    """Bars of the mean over seeds, a dot per seed, the first hop's chance as a dashed line."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(contrast.metrics), figsize=(len(contrast.metrics) * (1.5 + 0.8 * len(rows)), 4),
+                             squeeze=False)
+    for ax, (key, title) in zip(axes[0], contrast.metrics):
+        for i, r in enumerate(rows):
+            values = r['values'][key]
+            if values:
+                ax.bar(i, statistics.mean(values), color=f'C{i}', alpha=0.5)
+                ax.scatter([i] * len(values), values, color='k', s=12, zorder=3)
+            if key == 'val/accuracy/first_hop':
+                for c in r['chance']:
+                    ax.hlines(c, i - 0.4, i + 0.4, colors='r', linestyles='--', label='chance' if i == 0 else None)
+        ax.set_xticks(range(len(rows)), [r['label'] for r in rows], rotation=25, ha='right', fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(title)
+        if key == 'val/accuracy/first_hop' and any(r['chance'] for r in rows):
+            ax.legend(fontsize=8)
+    fig.suptitle(contrast.title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110))
+    plt.close(fig)
+
+
+def describe(scale_name, scale):
+    """What the in-weights and in-context bases are, in one line each."""
+    lines = []
+    for task in ('in_weights', 'in_context'):
+        cfg, _ = arm_config(Arm('', task=task), scale)
+        lines.append(f"- {task.replace('_', '-')}: graph_d={cfg['graph_d']}, graph_l={cfg['graph_l']}, "
+                     f"{cfg['n_layer']} layers x {cfg['n_embd']}, {cfg['epochs']} epochs, lr {cfg['learning_rate']:g}, "
+                     f"{cfg['num_pause_tokens']} pause tokens"
+                     + (f", holdout {cfg['graph_holdout_percentage']:g}" if task == 'in_weights' else
+                        f", {cfg['num_train_graphs']} training graphs, {cfg['num_val_graphs']} held-out graphs"))
+    return (f"Scale: {scale_name} ({scale.about}); {scale.seed_key} {', '.join(map(str, scale.seeds))}.\n"
+            + '\n'.join(lines))
+
+
+def write_contrast(contrast, rows, scale_name, scale):
+    """results/<name>.md and .png; returns the markdown table."""
+    os.makedirs(scale.results, exist_ok=True)
+    table = markdown_table(rows, contrast.metrics)
+    text = (f"# {contrast.title}\n\nThe paper: {contrast.paper}.\n\n{describe(scale_name, scale)}\n\n{table}\n"
+            f"Final evaluation of each run: mean ± sample standard deviation over seeds (each run's value); held-out "
+            f"= held-out paths of each run (in-context: held-out graphs); wall time = all runs together. Written by "
+            f"`python3 reproduce.py"
+            f"{'' if scale_name == 'cpu' else ' --scale ' + scale_name}`.\n")
+    write_text(os.path.join(scale.results, f'{contrast.name}.md'), text)
+    plot_contrast(os.path.join(scale.results, f'{contrast.name}.png'), contrast, rows)
+    return table
+
+
+# -----------------------------------------------------------------------------
+# the phase diagram: where does planning from memory appear at small scale? The demo's model (2 layers,
+# lr 1e-3, 1500 epochs) on stars of more arms and at other widths; then the demo's own config on more seeds.
+
+PHASE = dict(grid=dict(data_seed=[1, 2], graph_d=[10, 20, 40], n_embd=[64, 128, 256]),  # a seed at a time
+             fixed=dict(graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, num_pause_tokens=3,
+                        epochs=1500, learning_rate=1e-3, eval_interval=5000, log_interval=1000, device='cpu'),
+             demos=[dict(graph_d=20, n_embd=128, epochs=1500, device='cpu')],    # candidates for the demo,
+                                                                                 # the rest at the defaults
+             demo_seeds=[1337, 1338, 1339, 1340, 1341])
+
+
+def phase_cells(sweep_id):
+    """{(graph_d, n_embd): [(seed, summary)]}"""
+    cells = {}
+    for params, (summary, _) in completed_runs(sweep_id).items():
+        p = dict(params)
+        cells.setdefault((p['graph_d'], p['n_embd']), []).append((p['data_seed'], summary))
+    return cells
+
+
+def phase_table(cells, ds, widths, key):
+    head = ['graph_d (held-out leaves, chance)', *(f'n_embd={w}' for w in widths)]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+    for d in ds:
+        runs = [s for w in widths for _, s in cells.get((d, w), [])]
+        held = f"{runs[0]['val_rows']}, {1 / d:.3f}" if runs else f"chance {1 / d:.3f}"
+        cells_text = []
+        for w in widths:
+            seeds = sorted(cells.get((d, w), []), key=lambda x: x[0])
+            values = [s[key] for _, s in seeds]
+            cells_text.append(per_run(values))
+        lines.append(f"| {d} ({held}) | " + ' | '.join(cells_text) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot_phase(path, cells, ds, widths):
+    """Heatmap of the mean held-out first hop; each cell says its chance, and is hatched when the mean is
+    within 0.1 of it."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    grid = np.full((len(ds), len(widths)), np.nan)
+    for (d, w), runs in cells.items():
+        grid[ds.index(d), widths.index(w)] = statistics.mean(s['val/accuracy/first_hop'] for _, s in runs)
+    fig, ax = plt.subplots(figsize=(1.6 * len(widths) + 2.5, 1.0 * len(ds) + 1.5))
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap='viridis', origin='lower', aspect='auto')
+    for i, d in enumerate(ds):
+        for j in range(len(widths)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}\n(chance {1 / d:.2f})", ha='center', va='center', fontsize=8,
+                        color='w' if grid[i, j] < 0.6 else 'k')
+                if grid[i, j] < 1 / d + 0.1:
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch='//', color='r'))
+    ax.set_xticks(range(len(widths)), [f'n_embd={w}' for w in widths])
+    ax.set_yticks(range(len(ds)), [f'graph_d={d}' for d in ds])
+    fig.colorbar(image, label='held-out first-hop accuracy (mean over seeds)')
+    ax.set_title('Where planning from memory appears (2 layers, 1500 epochs, l=5; hatched: within 0.1 of chance)',
+                 fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110))
+    plt.close(fig)
+
+
+def demo_table(demo, sweep_id):
+    rows = sorted((dict(p)['seed'], s) for p, (s, _) in completed_runs(sweep_id).items())
+    return (f"\n{' '.join(f'{k}={v}' for k, v in demo.items())}:\n\n| seed | held-out first hop (best) | "
+            f"held-out path | wall |\n| --- | --- | --- | --- |\n"
+            + ''.join(f"| {seed} | {s['val/accuracy/first_hop']:.3f} ({s['best/val/accuracy/first_hop']:.3f}) | "
+                      f"{s['val/accuracy/path']:.3f} | {s['wall_time_s']:.0f} s |\n" for seed, s in rows))
+
+
+def phase_diagram(tables_only):
+    grid, fixed = PHASE['grid'], PHASE['fixed']
+    cfg, keys = resolve((fixed,))
+    sweep_id = find_or_create(pinned_sweep(cfg, keys, grid, 'reproduce: phase diagram', METRICS[0][0]), 'phase')
+    demo_ids = [find_or_create(pinned_sweep(*resolve((demo,)), dict(seed=PHASE['demo_seeds']),
+                                            f'reproduce: demo candidate {demo}', METRICS[0][0]), 'phase')
+                for demo in PHASE['demos']]
+    if not tables_only:
+        run_all([sweep_id, *demo_ids])
+    cells, ds, widths = phase_cells(sweep_id), grid['graph_d'], grid['n_embd']
+    os.makedirs('results', exist_ok=True)
+    text = (f"# Phase diagram: where planning from memory appears\n\nHeld-out first-hop accuracy (final evaluation) "
+            f"of `train.py` with {', '.join(f'{k}={v}' for k, v in fixed.items() if k != 'log_interval')}, "
+            f"for graph_d x n_embd, data_seed {', '.join(map(str, grid['data_seed']))} (a new graph and held-out set "
+            f"each): mean ± sample sd (each run).\n\n"
+            f"{phase_table(cells, ds, widths, METRICS[0][0])}\nHeld-out path accuracy:\n\n"
+            f"{phase_table(cells, ds, widths, METRICS[1][0])}\n"
+            f"Wall time: {sum(s['wall_time_s'] for c in cells.values() for _, s in c) / 60:.1f} min for "
+            f"{sum(map(len, cells.values()))} runs on {machine_name()}.\n\n"
+            f"## Candidates for the demo (`python3 train.py`) on more seeds (the model's; the graph is the default "
+            f"data_seed's)\n" + ''.join(demo_table(demo, demo_id) for demo, demo_id in zip(PHASE['demos'], demo_ids))
+            + "\nWritten by `python3 reproduce.py --phase_diagram`.\n")
+    write_text(os.path.join('results', 'phase_diagram.md'), text)
+    plot_phase(os.path.join('results', 'phase_diagram.png'), cells, ds, widths)
+    print(f"wrote results/phase_diagram.md and .png ({sum(map(len, cells.values()))} runs)")
+    return 0
+
+
+# -----------------------------------------------------------------------------
+# the command line
+
+def parse_args(argv):
+    p = ArgumentParser(description="Run the paper's contrasts and write results/<contrast>.md and .png.")
+    p.add_argument('--scale', choices=sorted(SCALES), default='cpu', help="cpu (default), quick or paper")
+    p.add_argument('--quick', action='store_true', help="the same as --scale quick")
+    p.add_argument('--only', default='', help="comma-separated contrast names (default: all)")
+    p.add_argument('--tables_only', action='store_true', help="train nothing; write tables from the runs so far")
+    p.add_argument('--phase_diagram', action='store_true', help="graph_d x n_embd, and the demo on more seeds")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.scale = 'quick'
+    names = [c.name for c in CONTRASTS]
+    args.only = [n.strip() for n in args.only.split(',') if n.strip()] or names
+    for n in args.only:
+        if n not in names:
+            raise UserError(f"--only: no contrast {n!r}; the contrasts are {', '.join(names)}")
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    if args.phase_diagram:
+        return phase_diagram(args.tables_only)
+    scale, plans, tables, slow = SCALES[args.scale], [], {}, set()   # plans: (contrast, [(arm, sweep id)])
+    for c in (c for c in CONTRASTS if c.name in args.only):
+        if c.requires and importlib.util.find_spec(c.requires) is None:
+            note = f"it needs {c.requires}.py, which this checkout does not have yet; no numbers"
+            print(f"note: contrast {c.name!r} skipped (pending): {note}")
+            tables[c.name] = f"## {c.title}\n\nPending: {note}.\n"
+            continue
+        arms = []
+        for arm in c.arms:
+            cfg, keys = arm_config(arm, scale)
+            sweep = pinned_sweep(cfg, keys, {scale.seed_key: scale.seeds}, f"reproduce {args.scale}: {c.name}: "
+                                 f"{arm.label}", c.metrics[0][0])
+            arms.append((arm, find_or_create(sweep, args.scale)))
+            if cfg['model_type'] == 'mamba':
+                slow.add(arms[-1][1])
+        plans.append((c, arms))
+    # in registry order, but Mamba (a Python loop on a CPU) last, so a short session gets every other contrast
+    sweep_ids = sorted(dict.fromkeys(sweep_id for _, arms in plans for _, sweep_id in arms), key=lambda s: s in slow)
+    t0 = time.time()
+    if not args.tables_only:
+        run_all(sweep_ids)
+    for c, arms in plans:
+        rows = [arm_row(arm.label, [run for _, run in sorted(completed_runs(sweep_id).items())], c.metrics, scale.seeds)
+                for arm, sweep_id in arms]
+        tables[c.name] = (f"## {c.title}\n\nThe paper: {c.paper}. Figure: [{c.name}.png]({c.name}.png)\n\n"
+                          + write_contrast(c, rows, args.scale, scale))
+    if set(args.only) == {c.name for c in CONTRASTS}:  # the whole table only when every contrast was asked for
+        runs = [s for sweep_id in sweep_ids for s, _ in completed_runs(sweep_id).values()]
+        write_text(os.path.join(scale.results, 'reproduction.md'),
+                   f"# The paper's contrasts, reproduced\n\n{describe(args.scale, scale)}\n\n{len(runs)} distinct "
+                   f"runs (an arm shared by contrasts is trained once), "
+                   f"{sum(s['wall_time_s'] for s in runs) / 60:.1f} min of training in all.\n\n"
+                   + '\n'.join(tables[c.name] for c in CONTRASTS))
+    print(f"\nwrote {len(plans)} contrasts to {scale.results}/ ({(time.time() - t0) / 60:.1f} min in this call)")
+    return 0
+
+
+def stoppable(argv):
+    """main(), where a signal stops the agent as run_sweep.py's does: the trial is queued again, to resume."""
+    install_stop_handlers()
+    try:
+        return main(argv)
+    except KeyboardInterrupt as e:  # sweep_local.Stopped, or a Ctrl-C before the handlers
+        signum = getattr(e, 'signum', 2)
+        print(f"stopped by signal {signum}; run the same command again to go on where it stopped", file=sys.stderr)
+        return 128 + signum
+
+
+if __name__ == '__main__':
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.exit(configurator.exit_on_user_error(lambda: stoppable(sys.argv[1:])))

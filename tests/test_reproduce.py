@@ -1,0 +1,74 @@
+"""reproduce.py's plumbing at a toy size: every contrast's sweeps run, tables and figures are written, a
+rerun trains nothing, and the pending geometry contrast is skipped with a note."""
+import os
+
+import pytest
+
+import reproduce
+from configurator import UserError
+
+TINY = dict(graph_d=8, graph_l=3, graph_holdout_percentage=0.25, n_layer=1, n_head=2, n_embd=16, epochs=1,
+            eval_interval=1000, log_interval=1000, eval_samples=4, device='cpu')
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """--quick at a toy size (one iteration a run), in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    scale = reproduce.Scale('toy', (1,), (TINY,), ('config/in_context_cpu.py', dict(
+        graph_l=3, n_embd=16, num_train_graphs=16, num_val_graphs=8, epochs=1, eval_interval=1000, eval_samples=4)),
+        'results/quick')
+    monkeypatch.setitem(reproduce.SCALES, 'quick', scale)
+    return tmp_path
+
+
+def trial_dirs(root):
+    return sorted(d for d, _, files in os.walk(root / 'sweeps') if 'summary.json' in files)
+
+
+def test_quick_runs_every_contrast_once_and_a_rerun_trains_nothing(toy, capsys):
+    assert reproduce.main(['--quick']) == 0
+    out = capsys.readouterr().out
+    assert "contrast 'geometry' skipped" in out  # pending: graphs.py is not here yet
+    results = toy / 'results' / 'quick'
+    names = [c.name for c in reproduce.CONTRASTS if c.name != 'geometry']
+    for name in names:
+        text = (results / f'{name}.md').read_text()
+        assert '| 1/1 |' in text and (results / f'{name}.png').stat().st_size > 0
+    assert not (results / 'geometry.md').exists()
+    arms = sum(len(c.arms) for c in reproduce.CONTRASTS if c.name != 'geometry')
+    runs = trial_dirs(toy)
+    assert len(runs) == len(os.listdir(toy / 'sweeps' / 'reproduce' / 'quick')) == arms - 5  # the baseline: once
+    table = (results / 'edge_directions.md').read_text()
+    assert reproduce.main(['--quick', '--only', 'edge_directions']) == 0  # its sweeps are found again: nothing trains
+    assert trial_dirs(toy) == runs and (results / 'edge_directions.md').read_text() == table
+
+
+def test_tables_only_and_only_write_just_the_contrasts_asked_for(toy):
+    assert reproduce.main(['--quick', '--only', 'edge_directions', '--tables_only']) == 0
+    assert not trial_dirs(toy) if (toy / 'sweeps').exists() else True
+    text = (toy / 'results' / 'quick' / 'edge_directions.md').read_text()
+    assert '| both directions | - | - | - | - | 0/1 |' in text
+    assert not (toy / 'results' / 'quick' / 'reproduction.md').exists()
+
+
+def test_the_phase_diagram_writes_its_table_and_heatmap(toy, monkeypatch):
+    monkeypatch.setitem(reproduce.PHASE, 'grid', dict(data_seed=[1], graph_d=[4, 8], n_embd=[16]))
+    monkeypatch.setitem(reproduce.PHASE, 'fixed', dict(TINY, graph_l=3, graph_holdout_percentage=0.5))
+    monkeypatch.setitem(reproduce.PHASE, 'demos', [TINY])
+    monkeypatch.setitem(reproduce.PHASE, 'demo_seeds', [1])
+    assert reproduce.main(['--phase_diagram']) == 0
+    text = (toy / 'results' / 'phase_diagram.md').read_text()
+    assert '| 4 (2, 0.250) |' in text and '| 8 (4, 0.125) |' in text and text.count('\n| 1 | ') == 1
+    assert (toy / 'results' / 'phase_diagram.png').stat().st_size > 0
+
+
+def test_mean_and_spread():
+    assert reproduce.mean_sd([]) == '-'
+    assert reproduce.mean_sd([0.5]) == '0.500'
+    assert reproduce.mean_sd([0.25, 0.75]) == '0.500 ± 0.354'
+
+
+def test_an_unknown_contrast_is_a_user_error():
+    with pytest.raises(UserError, match="no contrast 'pause'"):
+        reproduce.parse_args(['--only', 'pause'])
