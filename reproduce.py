@@ -54,6 +54,8 @@ class Arm:
     label: str
     layers: tuple = ()
     task: str = 'in_weights'     # the scale's base it starts from: 'in_weights' or 'in_context'
+    baseline: str = ''           # 'node2vec' or 'random': no training run, the embedding of that baseline on
+                                 # the arm's graph, one per seed (see baseline_runs)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ def pause_l(cfg):  # the paper's setting: as many pause tokens as path nodes
 # on either format and only the format differs
 OFFICIAL_FORMAT = ('graph_builder', 'data_seed', 'graph_vocab_size', 'use_directional_tokens', 'use_task_tokens',
                    'num_pause_tokens', 'path_replication')
+
+TINY = dict(graph_d=DEFAULTS['graph_d'], graph_l=DEFAULTS['graph_l'])  # a scale's star sizes would be refused
 
 CONTRASTS = (
     Contrast('edge_directions', 'In-weights star: edges in both directions vs forward edges only',
@@ -96,13 +100,15 @@ CONTRASTS = (
              (Arm('GPT'), Arm('Mamba', ('config/arch_mamba.py',)),
               Arm('no attention', ('config/arch_no_attention.py',)),
               Arm('frozen embeddings', ('config/arch_frozen_embeddings.py',)))),
-    # PENDING (the lead's graph families): a transformer's embeddings vs Node2Vec vs random on a grid and a
-    # cycle, scored by spectral low-frequency mass. Fill in the arms and the metric key once graphs.py,
-    # graph_geometry.py and baseline_node2vec.py are on main; until then it is skipped with a note.
+    # the official tiny transformer (config/tiny_graph.py) on its grid and cycle, against Node2Vec's embedding and a
+    # random one of the same graph; graph_d and graph_l back at their defaults, as the other families need
     Contrast('geometry', "Geometry: spectral low-frequency mass of a transformer's embeddings vs Node2Vec vs random",
              "a transformer's embeddings are as low-frequency (graph-smooth) as Node2Vec's, far above random",
-             (Arm('transformer, grid', (dict(graph='grid'),)), Arm('transformer, cycle', (dict(graph='cycle'),))),
-             requires='graphs', metrics=(('geometry/spectral_low_frequency_mass', 'low-frequency mass'),)),
+             tuple(Arm(f'{who}, {family}', ('config/tiny_graph.py', f'config/tiny_{family}.py', TINY), baseline=kind)
+                   for family in ('grid', 'cycle')
+                   for who, kind in (('transformer', ''), ('Node2Vec', 'node2vec'), ('random', 'random'))),
+             requires='graphs', metrics=(('geometry/spectral_low_mass', 'low-frequency mass'),
+                                         ('geometry/topk_edge_recovery', 'top-5 edge recovery by embedding'))),
     Contrast('in_context', 'In-context: teacher-forced vs teacherless vs reversed, next to in-weights',
              "in context, teacher forcing fails (Clever Hans) and teacherless or reversed targets help; in weights "
              "the teacher-forced model plans from memory",
@@ -267,6 +273,28 @@ def completed_runs(sweep_id):
     return runs
 
 
+def baseline_runs(arm, scale):
+    """[(summary, machine)] of a baseline arm, one per seed: graph_geometry's numbers of Node2Vec's embedding
+    (baseline_node2vec.py, the official settings, that seed) or of a random N(0, 1) one of the arm's n_embd,
+    on the arm's graph. Seconds in all, so they are computed again each time rather than stored."""
+    import numpy as np
+
+    import baseline_node2vec
+    import graph_geometry
+    import graphs
+    out = []
+    for seed in scale.seeds:
+        cfg = dict(arm_config(arm, scale)[0], **{scale.seed_key: seed})
+        graph, t0 = graphs.build(cfg), time.time()
+        if arm.baseline == 'node2vec':
+            emb, _ = baseline_node2vec.train_node2vec(graph, seed=seed, self_edges=cfg['add_self_edges'])
+        else:
+            emb = np.random.default_rng(seed).standard_normal((graph.n, cfg['n_embd']))
+        metrics = graph_geometry.graph_metrics(emb, graph, self_edges=cfg['add_self_edges'])
+        out.append((dict(metrics, val_rows=0, wall_time_s=time.time() - t0), machine_name()))
+    return out
+
+
 def mean_sd(values):
     """'mean ± sd' (the sample standard deviation over seeds), or the one value."""
     if not values:
@@ -285,7 +313,7 @@ def arm_row(label, runs, metrics, seeds):
     """The numbers of one arm over its finished runs."""
     summaries = [s for s, _ in runs]
     return dict(label=label, values={k: [s[k] for s in summaries if k in s] for k, _ in metrics},
-                chance=sorted({round(s['chance/first_hop'], 4) for s in summaries}),
+                chance=sorted({round(s['chance/first_hop'], 4) for s in summaries if 'chance/first_hop' in s}),
                 held_out=[s['val_rows'] for s in summaries], runs=f"{len(runs)}/{len(seeds)}",
                 wall=sum(s['wall_time_s'] for s in summaries), machine=sorted({m for _, m in runs}))
 
@@ -503,6 +531,9 @@ def main(argv):
             continue
         arms = []
         for arm in c.arms:
+            if arm.baseline:  # no sweep: computed when the tables are written
+                arms.append((arm, None))
+                continue
             cfg, keys = arm_config(arm, scale)
             sweep = pinned_sweep(cfg, keys, {scale.seed_key: scale.seeds}, f"reproduce {args.scale}: {c.name}: "
                                  f"{arm.label}", c.metrics[0][0])
@@ -511,12 +542,14 @@ def main(argv):
                 slow.add(arms[-1][1])
         plans.append((c, arms))
     # in registry order, but Mamba (a Python loop on a CPU) last, so a short session gets every other contrast
-    sweep_ids = sorted(dict.fromkeys(sweep_id for _, arms in plans for _, sweep_id in arms), key=lambda s: s in slow)
+    sweep_ids = sorted(dict.fromkeys(sweep_id for _, arms in plans for _, sweep_id in arms if sweep_id),
+                       key=lambda s: s in slow)
     t0 = time.time()
     if not args.tables_only:
         run_all(sweep_ids)
     for c, arms in plans:
-        rows = [arm_row(arm.label, [run for _, run in sorted(completed_runs(sweep_id).items())], c.metrics, scale.seeds)
+        rows = [arm_row(arm.label, baseline_runs(arm, scale) if arm.baseline else
+                        [run for _, run in sorted(completed_runs(sweep_id).items())], c.metrics, scale.seeds)
                 for arm, sweep_id in arms]
         tables[c.name] = (f"## {c.title}\n\nThe paper: {c.paper}. Figure: [{c.name}.png]({c.name}.png)\n\n"
                           + write_contrast(c, rows, args.scale, scale))
