@@ -403,8 +403,8 @@ def write_contrast(contrast, rows, scale_name, scale):
 PHASE = dict(grid=dict(data_seed=[1, 2], graph_d=[10, 20, 40], n_embd=[64, 128, 256]),  # a seed at a time
              fixed=dict(graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, num_pause_tokens=3,
                         epochs=1500, learning_rate=1e-3, eval_interval=5000, log_interval=1000, device='cpu'),
-             demos=[dict(graph_d=20, n_embd=128, epochs=1500, device='cpu')],    # candidates for the demo,
-                                                                                 # the rest at the defaults
+             demos=[dict(graph_d=20, n_embd=128, epochs=1500, device='cpu'),    # candidates for the demo,
+                    dict(graph_d=20, n_embd=128, epochs=3000, device='cpu')],   # the rest at the defaults
              demo_seeds=[1337, 1338, 1339, 1340, 1341])
 
 
