@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+import phase_diagram
 import reproduce
 from configurator import UserError
 
@@ -55,10 +56,10 @@ def test_tables_only_and_only_write_just_the_contrasts_asked_for(toy):
 
 
 def test_the_phase_diagram_writes_its_table_and_heatmap(toy, monkeypatch):
-    monkeypatch.setitem(reproduce.PHASE, 'grid', dict(data_seed=[1], graph_d=[4, 8], n_embd=[16]))
-    monkeypatch.setitem(reproduce.PHASE, 'fixed', dict(TINY, graph_l=3, graph_holdout_percentage=0.5))
-    monkeypatch.setitem(reproduce.PHASE, 'demos', [TINY])
-    monkeypatch.setitem(reproduce.PHASE, 'demo_seeds', [1])
+    monkeypatch.setitem(phase_diagram.PHASE, 'grid', dict(data_seed=[1], graph_d=[4, 8], n_embd=[16]))
+    monkeypatch.setitem(phase_diagram.PHASE, 'fixed', dict(TINY, graph_l=3, graph_holdout_percentage=0.5))
+    monkeypatch.setitem(phase_diagram.PHASE, 'demos', [TINY])
+    monkeypatch.setitem(phase_diagram.PHASE, 'demo_seeds', [1])
     assert reproduce.main(['--phase_diagram']) == 0
     text = (toy / 'results' / 'phase_diagram.md').read_text()
     assert '| 4 (2, 0.250) |' in text and '| 8 (4, 0.125) |' in text and text.count('\n| 1 | ') == 1
