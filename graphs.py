@@ -89,7 +89,7 @@ def tree_paths(d, l, k):
 def tree_edges(paths):
     """Each (parent, child) once, in child order: every non-root node has one parent."""
     pairs = np.stack((paths[:, :-1].ravel(), paths[:, 1:].ravel()), 1)
-    children, first = np.unique(pairs[:, 1], return_index=True)
+    _, first = np.unique(pairs[:, 1], return_index=True)
     return pairs[first]
 
 
