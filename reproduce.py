@@ -142,11 +142,11 @@ SCALES = dict(
                 ('config/in_context_cpu.py', dict(num_train_graphs=256, num_val_graphs=64, graph_l=3, n_embd=32,
                                                   epochs=5, eval_interval=1000, log_interval=1000)),
                 os.path.join('results', 'quick')),
-    # the demo's graph and model: 5 held-out leaves a run, 15 an arm. 80 arms (20 held out) cost ~8x an iteration
-    # here and the phase diagram's 2-layer model barely plans at 40; the in-context rows are far too short to learn
+    # the demo's graph and model (configurator.DEFAULTS): 50 held-out leaves a run, 150 an arm. The in-context
+    # arms train 40 epochs, far too few to learn the task (config/in_context_cpu.py's 300 take ~4.5 min a run)
     cpu=Scale("the demo's graph and model, a new graph each seed", (1, 2, 3),
-              (dict(graph_d=20, graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, n_embd=128,
-                    epochs=1500, eval_interval=5000, log_interval=500, device='cpu'),),
+              (dict(graph_d=200, graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, n_embd=128,
+                    learning_rate=1e-2, epochs=100, eval_interval=5000, log_interval=500, device='cpu'),),
               ('config/in_context_cpu.py', dict(epochs=40, eval_interval=5000, log_interval=40)),
               'results'),
     paper=Scale("the paper's graph and model (config/paper_g5000_l5.py); in context, config/in_context_cpu.py's "

@@ -38,6 +38,7 @@ REFERENCE_B_S_PER_ITER = 0.25  # origin repo, config (b), 2-core CPU
 TRAIN_TIMEOUT_S, AGENT_TIMEOUT_S = 420, 300  # per training child; per group of concurrent agents
 PAPER_TIMEOUT_S = 300  # the paper-scale accounting (about 15 s)
 PAPER_CONFIG = os.path.join(ROOT, 'config', 'paper_g5000_l5.py')
+SMALL = dict(graph_d=20, n_embd=128, learning_rate=1e-3)  # (a): the CPU demo before the phase diagram chose G(200, 5)
 
 
 # -----------------------------------------------------------------------------
@@ -49,8 +50,8 @@ def train_configs(quick, cuda):
     b = dict(graph_d=100, graph_l=5, graph_holdout_percentage=0.2, n_layer=2, n_embd=64, batch_size='all',
              epochs=40 if quick else 300)
     configs = {
-        'a default': (dict(epochs=50 if quick else 300), dict(warm_probe=True)),
-        'a default mamba': (dict(epochs=50 if quick else 300, model_type='mamba'), {}),  # a row per model_type
+        'a d20 2x128': (dict(SMALL, epochs=50 if quick else 300), dict(warm_probe=True)),
+        'a d20 2x128 mamba': (dict(SMALL, epochs=50 if quick else 300, model_type='mamba'), {}),  # a row per model
         'b d100 2x64 ev50': (dict(b, eval_interval=50), dict(warm_probe=True)),
         'b d100 2x64 ev100': (dict(b, eval_interval=100), {}),
     }
@@ -68,7 +69,7 @@ def targets(builds, runs):
     """(what, measured, limit, unit) for each target; measured None = not measured."""
     by_d = {r['d']: r for r in builds}
     big = by_d.get(10 ** 6, {})
-    a, b50, b100 = (runs.get(k, {}) for k in ('a default', 'b d100 2x64 ev50', 'b d100 2x64 ev100'))
+    a, b50, b100 = (runs.get(k, {}) for k in ('a d20 2x128', 'b d100 2x64 ev50', 'b d100 2x64 ev100'))
     return [
         ('build d=1e6: seconds', big.get('seconds'), 5.0, 's'),
         ('build d=1e6: peak RSS', big.get('peak_rss_mb'), 1430.0, 'MiB'),  # 1.5 GB
@@ -330,8 +331,8 @@ def agent_plans(counts, cores):
 
 
 def bench_agents(counts, quick):
-    """Aggregate trials/hour with k agents at once, each running short default-config trials in-process."""
-    spec = dict(epochs=30 if quick else 100)
+    """Aggregate trials/hour with k agents at once, each running short trials of (a) in-process."""
+    spec = dict(SMALL, epochs=30 if quick else 100)
     trials = 1 if quick else 2
     results = []
     with tempfile.TemporaryDirectory(prefix='bench_agents_') as data_dir:
@@ -443,7 +444,7 @@ def training_row(r):
 def agents_table(agents):
     head = f"{'agents':>6} {'threads each':>12} {'trials':>6} {'wall s':>7} {'trials/hour':>11}"
     epochs = agents[0]['epochs'] if agents else 0
-    lines = [f'concurrent agents: processes each running {agents[0]["trials_each"] if agents else 0} default-config '
+    lines = [f'concurrent agents: processes each running {agents[0]["trials_each"] if agents else 0} (a)-config '
              f'trials of {epochs} epochs in-process (wall incl. process start)', head, '-' * len(head)]
     for r in agents:
         lines.append(f"{r['agents']:>6} {r['threads']:>12} " + (f"error: {r['error']}" if 'error' in r else

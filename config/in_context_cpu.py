@@ -11,6 +11,7 @@ num_val_graphs = 500
 n_layer = 2
 n_head = 2
 n_embd = 64
+learning_rate = 1e-3  # the in-weights demo's 1e-2 is for its one graph
 epochs = 300
 eval_interval = 300
 device = 'cpu'

@@ -44,6 +44,7 @@ def case(script, name, args, expect, files=None, api=True):
                         id=f"{script.split('.')[0]}-{name}")
 
 
+DEFAULT_CACHE = pathstar_cache.cache_dir({'data_dir': 'data'})  # the cache folder of the defaults
 CASES = [
     # keys
     case(TRAIN, 'unknown-key', ['--foo_bar=1'], ("unknown config key 'foo_bar'", 'configurator.py')),
@@ -156,11 +157,11 @@ CASES = [
          files={'my.py': 'graph_d = (10\n'}),
     # the dataset cache's place taken by a file (the cache folder's name is the default config's)
     case(DATA, 'file-where-the-cache-folder-belongs', [],
-         ('data_dir: data/pathstar_d20_l5_', 'is a file where the dataset cache folder belongs'),
-         files={pathstar_cache.cache_dir({'data_dir': 'data'}): 'x\n'}),
+         (f"data_dir: {DEFAULT_CACHE}", 'is a file where the dataset cache folder belongs'),
+         files={DEFAULT_CACHE: 'x\n'}),
     case(TRAIN, 'file-where-the-cache-folder-belongs', [],
-         ('data_dir: data/pathstar_d20_l5_', 'is a file where the dataset cache folder belongs'),
-         files={pathstar_cache.cache_dir({'data_dir': 'data'}): 'x\n'}),
+         (f"data_dir: {DEFAULT_CACHE}", 'is a file where the dataset cache folder belongs'),
+         files={DEFAULT_CACHE: 'x\n'}),
     case(DATA, 'data_dir-that-is-a-file', ['--data_dir=blocker'], "data_dir: 'blocker' is a file, not a folder",
          files={'blocker': 'x\n'}),
     case(TRAIN, 'data_dir-that-is-a-file', ['--data_dir=blocker'], "data_dir: 'blocker' is a file, not a folder",
@@ -177,10 +178,10 @@ CASES = [
          ('already holds a finished run', '--overwrite_out_dir=True'), files={'out/summary.json': '{}\n'}),
     case(TRAIN, 'edge_checkpoint-without-two-stages', ['--edge_checkpoint=edges.pt'], "only recipe='two_stage'"),
     case(TRAIN, 'two-stage-edge-batch-over-the-edge-rows', ['--recipe=two_stage'],
-         'edge_batch_size: 16384 is more than the 160 edge rows'),
+         'edge_batch_size: 16384 is more than the 1600 edge rows'),
     case(DATA, 'folder-where-the-cache-lock-file-belongs', [],
-         ('data_dir: data/pathstar_d20_l5_', ".lock is a folder where the dataset cache's lock file belongs"),
-         files={pathstar_cache.cache_dir({'data_dir': 'data'}) + '.lock/x': 'x\n'}),
+         (f"data_dir: {DEFAULT_CACHE}", ".lock is a folder where the dataset cache's lock file belongs"),
+         files={DEFAULT_CACHE + '.lock/x': 'x\n'}),
 ]
 
 # -----------------------------------------------------------------------------

@@ -749,7 +749,7 @@ def test_cli_builds_then_reuses_and_prints_a_few_decoded_rows(tmp_path):
     assert second.returncode == 0 and 'reused' in second.stdout
 
 
-@pytest.mark.parametrize('bad', ['--graph_d=1', '--graph_holdout_percentage=0.01', '--graph_l=four',
+@pytest.mark.parametrize('bad', ['--graph_d=1', '--graph_holdout_percentage=0.001', '--graph_l=four',
                                  '--graph_dd=5', 'graph_d=5'])
 def test_cli_with_a_bad_value_exits_2_with_one_error_line_and_writes_nothing(tmp_path, bad):
     result = run_cli([f'--data_dir={tmp_path / "data"}', bad], tmp_path)

@@ -55,14 +55,25 @@ def test_tables_only_and_only_write_just_the_contrasts_asked_for(toy):
     assert not (toy / 'results' / 'quick' / 'reproduction.md').exists()
 
 
-def test_the_phase_diagram_writes_its_table_and_heatmap(toy, monkeypatch):
-    monkeypatch.setitem(phase_diagram.PHASE, 'grid', dict(data_seed=[1], graph_d=[4, 8], n_embd=[16]))
-    monkeypatch.setitem(phase_diagram.PHASE, 'fixed', dict(TINY, graph_l=3, graph_holdout_percentage=0.5))
+def test_the_phase_diagram_writes_its_tables_and_heatmaps_and_trains_a_shared_cell_once(toy, monkeypatch):
+    monkeypatch.setitem(phase_diagram.PHASE, 'graph_d', [4, 8])
+    monkeypatch.setitem(phase_diagram.PHASE, 'data_seed', [1])
+    monkeypatch.setitem(phase_diagram.PHASE, 'panels', [
+        dict(key='n_embd', values=[16]), dict(key='learning_rate', values=[1e-3, 1e-2]),
+        dict(key='epochs', values=[1, 2], rows=[4], at=dict(n_embd=16))])
+    monkeypatch.setitem(phase_diagram.PHASE, 'fixed', dict(TINY, graph_l=3, graph_holdout_percentage=0.5,
+                                                           learning_rate=1e-3))
     monkeypatch.setitem(phase_diagram.PHASE, 'demos', [TINY])
     monkeypatch.setitem(phase_diagram.PHASE, 'demo_seeds', [1])
     assert reproduce.main(['--phase_diagram']) == 0
     text = (toy / 'results' / 'phase_diagram.md').read_text()
-    assert '| 4 (2, 0.250) |' in text and '| 8 (4, 0.125) |' in text and text.count('\n| 1 | ') == 1
+    assert text.count('| 4 (2, 0.250) |') == 6 and text.count('| 8 (4, 0.125) |') == 6  # 3 panels x 2 metrics
+    assert '| graph_d (held-out leaves, chance) | learning_rate=0.001 | learning_rate=0.01 |' in text
+    assert '## graph_d x epochs (n_embd=16, learning_rate=0.001)' in text
+    assert text.count(' | - |\n') == 2  # the epochs panel trains graph_d=4 only: (8, 2 epochs) is empty
+    assert text.count('\n| 1 | ') == 1
+    # n_embd=16 at lr 1e-3 and 1 epoch is one cell of all three panels: 2 + 2 + 1 + 1 demo seed = 6 runs
+    assert len(trial_dirs(toy)) == 6 and '5 runs on' in text
     assert (toy / 'results' / 'phase_diagram.png').stat().st_size > 0
 
 

@@ -117,9 +117,9 @@ def test_a_checkpoint_older_than_a_key_resumes_with_its_default_and_says_so(tmp_
 def test_every_override_that_conflicts_with_the_checkpoint_is_reported_even_a_default(tmp_path, capsys):
     cfg, _ = finished_run(tmp_path)  # graph_d=4
     train.main(argv(dict(out_dir=cfg['out_dir'], data_dir=cfg['data_dir'], device='cpu', init_from='resume',
-                         graph_d=20, n_layer=1)))  # 20 is graph_d's default; n_layer agrees
+                         graph_d=configurator.DEFAULTS['graph_d'], n_layer=1)))  # n_layer agrees
     err = capsys.readouterr().err
-    assert 'resuming keeps graph_d=4 from the checkpoint, not 20' in err
+    assert f"resuming keeps graph_d=4 from the checkpoint, not {configurator.DEFAULTS['graph_d']}" in err
     assert 'n_layer' not in err
 
 
