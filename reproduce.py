@@ -7,7 +7,7 @@ markdown table and a figure.
     python3 reproduce.py --quick                  # one seed of every contrast at a toy size: the plumbing (< 1 min)
     python3 reproduce.py --scale paper            # the paper's graph and model (GPUs)
     python3 reproduce.py --only pause_tokens,architecture
-    python3 reproduce.py --phase_diagram          # graph_d x n_embd at the demo's model: where planning appears
+    python3 reproduce.py --phase_diagram          # graph_d x width, learning rate, epochs: where planning appears
     python3 reproduce.py --tables_only            # rewrite the tables and figures from the runs so far
 
 Every arm is a grid sweep over its seeds on the local sweep backend (sweep_local.py), created on first use
@@ -405,7 +405,7 @@ def parse_args(argv):
     p.add_argument('--quick', action='store_true', help="the same as --scale quick")
     p.add_argument('--only', default='', help="comma-separated contrast names (default: all)")
     p.add_argument('--tables_only', action='store_true', help="train nothing; write tables from the runs so far")
-    p.add_argument('--phase_diagram', action='store_true', help="graph_d x n_embd, and the demo on more seeds")
+    p.add_argument('--phase_diagram', action='store_true', help="graph_d x width, lr and epochs; the demo on 5 seeds")
     args = p.parse_args(argv)
     if args.quick:
         args.scale = 'quick'
