@@ -108,6 +108,21 @@ def epoch_orders(sizes, seed, epoch, device):
     return [torch.randperm(n, generator=g, device=device) for n in sizes]
 
 
+def slice_bounds(sizes, slices, j):
+    """Rows [lo, hi) of each kind of row that slice j of an epoch takes, each kind cut into `slices`
+    slices. A kind of n rows gives each slice n // slices rows and n % slices of them one more. Each
+    kind puts its larger slices right after the previous kind's (counting round from slice 0), so no
+    slice is empty while the epoch has at least as many rows as slices, even when every kind has fewer."""
+    bounds, offset = [], 0
+    for n in sizes:
+        q, extra = divmod(n, slices)
+        rank = (j - offset) % slices  # slice j's place in this kind's order, its larger slices first
+        lo = q * rank + min(rank, extra)
+        bounds.append((lo, lo + q + (rank < extra)))
+        offset = (offset + extra) % slices
+    return bounds
+
+
 def lr_at(it, s):
     """The learning rate of iteration it under Schedule s."""
     i = it - s.start

@@ -268,29 +268,29 @@ def train_step(r):
 def micro_batches(r, stage, epoch, step):
     """This iteration's micro-batches, each a [Targets] with one part per kind of row (edge rows at
     their own length). Each kind is shuffled per epoch and cut into equal slices, so every row is seen
-    once an epoch; a short last slice is padded with rows whose targets are ignored, so every step has
-    the same shapes (one compiled graph, CUDA-graph friendly) and the same per-target mean."""
+    once an epoch (recipes.slice_bounds); a short slice is padded with rows whose targets are ignored,
+    so every step has the same shapes (one compiled graph, CUDA-graph friendly) and the same per-target
+    mean. A kind with fewer rows than slices leaves some slices without a part of it."""
     t = r.rows
     kinds = pathstar_rows.row_kinds(stage.first, stage.first + stage.rows, r.data.meta, t.x.size(1), t.tgt.size(1))
+    sizes = [k.hi - k.lo for k in kinds]
     if r.order[0] != (stage.first, epoch):
-        sizes = [k.hi - k.lo for k in kinds]
         r.order = ((stage.first, epoch), recipes.epoch_orders(sizes, r.cfg['seed'], epoch, r.device))
     accum = r.cfg['gradient_accumulation_steps']
     slices = stage.iters_per_epoch * accum
     batches = []
     for j in range(step * accum, (step + 1) * accum):
         parts = []
-        for kind, order in zip(kinds, r.order[1]):
-            size = math.ceil((kind.hi - kind.lo) / slices)
-            idx = order[j * size:(j + 1) * size]
-            if len(idx) == 0:
+        for kind, order, n, (lo, hi) in zip(kinds, r.order[1], sizes, recipes.slice_bounds(sizes, slices, j)):
+            if hi == lo:  # this kind has fewer rows than slices, and none in this one
                 continue
-            part = pathstar_rows.rows_of(t, kind, torch.cat((idx, order[:size - len(idx)])))
-            if len(idx) < size:
+            size = math.ceil(n / slices)
+            part = pathstar_rows.rows_of(t, kind, torch.cat((order[lo:hi], order[:size - (hi - lo)])))
+            if hi - lo < size:
                 part = part._replace(tgt=part.tgt.clone())
-                part.tgt[len(idx):] = -1
+                part.tgt[hi - lo:] = -1
             parts.append(part)
-        if parts:
+        if parts:  # empty only when accumulation makes more slices than the epoch has rows
             batches.append(parts)
     return batches
 

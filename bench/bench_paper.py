@@ -134,9 +134,9 @@ def steps(cfg, geo):
             if full:  # pathstar_rows.distinct_parts: each distinct row once, at its own length
                 distinct = n if kind == 'edge' else min(n, geo.train_arms)
                 parts.append(Part(kind, distinct, k.T, k.K, distinct, distinct, slots))
-            else:  # train.micro_batches: equal slices of each kind, the last ones padded
+            else:  # train.micro_batches: near-equal slices of each kind (recipes.slice_bounds), padded
                 size = math.ceil(n / (iters * accum))
-                slices = math.ceil(n / size)  # slices with at least one real row (the others are skipped)
+                slices = min(n, iters * accum)  # slices with at least one real row (the others are skipped)
                 parts.append(Part(kind, size, k.T, k.K, size * slices / iters, n / iters, slots))
         out.append(Step(name, full, iters, 1 if full else accum, parts, rows / iters))
     return out

@@ -33,7 +33,7 @@ def predicted_forwards(cfg):
 
 
 @pytest.mark.parametrize('overrides', [
-    dict(batch_size=7),                                         # mini-batches; the last edge slice is empty
+    dict(batch_size=7),                                         # mini-batches of 3-4 edge and 3 path rows
     dict(batch_size=4, gradient_accumulation_steps=2),          # two micro-batches a step
     dict(batch_size=7, recipe='staged', staged_edge_frac=0.5),  # an edge stage, then a path stage
     dict(batch_size=7, path_loss='first_hop'),                  # one scored target in l slots

@@ -21,7 +21,8 @@ def eager_compile(monkeypatch):
     """torch.compile through dynamo with the 'eager' backend: dynamo's caches and limits as on a GPU,
     without inductor's compile time."""
     monkeypatch.setattr(torch, 'compile', functools.partial(torch.compile, backend='eager'))
-    monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 2)  # reach the limit in 3 runs, not 9
+    with torch._dynamo.config.patch(recompile_limit=2):  # reach the limit in 3 runs, not 9
+        yield
 
 
 def graphs_compiled():
@@ -38,9 +39,8 @@ def test_each_run_in_one_process_compiles_its_own_model(tmp_path, eager_compile)
         assert graphs_compiled() > before, f'run with n_embd={n_embd} was not compiled'
 
 
-def test_a_run_that_hits_the_recompile_limit_fails_instead_of_running_eager(tmp_path, eager_compile,
-                                                                              monkeypatch):
-    monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 1)  # the edge and path parts need two graphs
+@torch._dynamo.config.patch(recompile_limit=1)  # the edge and path parts need two graphs
+def test_a_run_that_hits_the_recompile_limit_fails_instead_of_running_eager(tmp_path, eager_compile):
     with pytest.raises(Exception, match='(?i)recompil'):
         train.train(tiny_config(tmp_path, epochs=2, compile=True))
 

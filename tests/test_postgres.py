@@ -1,6 +1,6 @@
 """Agents on many machines share a sweep through PostgreSQL (--storage postgresql://...): a throwaway server
 in a temp dir, two agents, one killed with SIGKILL mid-trial; optuna's heartbeat fails its trial and the
-survivor runs it again. Skipped only where the PostgreSQL binaries or the psycopg driver are missing."""
+survivor runs it again. Skipped only where the PostgreSQL server's binaries are not on PATH."""
 import collections
 import os
 import pwd
@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 
+import psycopg  # noqa: F401  (the driver optuna's storage uses: requirements-dev.txt)
 import pytest
 import yaml
 
@@ -45,10 +46,6 @@ def postgres():
     if not (shutil.which('initdb') and shutil.which('pg_ctl')):
         pytest.skip("PostgreSQL's initdb and pg_ctl are not on PATH (e.g. apt-get install postgresql, "
                     "then put /usr/lib/postgresql/<version>/bin on PATH)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip('the PostgreSQL driver is not installed: pip install "psycopg[binary]"')
     as_user = server_user()
     # not under tmp_path, which only the user running pytest may enter; and a socket's path must stay short
     home = tempfile.mkdtemp(prefix='pathstar-pg-')

@@ -1,5 +1,5 @@
 """The sweep YAML as YAML and wandb read it: the shipped files' numbers are numbers (and pass wandb's
-sweep schema where the sweeps package is installed), numbers read as strings warn, the file checks
+sweep schema), numbers read as strings warn, the file checks
 (a value or a key listed twice, a random/bayes sweep with nothing to vary), and the summary's names."""
 import glob
 import os
@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import sweeps  # wandb's sweep-schema validator: README's test command installs it
 import yaml
 
 import sweep_space
@@ -57,13 +58,10 @@ def test_every_number_in_the_shipped_yaml_loads_as_a_number(name, doc):
 
 @pytest.mark.parametrize('name, doc', shipped_docs(), ids=[name for name, _ in shipped_docs()])
 def test_the_shipped_yaml_passes_wandbs_sweep_schema(name, doc):
-    sweeps = pytest.importorskip('sweeps', reason="wandb's sweep schema validator is in the sweeps package "
-                                                  "(pip install --no-deps sweeps jsonref)")
     assert sweeps.schema_violations_from_proposed_config(doc) == []
 
 
 def test_wandbs_sweep_schema_rejects_a_number_read_as_a_string():
-    sweeps = pytest.importorskip('sweeps', reason="wandb's sweep schema validator is in the sweeps package")
     doc = yaml.safe_load("method: random\nparameters:\n"
                          "  learning_rate: {distribution: log_uniform_values, min: 1e-4, max: 1.0e-2}\n")
     assert sweeps.schema_violations_from_proposed_config(doc) != []  # so the test above can fail
