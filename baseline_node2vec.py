@@ -21,9 +21,10 @@ import time
 import numpy as np
 import torch
 
-import graph_geometry
-from analyze import ArgumentParser, check_out_dir
 from configurator import UserError, exit_on_user_error, parse_args
+from pathstar.analysis import geometry as graph_geometry
+from pathstar.analysis.plots import check_out_dir
+from pathstar.cli import ArgumentParser
 
 EPOCHS, DIM, LR, SEED, INTERVAL = 10000, 100, 0.01, 7, 25  # the official notebooks' values
 SMALL = 512  # nodes up to which one thread is fastest

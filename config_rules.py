@@ -14,9 +14,7 @@ import math
 import re
 from typing import NamedTuple
 
-
-class UserError(ValueError):
-    """A user error: its message is one line, shown without a traceback."""
+from pathstar.errors import UserError
 
 
 AUTO_BATCH_ROWS = 1024   # batch_size='auto' = min(training rows, this)

@@ -17,13 +17,13 @@ hands out trials to any number of agents; sweep_local.py runs them and
 sweep_storage.py opens (and checks) the storage. Either way each trial calls
 train.train() in the agent's process.
 """
-import argparse
 import os
 import signal
 import sys
 
 import configurator
 from configurator import UserError
+from pathstar.cli import ArgumentParser
 from sweep_local import (SWEEPS_DIR, Stopped, create_local_sweep, open_local_sweep, print_results, release_memory,
                          run_local_agent)
 from sweep_space import check_combinations, check_sweep, load_sweep_file, print_plan
@@ -85,11 +85,6 @@ def wandb_trial(sweep_id, project, entity):
 
 # -----------------------------------------------------------------------------
 # the command line
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, like every other user error
-        raise UserError(f"{message} (see --help)")
-
 
 def parse_args(argv):
     p = ArgumentParser(description="Create, join and inspect hyperparameter sweeps over train.py.")

@@ -18,7 +18,6 @@ from typing import Callable, Optional
 
 import torch
 
-import analyze
 import checkpoint as checkpoint_files
 import configurator
 import device as machine
@@ -30,6 +29,7 @@ from configurator import wandb_mode
 from evaluate import best_key, evaluate, print_eval, print_summary
 from device import TrainingError  # noqa: F401 (train.TrainingError is what callers catch)
 from model import GPT, estimate_mfu
+from pathstar.analysis import star as star_geometry
 
 
 class Interrupted(RuntimeError):
@@ -340,7 +340,7 @@ def evaluate_and_save(r):
     r.metrics.update({'iter': r.iter_num, 'epoch': recipes.epochs_done(r.iter_num, r.plan)})
     if cfg['geometry_interval'] and ((r.iter_num // cfg['eval_interval']) % cfg['geometry_interval'] == 0
                                      or r.iter_num == r.max_iters):
-        r.metrics.update(analyze.log_geometry(r.model, meta, cfg, r.iter_num, r.wandb, r.ev.all_edges))
+        r.metrics.update(star_geometry.log_geometry(r.model, meta, cfg, r.iter_num, r.wandb, r.ev.all_edges))
     check_finite(r.metrics.get('train/loss/overall', r.metrics.get('train/loss/edge_all')), r.iter_num, cfg)
     print_eval(r.metrics, r.iter_num, r.metrics['epoch'], meta['l'], 1 / meta['d'] if meta['d'] else None)
     r.last_eval = r.iter_num

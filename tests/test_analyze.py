@@ -11,8 +11,10 @@ import pytest
 import torch
 
 import analyze
+from pathstar.analysis import plots, star
 import pathstar_data
 import train
+from model import GPT, GPTConfig
 from conftest import ROOT, tiny_config
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -66,7 +68,7 @@ def diagonal_margin(sim):
 
 def geometric_accuracy(emb, paths, arms):
     """Fraction of the leaves of `arms` whose nearest first hop is their own arm's."""
-    return (analyze.first_hop_margins(emb, paths, arms) > 0).float().mean().item()
+    return (star.first_hop_margins(emb, paths, arms) > 0).float().mean().item()
 
 
 # -----------------------------------------------------------------------------
@@ -77,7 +79,7 @@ def test_clustered_arms_give_a_large_margin_and_perfect_geometric_accuracy():
     d, l = 12, 5
     emb, paths = clustered_embeddings(d, l, noise=0.05), star_paths(d, l)
     arms = np.array([3, 7, 11])
-    sim, cols = analyze.leaf_first_hop_similarity(emb, paths, arms)
+    sim, cols = star.leaf_first_hop_similarity(emb, paths, arms)
     assert sim.shape == (3, d) and cols[:3].tolist() == [3, 7, 11] and sorted(cols.tolist()) == list(range(d))
     margin = diagonal_margin(sim)
     assert (margin > 0.5).all()
@@ -89,8 +91,8 @@ def test_margins_against_all_arms_equal_the_heatmap_diagonal_margin():
     d, l = 30, 4
     emb, paths = torch.randn(d * 3 + 1, 16, generator=torch.Generator().manual_seed(0)), star_paths(d, l)
     arms = np.array([0, 5, 29])
-    sim, _ = analyze.leaf_first_hop_similarity(emb, paths, arms)
-    chunked = analyze.first_hop_margins(emb, paths, arms, chunk=2)  # chunks must not change the answer
+    sim, _ = star.leaf_first_hop_similarity(emb, paths, arms)
+    chunked = star.first_hop_margins(emb, paths, arms, chunk=2)  # chunks must not change the answer
     assert torch.allclose(diagonal_margin(sim), chunked, atol=1e-6)
 
 
@@ -102,7 +104,7 @@ def test_first_hop_margins_on_known_cosines():
     emb[4], emb[5] = torch.tensor([0.9, 0.2, 0.5]), torch.tensor([0.1, 0.3, 0.4])
     unit = [emb[4] / emb[4].norm(), emb[5] / emb[5].norm()]
     want = torch.stack([unit[0][0] - unit[0][2], unit[1][1] - unit[1][2]])
-    assert torch.allclose(analyze.first_hop_margins(emb, paths, [0, 1]), want)
+    assert torch.allclose(star.first_hop_margins(emb, paths, [0, 1]), want)
     assert torch.allclose(diagonal_margin(torch.stack(unit)), want)  # the reference agrees
 
 
@@ -116,7 +118,7 @@ def test_random_embeddings_give_chance_geometric_accuracy():
         hits.append(geometric_accuracy(emb, star_paths(d, l), np.arange(d)))
     n, p = seeds * d, 1.0 / d
     assert abs(np.mean(hits) - p) < 4 * np.sqrt(p * (1 - p) / n)
-    margins = analyze.first_hop_margins(emb, star_paths(d, l), np.arange(d))
+    margins = star.first_hop_margins(emb, star_paths(d, l), np.arange(d))
     assert margins.mean() < 0  # the best of 199 others beats a random own arm
 
 
@@ -137,16 +139,16 @@ def test_laplacian_is_symmetric_with_zero_row_sums_and_one_zero_eigenvalue(d, l)
 @pytest.mark.parametrize('d,l', [(2, 2), (4, 3), (10, 5), (7, 6)])
 def test_the_closed_form_spectrum_matches_dense_eigh(d, l):
     dense = np.linalg.eigvalsh(dense_laplacian(d, l))
-    closed = sorted([0.0] + [value for value, _, _, mult in analyze.laplacian_levels(d, l) for _ in range(mult)])
+    closed = sorted([0.0] + [value for value, _, _, mult in star.laplacian_levels(d, l) for _ in range(mult)])
     assert np.allclose(closed, dense, atol=1e-9)
 
 
 def test_k_is_widened_to_whole_eigenspaces():
     # G(10, 5): eigenvalue 0.12 has 9 vectors (arm level), then one 'star' vector at 0.56
-    assert analyze.lowest_levels(10, 5, 1)[1] == 9
-    assert analyze.lowest_levels(10, 5, 9)[1] == 9
-    assert analyze.lowest_levels(10, 5, 10)[1] == 10
-    assert analyze.lowest_levels(10, 5, 11)[1] == 19
+    assert star.lowest_levels(10, 5, 1)[1] == 9
+    assert star.lowest_levels(10, 5, 9)[1] == 9
+    assert star.lowest_levels(10, 5, 10)[1] == 10
+    assert star.lowest_levels(10, 5, 11)[1] == 19
 
 
 @pytest.mark.parametrize('k', [9, 10, 19])
@@ -156,7 +158,7 @@ def test_alignment_equals_a_dense_projection(k):
     basis = low_eigenvectors(d, l, k)
     xc = x.numpy() - x.numpy().mean(0)
     dense = np.sum((basis.T @ xc) ** 2) / np.sum(xc ** 2)
-    got = analyze.laplacian_alignment(x, d, l, k)
+    got = star.laplacian_alignment(x, d, l, k)
     assert got['k'] == k and got['alignment'] == pytest.approx(dense, rel=1e-9)
 
 
@@ -164,7 +166,7 @@ def test_embeddings_spanned_by_low_eigenvectors_are_fully_aligned():
     d, l, k = 20, 5, 19
     basis = low_eigenvectors(d, l, k)
     mix = np.random.default_rng(0).standard_normal((k, 32))  # any embedding inside the span
-    got = analyze.laplacian_alignment(basis @ mix, d, l, k)
+    got = star.laplacian_alignment(basis @ mix, d, l, k)
     assert got['alignment'] == pytest.approx(1.0, abs=1e-9)
     assert got['random'] == pytest.approx(19 / 80) and got['ratio'] > 4
 
@@ -172,14 +174,14 @@ def test_embeddings_spanned_by_low_eigenvectors_are_fully_aligned():
 def test_random_embeddings_align_like_a_random_subspace():
     d, l, k = 40, 5, 39
     x = torch.randn(d * 4 + 1, 2048, generator=torch.Generator().manual_seed(0))
-    got = analyze.laplacian_alignment(x, d, l, k)
+    got = star.laplacian_alignment(x, d, l, k)
     assert got['random'] == pytest.approx(39 / 160)
     assert got['alignment'] == pytest.approx(got['random'], rel=0.05)  # sd ~ sqrt(2 / (k C)) relative
     assert got['ratio'] == pytest.approx(1.0, rel=0.05)
 
 
 def test_clustered_arms_are_aligned_with_the_low_eigenvectors():
-    got = analyze.laplacian_alignment(clustered_embeddings(40, 5), 40, 5, 16)
+    got = star.laplacian_alignment(clustered_embeddings(40, 5), 40, 5, 16)
     assert got['k'] == 39 and got['ratio'] > 3
 
 
@@ -189,15 +191,15 @@ def test_clustered_arms_are_aligned_with_the_low_eigenvectors():
 
 def test_graph_meta_is_what_load_or_build_draws(tmp_path):
     cfg = tiny_config(tmp_path, graph_d=9, graph_l=4)
-    meta, built = analyze.graph_meta(cfg), pathstar_data.load_or_build(cfg, verbose=False).meta
+    meta, built = star.graph_meta(cfg), pathstar_data.load_or_build(cfg, verbose=False).meta
     assert np.array_equal(meta['paths'], built['paths']) and np.array_equal(meta['holdout_arms'], built['holdout_arms'])
     assert meta['vocab_size'] == built['vocab_size']
 
 
 def test_geometry_metrics_names_and_speed_at_d1000(tmp_path):
-    meta = analyze.graph_meta(tiny_config(tmp_path, graph_d=1000, graph_l=5))
-    model = analyze.GPT(analyze.GPTConfig(vocab_size=meta['vocab_size'], block_size=16, n_layer=1, n_embd=128))
-    metrics = analyze.geometry_metrics(model, meta)
+    meta = star.graph_meta(tiny_config(tmp_path, graph_d=1000, graph_l=5))
+    net = GPT(GPTConfig(vocab_size=meta['vocab_size'], block_size=16, n_layer=1, n_embd=128))
+    metrics = star.geometry_metrics(net, meta)
     assert set(metrics) == {'geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy',
                             'geometry/train_diagonal_margin', 'geometry/train_nearest_first_hop_accuracy',
                             'geometry/laplacian_alignment', 'geometry/laplacian_alignment_random',
@@ -328,7 +330,7 @@ def test_cli_read_only_out_dir_is_one_line_exit_2_and_nothing_written(trained, t
     if not given:  # the default out_dir is the checkpoint's folder
         ckpt = folder / 'ckpt.pt'
         ckpt.write_bytes(trained[0].read_bytes())
-    monkeypatch.setattr(analyze, 'load_checkpoint', lambda path: pytest.fail('read before the out_dir check'))
+    monkeypatch.setattr(star, 'load_checkpoint', lambda path: pytest.fail('read before the out_dir check'))
     folder.chmod(0o555)
     try:
         assert run_main([str(ckpt)] + ([f'--out_dir={folder / "geo"}'] if given else [])) == 2
@@ -358,7 +360,7 @@ def test_pca_2d_matches_the_svd_up_to_sign():
     x = np.random.default_rng(0).standard_normal((30, 100)) * np.linspace(3, 0.1, 100)
     centred = x - x.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    assert np.allclose(np.abs(analyze.pca_2d(x)), np.abs(centred @ vt[:2].T))
+    assert np.allclose(np.abs(plots.pca_2d(x)), np.abs(centred @ vt[:2].T))
 
 
 # -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import analyze
+from pathstar.analysis import star
 import configurator
 import train
 from conftest import tiny_config
@@ -144,8 +145,8 @@ def test_every_control_trains_evaluates_and_is_analysed(tmp_path, name):
     saved = torch.load(ckpt, weights_only=True)
     for key, value in CONTROLS[name].items():
         assert saved['model_args'][key] == value
-    model, _, meta = analyze.load_checkpoint(ckpt)
-    metrics = analyze.geometry_metrics(model, meta)
+    model, _, meta = star.load_checkpoint(ckpt)
+    metrics = star.geometry_metrics(model, meta)
     assert 'geometry/diagonal_margin' in metrics
     assert ('geometry/output_diagonal_margin' in metrics) == (name == 'untied')
     assert all(v == v for k, v in metrics.items() if 'laplacian' in k)  # no NaN
@@ -235,6 +236,6 @@ def test_a_checkpoint_from_before_the_architecture_keys_resumes_and_is_analysed(
     resumed = train.train(dict(cfg, init_from='resume'))
     assert 'was written before use_attention' in capsys.readouterr().err
     assert resumed['val/loss/overall'] == pytest.approx(full['val/loss/overall'], abs=1e-6)
-    model, _, meta = analyze.load_checkpoint(str(path))
+    model, _, meta = star.load_checkpoint(str(path))
     assert model.config.tie_embeddings and model.lm_head.weight is model.transformer.wte.weight
-    assert 'geometry/output_diagonal_margin' not in analyze.geometry_metrics(model, meta)
+    assert 'geometry/output_diagonal_margin' not in star.geometry_metrics(model, meta)

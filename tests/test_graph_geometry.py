@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import baseline_node2vec
-import graph_geometry as gg
+from pathstar.analysis import geometry as gg
 from configurator import exit_on_user_error
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'

@@ -8,7 +8,7 @@ import torch
 from conftest import ROOT, tiny_config
 from test_train import run_and_sigterm_at_third_eval
 
-import analyze
+from pathstar.analysis import star
 import configurator
 import models
 import sweep_space
@@ -91,9 +91,9 @@ def test_a_mamba_run_trains_resumes_to_the_same_metrics_and_is_analysed(tmp_path
     assert resumed['iter'] == full['iter']
     for key in ('val/loss/overall', 'train/loss/overall', 'val/accuracy/path', 'train/loss/edge'):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
-    model, ckpt, meta = analyze.load_checkpoint(str(tmp_path / 'full' / 'ckpt.pt'))
+    model, ckpt, meta = star.load_checkpoint(str(tmp_path / 'full' / 'ckpt.pt'))
     assert isinstance(model, MambaLM) and ckpt['model_args']['model_type'] == 'mamba'
-    metrics = analyze.geometry_metrics(model, meta)
+    metrics = star.geometry_metrics(model, meta)
     assert 'geometry/diagonal_margin' in metrics
 
 

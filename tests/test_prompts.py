@@ -336,7 +336,7 @@ def test_print_eval_and_summary_show_the_first_hop_of_a_one_target_run(capsys):
 @pytest.mark.parametrize('variant', [dict(path_target='reversed'), dict(path_target='first_hop', root_in_prompt=True),
                                      dict(teacherless=True)])
 def test_analyze_scores_the_first_hop_where_each_variant_predicts_it(tmp_path, variant):
-    import analyze
+    from pathstar.analysis import star
     from model import GPT, GPTConfig
     cfg = tiny_config(tmp_path, epochs=30, graph_d=8, graph_holdout_percentage=0.5, **variant)
     summary = train.train(cfg)
@@ -344,4 +344,4 @@ def test_analyze_scores_the_first_hop_where_each_variant_predicts_it(tmp_path, v
     model = GPT(GPTConfig(**ckpt['model_args']))
     model.load_state_dict(ckpt['model'])
     meta = ps.load_or_build(cfg, verbose=False).meta
-    assert analyze.model_first_hop_accuracy(model, meta) == summary['val/accuracy/first_hop_teacher_forced']
+    assert star.model_first_hop_accuracy(model, meta) == summary['val/accuracy/first_hop_teacher_forced']

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-import phase_diagram
 import reproduce
+from pathstar.experiments import contrasts, phase_diagram
 from configurator import UserError
 
 TINY = dict(graph_d=8, graph_l=3, graph_holdout_percentage=0.25, n_layer=1, n_head=2, n_embd=16, epochs=1,
@@ -16,11 +16,11 @@ TINY = dict(graph_d=8, graph_l=3, graph_holdout_percentage=0.25, n_layer=1, n_he
 def toy(tmp_path, monkeypatch):
     """--quick at a toy size (one iteration a run), in tmp_path."""
     monkeypatch.chdir(tmp_path)
-    scale = reproduce.Scale('toy', (1,), (TINY,), ('config/in_context_cpu.py', dict(
+    scale = contrasts.Scale('toy', (1,), (TINY,), ('config/in_context_cpu.py', dict(
         graph_l=3, n_embd=16, num_train_graphs=16, num_val_graphs=8, epochs=1, eval_interval=1000, eval_samples=4)),
         'results/quick')
-    monkeypatch.setitem(reproduce.SCALES, 'quick', scale)
-    monkeypatch.setitem(reproduce.TINY, 'epochs', 2)  # the tiny-graph arms' own 500 epochs, cut
+    monkeypatch.setitem(contrasts.SCALES, 'quick', scale)
+    monkeypatch.setitem(contrasts.TINY, 'epochs', 2)  # the tiny-graph arms' own 500 epochs, cut
     return tmp_path
 
 
@@ -33,12 +33,12 @@ def test_quick_runs_every_contrast_once_and_a_rerun_trains_nothing(toy, capsys):
     out = capsys.readouterr().out
     assert 'skipped' not in out
     results = toy / 'results' / 'quick'
-    for c in reproduce.CONTRASTS:
+    for c in contrasts.CONTRASTS:
         text = (results / f'{c.name}.md').read_text()
         assert text.count('| 1/1 |') == len(c.arms) and (results / f'{c.name}.png').stat().st_size > 0
     geometry = (results / 'geometry.md').read_text()
     assert '| Node2Vec, grid | 0.99' in geometry and '| random, cycle |' in geometry  # computed, no run
-    arms = sum(len(c.arms) for c in reproduce.CONTRASTS if c.name != 'geometry')
+    arms = sum(len(c.arms) for c in contrasts.CONTRASTS if c.name != 'geometry')
     runs = trial_dirs(toy)
     # the default arm is shared by 5 contrasts and trained once; geometry trains its 2 transformers only
     assert len(runs) == len(os.listdir(toy / 'sweeps' / 'reproduce' / 'quick')) == arms - 5 + 2
@@ -78,9 +78,9 @@ def test_the_phase_diagram_writes_its_tables_and_heatmaps_and_trains_a_shared_ce
 
 
 def test_mean_and_spread():
-    assert reproduce.mean_sd([]) == '-'
-    assert reproduce.mean_sd([0.5]) == '0.500'
-    assert reproduce.mean_sd([0.25, 0.75]) == '0.500 ± 0.354'
+    assert contrasts.mean_sd([]) == '-'
+    assert contrasts.mean_sd([0.5]) == '0.500'
+    assert contrasts.mean_sd([0.25, 0.75]) == '0.500 ± 0.354'
 
 
 def test_an_unknown_contrast_is_a_user_error():

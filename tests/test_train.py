@@ -199,7 +199,7 @@ def test_max_iters_stops_the_run_early(tmp_path):
 
 
 def test_geometry_interval_logs_geometry_metrics_and_plots(tmp_path):
-    import analyze
+    from pathstar.analysis import star
     import pathstar_data
     from model import GPT, GPTConfig
     cfg = tiny_config(tmp_path, epochs=20, eval_interval=10, geometry_interval=1)
@@ -207,7 +207,7 @@ def test_geometry_interval_logs_geometry_metrics_and_plots(tmp_path):
     ckpt = torch.load(tmp_path / 'out' / 'ckpt.pt', weights_only=True)  # the model of the last eval
     model = GPT(GPTConfig(**ckpt['model_args']))
     model.load_state_dict(ckpt['model'])
-    expected = analyze.geometry_metrics(model, pathstar_data.load_or_build(cfg, verbose=False).meta)
+    expected = star.geometry_metrics(model, pathstar_data.load_or_build(cfg, verbose=False).meta)
     for key, value in expected.items():
         assert summary[key] == pytest.approx(value, abs=1e-6), key
     pngs = sorted(os.listdir(tmp_path / 'out' / 'geometry'))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import pathstar_data
-from analyze import EIGEN_TOL, EPS, MIN_COLOUR_SCALE, pca_2d, pyplot, save_figure, write_json
+from pathstar.analysis.plots import EIGEN_TOL, EPS, MIN_COLOUR_SCALE, pca_2d, pyplot, save_figure, write_json
 
 TOP_K = 5          # top_k of the official notebooks (cut to n - 1 on smaller graphs)
 LOW_SHARE = 0.25   # default k: the lowest quarter of the non-trivial eigenvectors

@@ -1,5 +1,5 @@
 """
-The geometry report of a trained model on any graph family (graph_geometry.py does the maths):
+The geometry report of a trained model on any graph family (geometry.py does the maths):
 its node embeddings' spectrum, similarity and Fiedler plots, and the memorisation dynamics,
 
     associative  the model's own top-k next tokens after '[EDGE] (>) u' hold the edge's v
@@ -19,9 +19,9 @@ import os
 import numpy as np
 import torch
 
-import graph_geometry
 import graphs
 import pathstar_data
+from pathstar.analysis import geometry as graph_geometry
 
 MAX_NODES = 4096   # dense n x n similarity and eigendecomposition up to here
 FORWARD_ROWS = 4096  # edge prompts per forward pass

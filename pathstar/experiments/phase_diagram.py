@@ -11,8 +11,8 @@ import os
 import statistics
 
 from configurator import DEFAULTS
-from reproduce import (METRICS, atomic_write, completed_runs, find_or_create, per_run, pinned_sweep, resolve, run_all,
-                       write_text)
+from pathstar.experiments.contrasts import (METRICS, atomic_write, completed_runs, find_or_create, per_run,
+                                            pinned_sweep, resolve, run_all, write_text)
 
 
 # Panels share the rows (graph_d) and a 2-layer model (fixed), and each varies one key: width at lr 1e-2, learning
