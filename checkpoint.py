@@ -60,7 +60,30 @@ def check_out_dir(cfg):
         path = os.path.join(out_dir, name)
         if os.path.exists(path) and not os.path.isfile(path):
             raise UserError(f"out_dir: {path} is a folder, where the run writes its {name}; move it away")
+    holder = lock_holder(out_dir)
+    if holder:  # first: the advice below (resume, overwrite) would clobber a live run
+        raise in_use(out_dir, holder)
     check_no_earlier_run(cfg)
+
+
+def lock_holder(out_dir):
+    """Who holds out_dir's lock ('pid N on host since ...'), or None when no live run does."""
+    try:
+        lock = open(os.path.join(out_dir, '.lock'))
+    except OSError:
+        return None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return lock.read().strip() or 'another process'
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return None
+
+
+def in_use(out_dir, holder):
+    return UserError(f"out_dir: {out_dir} is in use by {holder}; give this run another --out_dir, or wait for "
+                     f"that one to end")
 
 
 def check_no_earlier_run(cfg):
@@ -70,8 +93,9 @@ def check_no_earlier_run(cfg):
     if found:
         what = ('a finished run' if 'summary.json' in found else 'a run that can be resumed' if 'ckpt.pt' in found
                 else "an earlier run's files")
-        raise UserError(f"out_dir: {cfg['out_dir']} already holds {what} ({', '.join(found)}); continue it with "
-                          f"--init_from=resume, or replace it with --overwrite_out_dir=True")
+        raise UserError(f"out_dir: {cfg['out_dir']} already holds {what} ({', '.join(found)}); give this run its "
+                        f"own --out_dir, continue that one with --init_from=resume, or replace it with "
+                        f"--overwrite_out_dir=True")
 
 
 def claim(cfg):
@@ -86,8 +110,7 @@ def claim(cfg):
         lock.seek(0)
         holder = lock.read().strip() or 'another process'
         lock.close()
-        raise UserError(f"out_dir: {out_dir} is in use by {holder}; give this run another out_dir, or wait "
-                          f"for that one to end") from None
+        raise in_use(out_dir, holder) from None
     lock.seek(0)
     lock.truncate()
     lock.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -95,9 +118,11 @@ def claim(cfg):
     try:
         check_no_earlier_run(cfg)  # again, now that no other run can start here
         if cfg['init_from'] == 'scratch':
-            for name in RUN_FILES:
-                if os.path.isfile(os.path.join(out_dir, name)):
-                    os.remove(os.path.join(out_dir, name))
+            keep = os.path.realpath(cfg['edge_checkpoint']) if cfg['edge_checkpoint'] else None
+            for name in RUN_FILES:  # but never the edge stage this run starts from
+                path = os.path.join(out_dir, name)
+                if os.path.isfile(path) and os.path.realpath(path) != keep:
+                    os.remove(path)
         for stale in glob.glob(glob.escape(out_dir) + '/*.tmp-*'):  # half-written by a killed run: never read
             os.remove(stale)
     except BaseException:
@@ -110,6 +135,15 @@ def atomic_save(obj, path):
     tmp = f'{path}.tmp-{os.getpid()}'
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def read_summary(out_dir):
+    """The summary.json a finished run wrote in out_dir, or None."""
+    path = os.path.join(out_dir, 'summary.json')
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def atomic_write_json(obj, path):

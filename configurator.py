@@ -314,6 +314,31 @@ def build_config(overrides=None):
     return check(cfg)
 
 
+HELP_FLAGS = ('-h', '--help')
+
+
+def help_text(prog, extra=''):
+    """--help: the usage line, then DEFAULTS as this file writes it (every key with its default and
+    comment, in its groups), read from the source so the two never disagree."""
+    with open(__file__) as f:
+        src = f.read()
+    start = src.index('DEFAULTS = dict(\n') + len('DEFAULTS = dict(\n')
+    lines = [f"usage: python3 {prog} [config/<name>.py ...] [--key=value ...]{extra}",
+             "Config files and --key=value overrides apply in order; every key, its default and what it does:"]
+    for line in src[start:src.index('\n)\n', start)].splitlines():
+        text = line.strip()
+        if text.startswith('#') and len(line) - len(line.lstrip()) <= 4:  # a group's heading
+            lines += ['', text.lstrip('# ') + ':']
+        elif text.startswith('#'):  # a comment continued from the line above
+            lines.append(' ' * 32 + text)
+        elif text:
+            key, _, rest = text.partition('=')
+            value, _, comment = rest.partition('#')
+            option = f"  --{key}={value.strip().rstrip(',').strip(chr(39))}"  # 'in_weights' -> in_weights
+            lines.append(f"{option.ljust(31)} # {comment.strip()}" if comment else option)
+    return '\n'.join(lines)
+
+
 def parse_overrides(argv):
     """argv like ['config/x.py', 'config/variant.py', '--graph_d=100'] -> the keys they set, parsed,
     each config file and override applied in order (a resumed run needs to know what was asked for)."""

@@ -392,6 +392,10 @@ def export_official(cfg, folder):
 
 
 def main():
+    if set(sys.argv[1:]) & set(configurator.HELP_FLAGS):
+        print(configurator.help_text('pathstar_data.py', ' [--export_official <folder>]'))
+        print("\nPrints the dataset's summary (built and cached if new), or writes the official code's files.")
+        return
     argv, export = export_flag(sys.argv[1:])
     cfg = configurator.parse_args(argv)
     if export is not None:

@@ -41,14 +41,19 @@ def parse_args(argv):
     p = ArgumentParser(description="Run the paper's contrasts and write results/<contrast>.md and .png.")
     p.add_argument('--scale', choices=sorted(SCALES), default='cpu', help="cpu (default), quick or paper")
     p.add_argument('--quick', action='store_true', help="the same as --scale quick")
-    p.add_argument('--only', default='', help="comma-separated contrast names (default: all)")
+    p.add_argument('--only', help="comma-separated contrast names (default: all)")
     p.add_argument('--tables_only', action='store_true', help="train nothing; write tables from the runs so far")
     p.add_argument('--phase_diagram', action='store_true', help="graph_d x width, lr and epochs; the demo on 5 seeds")
     args = p.parse_args(argv)
     if args.quick:
         args.scale = 'quick'
     names = [c.name for c in CONTRASTS]
-    args.only = [n.strip() for n in args.only.split(',') if n.strip()] or names
+    if args.only is None:
+        args.only = names
+    else:
+        args.only = [n.strip() for n in args.only.split(',') if n.strip()]
+        if not args.only:
+            raise UserError(f"--only: name at least one contrast: {', '.join(names)}")
     for n in args.only:
         if n not in names:
             raise UserError(f"--only: no contrast {n!r}; the contrasts are {', '.join(names)}")

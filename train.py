@@ -142,11 +142,13 @@ def train(config, hook=None):
                 if stop:
                     save(r, 'interrupted')
                     raise Interrupted(stop['signum'], r.iter_num)
+            earlier = None
             if not r.metrics:  # resumed a finished run: nothing was evaluated in this call
+                earlier = checkpoint_files.read_summary(cfg['out_dir'])
                 evaluate_and_save(r)
             if not cfg['eval_only']:
                 save(r, 'finished')
-            summary = write_summary(r)
+            summary = write_summary(r, earlier)
         return summary
     finally:
         restore_signal_handlers(handlers)
@@ -376,8 +378,10 @@ def save(r, status):
     r.hook('save_end', r)
 
 
-def write_summary(r):
-    """The last logged value of every metric (as wandb keeps it), the best ones, and the run's facts."""
+def write_summary(r, earlier=None):
+    """The last logged value of every metric (as wandb keeps it), the best ones, and the run's facts.
+    `earlier`: the summary of the finished run this call resumed, which keeps its values (the training
+    call's wall time, throughput, last lr) and only gains keys: a finished run's record never shrinks."""
     meta = r.data.meta
     summary = {**r.last_line, **r.metrics, **r.best_metrics}
     if meta['d']:  # a graph with paths
@@ -387,6 +391,7 @@ def write_summary(r):
                     'epoch': recipes.epochs_done(r.iter_num, r.plan),
                     'params': r.model.num_params(), 'train_rows': meta['num_train_rows'],
                     'val_rows': len(r.data.val_rows), 'device': r.device})
+    summary.update(earlier or {})
     checkpoint_files.atomic_write_json(summary, os.path.join(r.cfg['out_dir'], 'summary.json'))
     print_summary(summary)
     if r.wandb is not None:
@@ -425,6 +430,9 @@ def restore_signal_handlers(handlers):
 
 
 def main(argv, hook=None):
+    if set(argv) & set(configurator.HELP_FLAGS):
+        print(configurator.help_text('train.py'))
+        return
     try:
         train(configurator.parse_overrides(argv), hook)
     except Interrupted as e:

@@ -1,0 +1,102 @@
+"""Cases an adversarial pass found mishandled ([4 of 4]): each test failed before its fix."""
+import json
+import os
+
+import pytest
+import torch
+
+import analyze
+import reproduce
+import train
+from configurator import UserError, exit_on_user_error
+from conftest import tiny_config
+
+
+def summary_of(cfg):
+    with open(os.path.join(cfg['out_dir'], 'summary.json')) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize('change', [{}, dict(n_embd=64)])
+def test_resuming_a_finished_run_never_shrinks_its_summary(tmp_path, change):
+    cfg = tiny_config(tmp_path, epochs=4)
+    train.train(cfg)
+    before = summary_of(cfg)
+    assert {'lr', 'tokens_per_sec', 'wall_time_s'} <= set(before)
+    try:
+        train.train(dict(cfg, init_from='resume', **change))
+    except UserError:  # refusing a changed model is fine too; the record must not change either way
+        pass
+    after = summary_of(cfg)
+    assert {k: after.get(k) for k in before} == before
+
+
+def test_reproduce_only_with_no_name_is_refused():
+    with pytest.raises(UserError, match='--only'):
+        reproduce.parse_args(['--only='])
+    assert len(reproduce.parse_args([]).only) > 1
+
+
+def test_analyze_refuses_an_in_context_checkpoint(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, task='in_context', graph_d=3, graph_l=4, epochs=2, num_train_graphs=200,
+                      num_val_graphs=50)
+    train.train(cfg)
+    ckpt = os.path.join(cfg['out_dir'], 'ckpt.pt')
+    assert torch.load(ckpt, weights_only=True)['config']['task'] == 'in_context'
+    with pytest.raises(SystemExit) as e:
+        analyze_main([ckpt])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "in_context" in err[0]
+
+
+def test_analyze_names_a_folder_given_as_the_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        analyze_main([str(tmp_path)])
+    assert 'is a folder' in capsys.readouterr().err
+
+
+def analyze_main(argv):
+    return exit_on_user_error(lambda: analyze.main(argv))
+
+
+@pytest.mark.parametrize('script', ['train.py', 'pathstar_data.py'])
+def test_help_lists_every_key_with_its_default_and_comment(script):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    from configurator import DEFAULTS
+    out = subprocess.run([sys.executable, script, '--help'], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stderr == ''
+    keys = [line.split('=')[0].strip()[2:] for line in out.stdout.splitlines() if line.startswith('  --')]
+    assert keys == list(DEFAULTS)
+    assert '  --graph_d=200' in out.stdout and 'arms of the star' in out.stdout and 'the model:' in out.stdout
+
+
+def test_a_busy_out_dir_names_its_holder_before_any_advice_to_resume_or_overwrite(tmp_path):
+    import fcntl
+    cfg = tiny_config(tmp_path, epochs=2)
+    train.train(cfg)
+    with open(os.path.join(cfg['out_dir'], '.lock')) as held:  # another run's lock, as a live run holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for extra in ({}, dict(init_from='resume'), dict(overwrite_out_dir=True)):
+            with pytest.raises(UserError, match='is in use by') as e:
+                train.train(dict(cfg, **extra))
+            assert '--init_from=resume' not in str(e.value) and '--overwrite_out_dir' not in str(e.value)
+
+
+def test_the_advice_for_a_used_out_dir_names_out_dir_first(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=2)
+    train.train(cfg)
+    with pytest.raises(UserError, match='give this run its own --out_dir'):
+        train.train(cfg)
+
+
+def test_overwriting_the_out_dir_keeps_the_edge_stage_the_run_starts_from(tmp_path):
+    edges_run = dict(graph_d=6, graph_l=3, graph_holdout_percentage=0.34, recipe='two_stage', epochs=2, batch_size=2,
+                     path_replication=1, edge_epochs=3, edge_batch_size=8, n_layer=1, n_head=2, n_embd=32,
+                     data_dir=str(tmp_path / 'data'), out_dir=str(tmp_path / 'out'), device='cpu')
+    train.train(edges_run)
+    edges = os.path.join(edges_run['out_dir'], 'edges.pt')
+    summary = train.train(dict(edges_run, edge_checkpoint=edges, overwrite_out_dir=True))
+    assert os.path.isfile(edges) and summary['iter'] == summary['max_iters']
