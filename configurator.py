@@ -162,11 +162,11 @@ def parse_bool(key, text):
     if isinstance(text, bool):
         return text
     low = str(text).strip().lower()
-    if low in ('true', '1', 'yes'):
+    if low in ('true', '1'):  # README's one rule for booleans, in files, flags and sweeps alike
         return True
-    if low in ('false', '0', 'no'):
+    if low in ('false', '0'):
         return False
-    raise UserError(f"{key}: expected true/false, got {text!r}")
+    raise UserError(f"{key}: expected true/false (or 1/0), got {text!r}")
 
 
 def parse_int(key, text):

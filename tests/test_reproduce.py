@@ -47,11 +47,25 @@ def test_quick_runs_every_contrast_once_and_a_rerun_trains_nothing(toy, capsys):
     assert trial_dirs(toy) == runs and (results / 'edge_directions.md').read_text() == table
 
 
+def test_tables_only_with_nothing_run_creates_nothing_and_overwrites_no_table(toy, capsys):
+    results = toy / 'results' / 'quick'
+    results.mkdir(parents=True)
+    (results / 'edge_directions.md').write_text('the committed table\n')
+    assert reproduce.main(['--quick', '--tables_only']) == 0
+    assert not (toy / 'sweeps').exists()  # no sweep created, no trial queued
+    assert sorted(os.listdir(results)) == ['edge_directions.md']
+    assert (results / 'edge_directions.md').read_text() == 'the committed table\n'
+    assert 'no finished runs yet' in capsys.readouterr().out
+
+
 def test_tables_only_and_only_write_just_the_contrasts_asked_for(toy):
+    assert reproduce.main(['--quick', '--only', 'edge_directions,format']) == 0
+    (toy / 'results' / 'quick' / 'edge_directions.md').unlink()
+    runs = trial_dirs(toy)
     assert reproduce.main(['--quick', '--only', 'edge_directions', '--tables_only']) == 0
-    assert not trial_dirs(toy) if (toy / 'sweeps').exists() else True
+    assert trial_dirs(toy) == runs
     text = (toy / 'results' / 'quick' / 'edge_directions.md').read_text()
-    assert '| both directions | - | - | - | - | 0/1 |' in text
+    assert '| both directions |' in text and '| 1/1 |' in text
     assert not (toy / 'results' / 'quick' / 'reproduction.md').exists()
 
 

@@ -100,3 +100,24 @@ def test_overwriting_the_out_dir_keeps_the_edge_stage_the_run_starts_from(tmp_pa
     edges = os.path.join(edges_run['out_dir'], 'edges.pt')
     summary = train.train(dict(edges_run, edge_checkpoint=edges, overwrite_out_dir=True))
     assert os.path.isfile(edges) and summary['iter'] == summary['max_iters']
+
+
+@pytest.mark.parametrize('word', ['yes', 'no', 'on'])
+def test_booleans_are_true_false_1_or_0_only(word):
+    from configurator import parse_overrides
+    with pytest.raises(UserError, match='compile: expected true/false'):
+        parse_overrides([f'--compile={word}'])
+    assert parse_overrides(['--compile=1', '--bias=False']) == dict(compile=True, bias=False)
+
+
+@pytest.mark.parametrize('args', [['--graph=star_tree', '--graph_d=3', '--graph_l=3'], ['--graph=grid'],
+                                  ['--task=in_context', '--graph_d=3'], ['--add_self_edges=True', '--graph_d=3']])
+def test_export_official_refuses_what_its_files_would_not_hold_in_one_line(tmp_path, args):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    out = subprocess.run([sys.executable, 'pathstar_data.py', *args, f'--data_dir={tmp_path / "data"}',
+                          '--export_official', str(tmp_path / 'ex')], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and 'export_official' in out.stderr
+    assert not (tmp_path / 'ex').exists()

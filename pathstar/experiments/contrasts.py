@@ -185,11 +185,14 @@ def pinned_sweep(cfg, keys, grid, name, metric):
 # -----------------------------------------------------------------------------
 # running the sweeps
 
-def find_or_create(sweep, scale_name):
-    """The id of the sweep with these parameters, created if no one has made it yet. Two processes that
-    create it at once both make one; the first to link the id file wins and the other removes its own."""
+def find_or_create(sweep, scale_name, create=True):
+    """The id of the sweep with these parameters, created if no one has made it yet (None when it does
+    not exist and create is False). Two processes that create it at once both make one; the first to
+    link the id file wins and the other removes its own."""
     key = hashlib.sha1(json.dumps(sweep['parameters'], sort_keys=True).encode()).hexdigest()[:12]
     path = os.path.join(INDEX_DIR, scale_name, f'{key}.id')
+    if not os.path.exists(path) and not create:
+        return None
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         check_combinations(sweep['parameters'])
