@@ -386,8 +386,9 @@ def export_flag(argv):
 def export_official(cfg, folder):
     """Write cfg's graph into folder as the official code's three files (no cache is built); returns the
     lines to print. Only what the files would hold exactly: an in-weights plain star without self-edges."""
-    unsupported = [f"{key}={cfg[key]!r}" for key, ok in (('task', 'in_weights'), ('graph', 'star'),
-                                                         ('add_self_edges', False)) if cfg[key] != ok]
+    given = {**configurator.DEFAULTS, **cfg}
+    unsupported = [f"{key}={given[key]!r}" for key, ok in (('task', 'in_weights'), ('graph', 'star'),
+                                                           ('add_self_edges', False)) if given[key] != ok]
     if unsupported:
         raise configurator.UserError(f"--export_official writes an in-weights plain star without self-edges; "
                                      f"{', '.join(unsupported)} is not written yet (the files would hold another "

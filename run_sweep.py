@@ -18,6 +18,7 @@ sweep_storage.py opens (and checks) the storage. Either way each trial calls
 train.train() in the agent's process.
 """
 import os
+import re
 import signal
 import sys
 
@@ -113,7 +114,24 @@ def parse_args(argv):
         raise UserError(f"--count: must be >= 1, got {args.count}")
     if args.storage and args.backend == 'wandb':
         raise UserError("--storage is for the local backend; wandb keeps its sweeps on its server")
+    if args.storage is not None:
+        check_storage(args.storage, joining=bool(args.sweep_id))
     return args
+
+
+def check_storage(url, joining):
+    """--storage refused before anything is written: empty, a database in memory (no other agent could
+    ever join it), or, to join, an SQLite file that does not exist (opening it would create it empty)."""
+    if not url.strip():
+        raise UserError("--storage '': name a journal file or a database URL, or leave --storage out to keep the "
+                        "sweep in sweeps/<id>/journal.log")
+    sqlite = re.fullmatch(r'sqlite:///?(.*)', url.strip())
+    if sqlite and sqlite.group(1) in ('', ':memory:'):
+        raise UserError(f"--storage {url}: an SQLite database in memory dies with this process, so no agent could "
+                        f"join the sweep; name a file: sqlite:///path/to/sweeps.db")
+    if sqlite and joining and not os.path.isfile(sqlite.group(1)):
+        raise UserError(f"--storage {url}: no database file {sqlite.group(1)} to join; check the path, or create the "
+                        f"sweep there first with --sweep_config")
 
 
 def choose_backend(args):

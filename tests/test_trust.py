@@ -121,3 +121,20 @@ def test_export_official_refuses_what_its_files_would_not_hold_in_one_line(tmp_p
                          timeout=120)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and 'export_official' in out.stderr
     assert not (tmp_path / 'ex').exists()
+
+
+@pytest.mark.parametrize('storage, joining, message', [
+    ('', False, "--storage '': name a journal file"),
+    ('sqlite://', False, 'in memory'),
+    ('sqlite:///:memory:', False, 'in memory'),
+    ('sqlite:///missing.db', True, 'no database file missing.db to join'),
+])
+def test_sweep_storage_urls_no_agent_could_use_are_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                                       storage, joining, message):
+    import run_sweep
+    from conftest import ROOT
+    monkeypatch.chdir(tmp_path)
+    which = ['--sweep_id', 'abc123'] if joining else ['--sweep_config', os.path.join(ROOT, 'sweep_config_minimal.yaml')]
+    with pytest.raises(UserError, match=message.replace('(', r'\(')):
+        run_sweep.parse_args([*which, '--storage', storage, '--backend', 'local'])
+    assert os.listdir(tmp_path) == []
