@@ -11,6 +11,7 @@ The project modules a rule needs (pathstar_data, configurator) are imported insi
 import this module at their top.
 """
 import math
+import os
 import re
 from typing import NamedTuple
 
@@ -92,6 +93,18 @@ def edge_lr_range(cfg):
 def edge_checkpoint_needs_two_stages(cfg):
     require(not cfg['edge_checkpoint'] or cfg['recipe'] == 'two_stage',
             f"edge_checkpoint: only recipe='two_stage' has an edge stage to skip, got recipe={cfg['recipe']!r}")
+
+
+@rule('edge_checkpoint')
+def edge_checkpoint_is_a_file(cfg):  # checked with the config, before any dataset is built or out_dir made
+    path = cfg['edge_checkpoint']
+    if not path or os.path.isfile(path):
+        return
+    if os.path.isdir(path):
+        raise UserError(f"edge_checkpoint: {path} is a folder; name the edges.pt inside it")
+    if os.path.islink(path):
+        raise UserError(f"edge_checkpoint: {path} is a symlink to {os.readlink(path)}, which does not exist")
+    raise UserError(f"edge_checkpoint: {path} does not exist")
 
 
 @rule('warmup_frac', 'lr_decay_frac')

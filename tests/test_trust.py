@@ -138,3 +138,16 @@ def test_sweep_storage_urls_no_agent_could_use_are_refused_before_anything_is_wr
     with pytest.raises(UserError, match=message.replace('(', r'\(')):
         run_sweep.parse_args([*which, '--storage', storage, '--backend', 'local'])
     assert os.listdir(tmp_path) == []
+
+
+def test_a_bad_edge_checkpoint_is_named_before_anything_is_built(tmp_path):
+    folder = tmp_path / 'edges_dir'
+    folder.mkdir()
+    dangling = tmp_path / 'dangling.pt'
+    dangling.symlink_to(tmp_path / 'gone.pt')
+    base = tiny_config(tmp_path, recipe='two_stage')
+    cases = ((folder, 'is a folder'), (dangling, 'is a symlink to'), (tmp_path / 'no.pt', 'does not exist'))
+    for path, message in cases:
+        with pytest.raises(UserError, match=f'edge_checkpoint: .*{message}'):
+            train.train(dict(base, edge_checkpoint=str(path)))
+    assert not (tmp_path / 'data').exists() and not (tmp_path / 'out').exists()
