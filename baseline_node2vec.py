@@ -18,75 +18,14 @@ import os
 import sys
 import time
 
-import numpy as np
-import torch
-
-from configurator import UserError, exit_on_user_error, parse_args
+from configurator import exit_on_user_error
+from pathstar import graphs
 from pathstar.analysis import geometry as graph_geometry
+from pathstar.analysis.node2vec import DIM, EPOCHS, INTERVAL, LR, SEED, train_node2vec
 from pathstar.analysis.plots import check_out_dir
 from pathstar.cli import ArgumentParser
-
-EPOCHS, DIM, LR, SEED, INTERVAL = 10000, 100, 0.01, 7, 25  # the official notebooks' values
-SMALL = 512  # nodes up to which one thread is fastest
-
-
-def neighbour_weights(n, edges, self_edges=False):
-    """(n, n) float: row u is 1/deg(u) on u's neighbours (a mean over them), 0 for an isolated u."""
-    a = graph_geometry.adjacency(n, edges)
-    if self_edges:
-        np.fill_diagonal(a, 1.0)
-    degree = a.sum(axis=1, keepdims=True)
-    return torch.from_numpy(a / np.maximum(degree, 1.0)).float()
-
-
-def node2vec_loss(emb, weights):
-    """The summed per-node mean of -log p(neighbour | node), all nodes at once."""
-    return -(weights * torch.log_softmax(emb @ emb.T, dim=1)).sum()
-
-
-def node2vec_grad(emb, weights):
-    """(loss, d loss / d emb) in closed form, 3x faster than autograd on these tiny matrices. With
-    logits S = E E^T: dL/dS = softmax(S) * rowsum(W) - W, and S is E twice: grad = (G + G^T) E."""
-    logp = torch.log_softmax(emb @ emb.T, dim=1)
-    g = logp.exp() * weights.sum(dim=1, keepdim=True) - weights
-    return -(weights * logp).sum(), (g + g.T) @ emb
-
-
-def geometric_recovery(emb, directed, k, self_edges):
-    w = emb.double().numpy()
-    return graph_geometry.topk_edge_recovery(w @ w.T, directed, k, allow_self=self_edges)
-
-
-def train_node2vec(graph, epochs=EPOCHS, dim=DIM, lr=LR, seed=SEED, self_edges=False, interval=INTERVAL,
-                   top_k=graph_geometry.TOP_K):
-    """(embedding (n, dim) float64 numpy, history [dict(step, geometric, loss)]). Deterministic:
-    the init comes from its own generator seeded with seed, not the global one (the same numbers
-    as torch.manual_seed(seed); nn.Embedding(n, dim))."""
-    n = graph.n
-    weights = neighbour_weights(n, graph.edges, self_edges)
-    directed = graph_geometry.directed_edges(n, graph.edges, self_edges)
-    k = max(1, min(top_k, n - 1))
-    threads = torch.get_num_threads()
-    if n <= SMALL:  # threads only add overhead on tiny matrices (20x slower on a busy machine)
-        torch.set_num_threads(1)
-    try:
-        emb = torch.empty(n, dim).normal_(generator=torch.Generator().manual_seed(seed))
-        history = []
-        for epoch in range(epochs + 1):
-            loss, grad = node2vec_grad(emb, weights)
-            if epoch % interval == 0 or epoch == epochs:
-                history.append(dict(step=epoch, geometric=geometric_recovery(emb, directed, k, self_edges),
-                                    loss=loss.item()))
-            if epoch < epochs:  # the last pass only measures
-                emb -= lr * grad
-    finally:
-        torch.set_num_threads(threads)
-    return emb.double().numpy(), history
-
-
-# -----------------------------------------------------------------------------
-# the command line
-
+from pathstar.errors import UserError
+from pathstar.validate import parse_args
 
 def positive_int(text):
     if not text.isdigit() or int(text) < 1:
@@ -111,7 +50,7 @@ def positive_float(text):
 
 
 def split_flags(argv):
-    """(this command's flags, the rest for configurator.parse_args)."""
+    """(this command's flags, the rest for validate.parse_args)."""
     p = ArgumentParser(prog='baseline_node2vec.py', allow_abbrev=False, description=__doc__.strip().splitlines()[0])
     p.add_argument('--n2v_epochs', type=natural_int, default=EPOCHS, help=f"(default {EPOCHS})")
     p.add_argument('--n2v_dim', type=positive_int, default=DIM, help=f"embedding size (default {DIM})")
@@ -136,7 +75,6 @@ def print_table(metrics):
 def main(argv):
     args, rest = split_flags(argv)
     cfg = parse_args(rest)
-    import graphs  # here, so that tests can hand train_node2vec a Graph without graphs.py
     graph = graphs.build(cfg)
     out_dir = args.out_dir or os.path.join('out', f'node2vec_{graph.family}')
     check_out_dir(out_dir, given=True)  # before the training, not after

@@ -1,6 +1,8 @@
 """
-The configuration: every default in one flat block, and the typed parser that
-turns config files and --key=value overrides into a checked dict.
+The key table: every config key with its default and what it does, in one flat block, and the
+typed parser that turns config files and --key=value overrides into values (pathstar/validate.py
+checks the whole config: build_config, parse_args). It sits at the bottom of the house: it imports
+nothing of the project's but pathstar.errors, so every layer may read DEFAULTS.
 
     python3 train.py                                  # the defaults below
     python3 train.py --graph_d=100 --n_layer=4        # overrides
@@ -19,18 +21,17 @@ import runpy
 import sys
 import traceback
 
-from config_rules import (AUTO_BATCH_ROWS, RULES, UserError, batch_rows, check, num_nodes,  # noqa: F401 (re-exported)
-                          require, resolve_vocab, rule, staged_edge_epochs)
+from pathstar.errors import UserError
 
 # -----------------------------------------------------------------------------
 # defaults: the CPU demo, chosen from the phase diagram (results/phase_diagram.md): a graph with enough training
 # leaves that a small model plans most of the 50 held-out paths from memory, in a few minutes on a 2-core CPU
 DEFAULTS = dict(
     # the graph (the dataset is cached per distinct set of these keys)
-    task='in_weights',           # 'in_context': each row carries its own random star (incontext_data.py)
+    task='in_weights',           # 'in_context': each row carries its own random star (pathstar/data/incontext.py)
     num_train_graphs=20000,      # in_context: training rows, one random graph each
     num_val_graphs=1000,         # in_context: validation rows, graphs unlike every training graph
-    graph='star',                # the family (graphs.py): 'star_tree' | 'grid' | 'cycle' | 'irregular' (edges only)
+    graph='star',                # the family (pathstar/graphs/): 'star_tree', or edges only: grid, cycle, irregular
     graph_d=200,                 # arms of the star; chance for the first hop is 1/graph_d
     star_subtree_degree=2,       # star_tree: children of every node below the root's graph_d children
     subtree_holdout=False,       # star_tree: hold out whole subtrees, not single leaves (--split_subtree_holdout)
@@ -57,7 +58,7 @@ DEFAULTS = dict(
     data_dir='data',             # dataset cache, one folder per parameter set
     data_import='',              # a folder of the official code's files of one graph: its keys come from them
     # the model
-    model_type='gpt',            # 'mamba': Mamba(LayerNorm(x)) blocks as the official code's (mamba.py); n_head unused
+    model_type='gpt',            # 'mamba': Mamba(LayerNorm(x)) blocks as the official code's; n_head unused
     mamba_d_state=16,            # mamba: SSM state size per channel (--mamba_state_dimension)
     mamba_d_conv=4,              # mamba: causal convolution width (--mamba_convolution_kernel)
     mamba_expand=2,              # mamba: inner width = mamba_expand x n_embd (--mamba_expand_factor)
@@ -131,7 +132,8 @@ DEFAULTS = dict(
     wandb_mode='auto',           # 'auto' = online when logged in, else offline
 )
 
-# keys whose value is one of a fixed set; the rest are typed by their default
+# keys whose value is one of a fixed set; the rest are typed by their default (the family keys graph,
+# task and model_type name an entry of their registry: pathstar/validate.py checks them)
 CHOICES = dict(
     init_from=('scratch', 'resume'),
     dtype=('auto', 'float32', 'bfloat16', 'float16'),
@@ -146,9 +148,6 @@ CHOICES = dict(
     graph_builder=('pathstar', 'official'),
     path_loss=('full', 'first_hop'),
     path_target=('full', 'first_hop', 'reversed'),
-    task=('in_weights', 'in_context'),
-    graph=('star', 'star_tree', 'grid', 'cycle', 'irregular'),
-    model_type=('gpt', 'mamba'),
 )
 AUTO_OR_INT = ('batch_size', 'path_replication')  # 'auto' or an int >= 1
 EMPTY_OK = ('wandb_entity', 'wandb_run_name', 'edge_checkpoint', 'data_import')  # '' means none / choose for me
@@ -302,18 +301,6 @@ def load_config_file(path, so_far=None):
     return values
 
 
-def build_config(overrides=None):
-    """The defaults <- overrides (a dict of raw values), every value parsed, then the graph keys of
-    data_import's files, then checked."""
-    cfg = dict(DEFAULTS)
-    for key, value in (overrides or {}).items():
-        cfg[key] = parse_value(key, value)
-    if cfg['data_import']:
-        import official_files
-        official_files.apply_graph_keys(cfg, overrides or {})
-    return check(cfg)
-
-
 HELP_FLAGS = ('-h', '--help')
 
 
@@ -354,11 +341,6 @@ def parse_overrides(argv):
         for key, value in values.items():
             cfg[key] = overrides[key] = parse_value(key, value)
     return overrides
-
-
-def parse_args(argv):
-    """argv -> a whole checked config dict."""
-    return build_config(parse_overrides(argv))
 
 
 def exit_on_user_error(main):

@@ -2,14 +2,22 @@
 A small GPT in the style of nanoGPT: token + learned position embeddings,
 pre-LayerNorm blocks with causal self-attention and a GELU MLP, weight tying.
 It knows nothing about graphs; train.py feeds it token rows.
+
+model_type='gpt' in the model registry (pathstar/models/registry.py): this module is the family,
+GPT implements pathstar.models.base.LanguageModel (the loss, decoding and optimiser are there), and
+config_from and check are what the registry and the validator call. It imports only pathstar.models.base
+and pathstar.errors of the project.
 """
-import inspect
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+from pathstar.errors import require
+from pathstar.models.base import LanguageModel, kernels_unused
 
 
 @dataclass
@@ -109,7 +117,8 @@ class Block(nn.Module):
         return x + m if self.residual else m
 
 
-class GPT(nn.Module):
+class GPT(LanguageModel):
+    """model_type='gpt'."""
 
     def __init__(self, config):
         super().__init__()
@@ -181,50 +190,6 @@ class GPT(nn.Module):
             x = block(x)
         return self.transformer.ln_f(x)
 
-    def forward(self, idx, targets=None, label_smoothing=0.0, positions=None, weights=None):
-        """
-        idx (B, T) token ids. targets (B, T) next-token ids with -1 = ignore.
-        positions (B, K), optional: compute logits only at these positions, and then
-        targets is (B, K). Rows here have few targets (the path, or an edge's end), so
-        skipping the output head elsewhere saves most of its cost, with fixed shapes.
-        weights (B,), optional: row b counts as weights[b] identical rows in the mean.
-        Returns (logits, loss); loss is the mean over the non-ignored targets.
-        """
-        x = self.hidden(idx)
-        if positions is not None:
-            x = torch.gather(x, 1, positions.unsqueeze(-1).expand(-1, -1, x.size(-1)))
-        logits = self.lm_head(x)
-        loss = None
-        if targets is not None:
-            reduction = 'mean' if weights is None else 'none'
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=-1, label_smoothing=label_smoothing, reduction=reduction)
-            if weights is not None:
-                w = (targets >= 0) * weights[:, None]
-                loss = (loss * w.reshape(-1)).sum() / w.sum()
-        return logits, loss
-
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens):
-        """Greedy decoding: append max_new_tokens argmax tokens to every row of idx (B, T)."""
-        for _ in range(max_new_tokens):
-            x = self.hidden(idx[:, -self.config.block_size:])
-            next_token = self.lm_head(x[:, -1]).argmax(dim=-1, keepdim=True)
-            idx = torch.cat((idx, next_token.to(idx.dtype)), dim=1)
-        return idx
-
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, decay_all=False):
-        # decay matrices and embeddings (>= 2-D), not biases or LayerNorm gains; decay_all: every
-        # parameter, as the official code's AdamW(model.parameters(), weight_decay=...) does
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {'params': [p for p in params if p.dim() >= 2 or decay_all], 'weight_decay': weight_decay},
-            {'params': [p for p in params if p.dim() < 2 and not decay_all], 'weight_decay': 0.0},
-        ]
-        fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
-        extra = dict(fused=True) if fused else dict()
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **extra)
-
     def flops_per_row(self, seq_len, slots):
         """Forward + backward FLOPs of one row of seq_len inputs whose output head runs at `slots`
         positions (PaLM appendix B, counting what is computed: the body at every position,
@@ -264,3 +229,30 @@ def estimate_mfu(flops_per_sec, device, dtype):
         return None
     peak = gpu_peak_flops(torch.cuda.get_device_name(torch.device(device)), dtype)
     return None if peak is None else flops_per_sec / peak
+
+
+# -----------------------------------------------------------------------------
+# the family's entry in the model registry
+
+Model, Config = GPT, GPTConfig
+NOT_APPLICABLE = {}   # keys of the shared config a GPT has no use for: none (model_type='mamba' has some)
+UNUSED = ('mamba_d_state', 'mamba_d_conv', 'mamba_expand')  # another family's keys: ignored here
+READS = ('n_embd', 'n_head', 'use_attention')  # check's keys
+SLOW_ON_CPU = False  # reproduce.py runs the slow families' arms last
+finish = kernels_unused
+
+
+def config_from(cfg, vocab_size, block_size):
+    """GPTConfig from the train config: every GPTConfig field that is also a config key."""
+    return GPTConfig(vocab_size=vocab_size, block_size=block_size,
+                     **{f.name: cfg[f.name] for f in dataclasses.fields(GPTConfig) if f.name in cfg
+                        and f.name not in ('vocab_size', 'block_size')})
+
+
+def check(cfg):
+    """No rule rejects a combination of the architecture keys: each one still trains. n_layer >= 1 and
+    every block keeps a weight matrix, so even with freeze_token_embeddings something is left to train;
+    the controls that cannot solve the task (no attention, no positions) are the point of running them.
+    Only the heads must divide the width (a GPT without attention has none)."""
+    require(not cfg['use_attention'] or cfg['n_embd'] % cfg['n_head'] == 0,
+            f"n_embd: must be divisible by n_head, got n_embd={cfg['n_embd']}, n_head={cfg['n_head']}")

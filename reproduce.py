@@ -10,7 +10,7 @@ markdown table and a figure.
     python3 reproduce.py --phase_diagram          # graph_d x width, learning rate, epochs: where planning appears
     python3 reproduce.py --tables_only            # rewrite the tables and figures from the runs so far
 
-Every arm is a grid sweep over its seeds on the local sweep backend (sweep_local.py), created on first use
+Every arm is a grid sweep over its seeds on the local sweep backend (pathstar/sweeps/local.py), created on first use
 and found again by its config (sweeps/reproduce/<scale>/<key>.id). So a rerun after a crash, or a second
 reproduce.py started beside the first (another terminal, another GPU), joins the same sweeps, takes the
 trials nobody has claimed and resumes interrupted ones from their checkpoints. An arm that several contrasts
@@ -19,14 +19,15 @@ share (the baseline is in most) is trained once.
 Writes results/<contrast>.md and .png and results/reproduction.md (every contrast in one table) for the CPU
 scale; the other scales write under results/<scale>/.
 """
-import importlib.util
 import os
 import sys
 import time
 
 import configurator
+import train
 from configurator import UserError
 from pathstar.cli import ArgumentParser
+from pathstar.models import registry as models
 from pathstar.experiments import phase_diagram
 from pathstar.experiments.contrasts import (CONTRASTS, SCALES, arm_config, arm_row, baseline_runs, completed_runs,
                                             describe, find_or_create, pinned_sweep, run_all, write_contrast,
@@ -63,14 +64,9 @@ def parse_args(argv):
 def main(argv):
     args = parse_args(argv)
     if args.phase_diagram:
-        return phase_diagram.main(args.tables_only)
+        return phase_diagram.main(args.tables_only, train.train)
     scale, plans, tables, slow = SCALES[args.scale], [], {}, set()   # plans: (contrast, [(arm, sweep id)])
     for c in (c for c in CONTRASTS if c.name in args.only):
-        if c.requires and importlib.util.find_spec(c.requires) is None:
-            note = f"it needs {c.requires}.py, which this checkout does not have yet; no numbers"
-            print(f"note: contrast {c.name!r} skipped (pending): {note}")
-            tables[c.name] = f"## {c.title}\n\nPending: {note}.\n"
-            continue
         arms = []
         for arm in c.arms:
             if arm.baseline:  # no sweep: computed when the tables are written
@@ -80,15 +76,16 @@ def main(argv):
             sweep = pinned_sweep(cfg, keys, {scale.seed_key: scale.seeds}, f"reproduce {args.scale}: {c.name}: "
                                  f"{arm.label}", c.metrics[0][0])
             arms.append((arm, find_or_create(sweep, args.scale, create=not args.tables_only)))
-            if cfg['model_type'] == 'mamba':
+            if models.family(cfg).SLOW_ON_CPU:
                 slow.add(arms[-1][1])
         plans.append((c, arms))
-    # in registry order, but Mamba (a Python loop on a CPU) last, so a short session gets every other contrast
+    # in registry order, but the families slow on a CPU (Mamba's scan) last: a short session gets every other
+    # contrast
     sweep_ids = sorted(dict.fromkeys(sweep_id for _, arms in plans for _, sweep_id in arms if sweep_id),
                        key=lambda s: s in slow)
     t0 = time.time()
     if not args.tables_only:
-        run_all(sweep_ids)
+        run_all(sweep_ids, train.train)
     skipped = []
     for c, arms in plans:
         runs = {arm.label: [run for _, run in sorted(completed_runs(sweep_id).items())] if sweep_id else []
@@ -118,7 +115,7 @@ def stoppable(argv):
     install_stop_handlers()
     try:
         return main(argv)
-    except KeyboardInterrupt as e:  # sweep_local.Stopped, or a Ctrl-C before the handlers
+    except KeyboardInterrupt as e:  # local.Stopped, or a Ctrl-C before the handlers
         signum = getattr(e, 'signum', 2)
         print(f"stopped by signal {signum}; run the same command again to go on where it stopped", file=sys.stderr)
         return 128 + signum

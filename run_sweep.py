@@ -7,14 +7,14 @@ Hyperparameter sweeps over train.py, on wandb or on a local optuna study.
     python3 run_sweep.py --sweep_id <id> --results                               # a local sweep's table, best first
     python3 run_sweep.py --sweep_config sweep_config.yaml --dry_run             # check the YAML, print the plan
 
-The sweep YAML is wandb's format; sweep_space.py reads and checks all of it
+The sweep YAML is wandb's format; pathstar/sweeps/space.py reads and checks all of it
 before anything is created.
 
 Two backends. 'wandb' hands the YAML to wandb's sweep server and runs wandb.agent
 (below). 'local' needs no account: an optuna study in a journal file under
 sweeps/<id>/ (or any optuna storage URL, e.g. postgresql://, for many machines)
-hands out trials to any number of agents; sweep_local.py runs them and
-sweep_storage.py opens (and checks) the storage. Either way each trial calls
+hands out trials to any number of agents; pathstar/sweeps/local.py runs them (with the train function
+it is handed) and storage.py opens (and checks) the storage. Either way each trial calls
 train.train() in the agent's process.
 """
 import os
@@ -23,18 +23,20 @@ import signal
 import sys
 
 import configurator
+import train
 from configurator import UserError
+from pathstar import validate
 from pathstar.cli import ArgumentParser
-from sweep_local import (SWEEPS_DIR, Stopped, create_local_sweep, open_local_sweep, print_results, release_memory,
-                         run_local_agent)
-from sweep_space import check_combinations, check_sweep, load_sweep_file, print_plan
-from sweep_storage import first_line, hide_password
+from pathstar.sweeps.local import (SWEEPS_DIR, Stopped, create_local_sweep, open_local_sweep, print_results,
+                                   release_memory, run_local_agent)
+from pathstar.sweeps.space import check_combinations, check_sweep, load_sweep_file, print_plan
+from pathstar.sweeps.storage import first_line, hide_password
 
 
 # -----------------------------------------------------------------------------
 # the wandb backend
 
-def run_wandb(args, sweep):
+def run_wandb(args, sweep, train_fn):
     import wandb
     if sweep is not None:
         config = {key: value for key, value in sweep.items() if value is not None}
@@ -52,7 +54,7 @@ def run_wandb(args, sweep):
         sweep_id = args.sweep_id
 
     def trial():
-        wandb_trial(sweep_id, args.project, args.entity)
+        wandb_trial(sweep_id, args.project, args.entity, train_fn)
     try:  # errors inside a trial are the agent's to report; these are about reaching the sweep at all
         wandb.agent(sweep_id, function=trial, count=args.count, project=args.project, entity=args.entity)
     except Exception as e:
@@ -68,10 +70,9 @@ def wandb_entity(wandb):
         return '<your entity>'
 
 
-def wandb_trial(sweep_id, project, entity):
+def wandb_trial(sweep_id, project, entity, train_fn):
     """One run handed out by wandb.agent: its parameters are in the run's config."""
     import wandb
-    import train
     run = wandb.init()
     overrides = {key: value for key, value in dict(run.config).items() if not key.startswith('_')}
     overrides.update(wandb_log=True, wandb_project=project, wandb_entity=entity or '',
@@ -79,7 +80,7 @@ def wandb_trial(sweep_id, project, entity):
     # train.start_wandb adopts this run (adding the full config to it), logs every metric and the
     # summary to it, and finishes it; wandb's sweep server reads the metric from that summary
     try:
-        train.train(configurator.build_config(overrides))
+        train_fn(validate.build_config(overrides))
     finally:
         release_memory()
 
@@ -154,7 +155,7 @@ def install_stop_handlers():
     return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def main(argv):
+def main(argv, train_fn=None):
     args = parse_args(argv)
     sweep = None
     if args.sweep_config:
@@ -167,7 +168,7 @@ def main(argv):
     if backend == 'wandb':
         if args.results:
             raise UserError("--results reads local sweeps; a wandb sweep's results are on its dashboard")
-        return run_wandb(args, sweep)
+        return run_wandb(args, sweep, train_fn or train.train)
     sweep_id = args.sweep_id
     if args.results:
         study, storage, sweep = open_local_sweep(sweep_id, args.storage)
@@ -184,7 +185,8 @@ def main(argv):
             return 0
     handlers = install_stop_handlers()
     try:
-        return run_local_agent(sweep_id, args.storage, args.count, args.project, args.entity)
+        return run_local_agent(sweep_id, args.storage, args.count, args.project, args.entity,
+                               train_fn or train.train)
     except KeyboardInterrupt as e:  # Stopped, or a Ctrl-C that came before our handlers
         signum = getattr(e, 'signum', signal.SIGINT)
         print(f"stopped by signal {signum}; rejoin with: {join}", file=sys.stderr)

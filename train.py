@@ -18,41 +18,25 @@ from typing import Callable, Optional
 
 import torch
 
-import checkpoint as checkpoint_files
 import configurator
-import device as machine
-import models
-import pathstar_data
-import pathstar_rows
-import recipes
 from configurator import wandb_mode
-from evaluate import best_key, evaluate, print_eval, print_summary
-from device import TrainingError  # noqa: F401 (train.TrainingError is what callers catch)
-from model import GPT, estimate_mfu
+from model import estimate_mfu
+from pathstar import validate
 from pathstar.analysis import star as star_geometry
-
-
-class Interrupted(RuntimeError):
-    """SIGINT/SIGTERM arrived: the checkpoint is saved, the run can be resumed."""
-
-    def __init__(self, signum, iter_num):
-        super().__init__(f"interrupted by signal {signum} at iter {iter_num}; resume with --init_from=resume")
-        self.signum = signum
+from pathstar.data import cache, slots
+from pathstar.models import registry as models
+from pathstar.models.base import LanguageModel
+from pathstar.training import checkpoint as checkpoint_files
+from pathstar.training import device as machine
+from pathstar.training import recipes
+from pathstar.training.checkpoint import RUN_KEYS, run_name
+# what callers of train() catch: train.Interrupted, train.TrainingError
+from pathstar.training.device import Interrupted, TrainingError  # noqa: F401
+from pathstar.training.evaluate import best_key, evaluate, print_eval, print_summary
 
 
 # -----------------------------------------------------------------------------
 # the run's identity and wandb
-
-# keys that define a run; on resume they come from the checkpoint
-RUN_KEYS = [k for k in configurator.DEFAULTS if not k.startswith('wandb_') and k not in (
-    'device', 'dtype', 'compile', 'compile_mode', 'data_dir', 'out_dir', 'init_from', 'overwrite_out_dir',
-    'eval_only', 'checkpoint_interval', 'log_interval', 'geometry_interval')]
-
-
-def run_name(cfg):
-    return cfg['wandb_run_name'] or (f"G{cfg['graph_d']}x{cfg['graph_l']}_p{cfg['num_pause_tokens']}"
-                                     f"_L{cfg['n_layer']}x{cfg['n_embd']}_lr{cfg['learning_rate']:g}_s{cfg['seed']}")
-
 
 def start_wandb(cfg, run_id):
     import wandb
@@ -81,13 +65,13 @@ class Run:
     device: str
     dtype: str
     ctx: object                     # autocast, or nothing
-    data: pathstar_data.PathStarData
-    rows: pathstar_rows.Targets     # every training row, on the device
-    ev: pathstar_rows.EvalSets
+    data: cache.PathStarData
+    rows: slots.Targets     # every training row, on the device
+    ev: slots.EvalSets
     plan: list                      # [Stage]
     max_iters: int
     batch_size: int
-    model: GPT
+    model: LanguageModel
     step_model: torch.nn.Module     # the model, compiled or not
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -119,7 +103,7 @@ def train(config, hook=None):
     each optimizer step), 'eval_start'/'eval_end', 'save_start'/'save_end': the one way for
     tests and benchmarks to observe or perturb a run (run is the Run above).
     """
-    cfg, checkpoint = configurator.build_config(config), None
+    cfg, checkpoint = validate.build_config(config), None
     if cfg['init_from'] == 'resume':
         cfg, checkpoint = checkpoint_files.load_for_resume(cfg, set(config), RUN_KEYS)
     r = setup(cfg, checkpoint, hook or (lambda event, run: None))
@@ -164,7 +148,7 @@ def setup(cfg, checkpoint, hook):
     checkpoint_files.check_out_dir(cfg)
     checkpoint_files.check_path('data_dir', cfg['data_dir'], longest_child=100)  # a cache folder and its files
     machine.check_memory(cfg)
-    data = pathstar_data.load_or_build(cfg)
+    data = cache.load_or_build(cfg)
     meta = data.meta
     n_rows = meta['num_train_rows']
     stages = recipes.training_stages(cfg, n_rows, meta['num_edge_rows'])
@@ -175,11 +159,11 @@ def setup(cfg, checkpoint, hook):
     torch.manual_seed(cfg['seed'])
     with machine.out_of_memory_as_training_error(cfg, batch_size):
         model = models.build(cfg, meta['vocab_size'], meta['row_len'] - 1, device).to(device)
-        rows = pathstar_rows.training_targets(data, cfg['path_loss'], device)
+        rows = slots.training_targets(data, cfg['path_loss'], device)
     if cfg['edge_checkpoint']:
         checkpoint_files.load_weights(model, cfg['edge_checkpoint'], 'edge_checkpoint')
     r = Run(cfg=cfg, device=device, dtype=dtype, ctx=machine.autocast_context(device, dtype), data=data, rows=rows,
-            ev=pathstar_rows.eval_sets(data, cfg['eval_samples'], cfg['seed'], device), plan=plan,
+            ev=slots.eval_sets(data, cfg['eval_samples'], cfg['seed'], device), plan=plan,
             max_iters=max_iters, batch_size=batch_size, model=model, step_model=model,
             optimizer=new_optimizer(model, cfg, device),
             scaler=torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device.startswith('cuda'))),
@@ -240,7 +224,7 @@ def train_step(r):
         torch.compiler.cudagraph_mark_step_begin()
     if stage.batch >= stage.rows and cfg['dropout'] == 0:  # one batch holds every row, so order is moot
         if stage.first not in r.parts:
-            r.parts[stage.first] = pathstar_rows.distinct_parts(r.rows, stage.first, stage.first + stage.rows,
+            r.parts[stage.first] = slots.distinct_parts(r.rows, stage.first, stage.first + stage.rows,
                                                                 r.data.meta)
         parts = r.parts[stage.first]
         with r.ctx:  # only the loss is kept: the logits are freed before the backward pass
@@ -274,7 +258,7 @@ def micro_batches(r, stage, epoch, step):
     so every step has the same shapes (one compiled graph, CUDA-graph friendly) and the same per-target
     mean. A kind with fewer rows than slices leaves some slices without a part of it."""
     t = r.rows
-    kinds = pathstar_rows.row_kinds(stage.first, stage.first + stage.rows, r.data.meta, t.x.size(1), t.tgt.size(1))
+    kinds = slots.row_kinds(stage.first, stage.first + stage.rows, r.data.meta, t.x.size(1), t.tgt.size(1))
     sizes = [k.hi - k.lo for k in kinds]
     if r.order[0] != (stage.first, epoch):
         r.order = ((stage.first, epoch), recipes.epoch_orders(sizes, r.cfg['seed'], epoch, r.device))
@@ -287,7 +271,7 @@ def micro_batches(r, stage, epoch, step):
             if hi == lo:  # this kind has fewer rows than slices, and none in this one
                 continue
             size = math.ceil(n / slices)
-            part = pathstar_rows.rows_of(t, kind, torch.cat((order[lo:hi], order[:size - (hi - lo)])))
+            part = slots.rows_of(t, kind, torch.cat((order[lo:hi], order[:size - (hi - lo)])))
             if hi - lo < size:
                 part = part._replace(tgt=part.tgt.clone())
                 part.tgt[hi - lo:] = -1

@@ -33,6 +33,9 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, BENCH)
 
 import bench_data  # noqa: E402  (the dataset-build benchmark; its children are fresh processes too)
+from pathstar.validate import build_config as checked  # noqa: E402
+from pathstar.data import inweights  # noqa: E402
+from pathstar import validate  # noqa: E402
 
 REFERENCE_B_S_PER_ITER = 0.25  # origin repo, config (b), 2-core CPU
 TRAIN_TIMEOUT_S, AGENT_TIMEOUT_S = 420, 300  # per training child; per group of concurrent agents
@@ -129,15 +132,14 @@ def shrink_eval_sets(ev, n):
 
 def child_config(spec, tmp):
     import configurator
-    import pathstar_data
     cfg = dict(spec)
     path = cfg.pop('config_file', None)
     if path:
         cfg = {**configurator.load_config_file(path), **cfg}
     cfg.update(data_dir=os.path.join(tmp, 'data'), out_dir=os.path.join(tmp, 'out'), wandb_log=False)
-    if cfg.get('batch_size') == 'all':  # in memory only: the run still builds its dataset cold
-        cfg['batch_size'] = pathstar_data.build_arrays(cfg)[1]['num_train_rows']
-    return configurator.build_config(cfg)
+    if cfg.get('batch_size') == 'all':  # counted, not built: the run still builds its dataset cold
+        cfg['batch_size'] = inweights.row_counts(checked(dict(cfg, batch_size='auto'))).train_rows
+    return validate.build_config(cfg)
 
 
 def run_timed(train, cfg, options):
@@ -176,8 +178,7 @@ def child_train(spec, options):
 
 
 def cfg_batch(cfg, summary):
-    import configurator
-    return configurator.batch_rows(cfg, summary['train_rows'])
+    return validate.batch_rows(cfg, summary['train_rows'])
 
 
 def computed_tokens_per_step(cfg):

@@ -6,7 +6,7 @@ How long a cold build of the path-star dataset takes, and how much memory it nee
 
 Each size runs load_or_build in a fresh subprocess, into an empty temp data_dir,
 so its peak RSS (the child's own ru_maxrss) counts only that build and its load.
-The last row is the in-context task (incontext_data.py): in_context_rows sequences, each
+The last row is the in-context task (pathstar/data/incontext.py): in_context_rows sequences, each
 its own G(5,5), and 10**4 validation graphs. The table comes last.
 """
 import argparse
@@ -20,6 +20,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from pathstar.data import inweights  # noqa: E402  (the repo is on sys.path from here)
 SIZES = (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6)
 IN_CONTEXT = dict(task='in_context', graph_d=5, graph_l=5, num_val_graphs=10 ** 4)
 
@@ -39,7 +40,7 @@ def child(d, data_dir, in_context_rows=0):
         seconds=round(seconds, 3), build_seconds=round(data.build_seconds, 3),
         cpu_seconds=round(usage.ru_utime + usage.ru_stime, 3),  # the whole child, imports too: on a shared
         # machine this says what the build costs when the wall clock says how busy the machine was
-        peak_rss_mb=round(peak_kb / 1024, 1), disk_bytes=pathstar_data.folder_bytes(data.path),
+        peak_rss_mb=round(peak_kb / 1024, 1), disk_bytes=inweights.folder_bytes(data.path),
         dtype=data.meta['dtype'])))
 
 

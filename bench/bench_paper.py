@@ -6,8 +6,8 @@ accounting, and the peak memory of a training step and of an evaluation.
     python3 bench/bench_paper.py                 # the table (a few seconds; nothing real is computed)
     python3 bench/bench_paper.py --json out.json
 
-Nothing is built or trained. Row counts and lengths come from pathstar_data.row_counts and
-row_lengths, the configs from configurator (config/paper_g5000_l5.py, then each variant), the
+Nothing is built or trained. Row counts and lengths come from pathstar/data/inweights.py (row_counts,
+row_lengths), the configs from configurator (config/paper_g5000_l5.py, then each variant), the
 per-step parts from the same formulas as train.micro_batches (tests/test_bench_paper.py checks them
 against the shapes a real run feeds its model), and FLOPs from model.flops_per_row.
 
@@ -40,12 +40,14 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils._pytree import tree_flatten  # noqa: E402
 from torch.utils.weak import WeakIdKeyDictionary  # noqa: E402
 
-import configurator  # noqa: E402
-import evaluate  # noqa: E402
-import pathstar_data  # noqa: E402
-import pathstar_rows  # noqa: E402
-import recipes  # noqa: E402
+from pathstar.training import evaluate  # noqa: E402
+from pathstar.data import slots as row_slots  # noqa: E402
+from pathstar.training import recipes  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from pathstar.validate import build_config as checked  # noqa: E402
+from pathstar.data import inweights  # noqa: E402
+from pathstar import tokens  # noqa: E402
+from pathstar import validate  # noqa: E402
 
 PAPER = os.path.join(ROOT, 'config', 'paper_g5000_l5.py')
 VARIANTS = [('G(5000,5) paper', []), ('G(10^4,6)', ['g10000_l6.py']), ('G(10^4,10) 12x784', ['g10000_l10.py']),
@@ -59,9 +61,9 @@ GIB = 2 ** 30
 
 def paper_configs():
     """[(name, config)]: the paper config alone, then each variant applied after it, then (b)."""
-    out = [(name, configurator.parse_args([PAPER] + [os.path.join(ROOT, 'config', f) for f in files]))
+    out = [(name, validate.parse_args([PAPER] + [os.path.join(ROOT, 'config', f) for f in files]))
            for name, files in VARIANTS]
-    return out + [(FULL_BATCH[0], configurator.build_config(FULL_BATCH[1]))]
+    return out + [(FULL_BATCH[0], validate.build_config(FULL_BATCH[1]))]
 
 
 # -----------------------------------------------------------------------------
@@ -81,9 +83,9 @@ class Geometry(NamedTuple):
 
 
 def geometry(cfg):
-    counts = pathstar_data.row_counts(cfg)
-    edge_len, prompt_len, path_len = pathstar_data.row_lengths(cfg)
-    vocab = pathstar_data.NODE_OFFSET + pathstar_data.data_config(cfg)['graph_vocab_size']
+    counts = inweights.row_counts(checked(cfg))
+    edge_len, prompt_len, path_len = inweights.row_lengths(checked(cfg))
+    vocab = tokens.NODE_OFFSET + inweights.data_config(checked(cfg))['graph_vocab_size']
     return Geometry(vocab, max(edge_len, path_len) - 1, edge_len - 1, prompt_len, cfg['graph_l'], counts.edge_rows,
                     counts.train_rows, cfg['graph_d'] - counts.held_out, counts.held_out)
 
@@ -128,10 +130,10 @@ def steps(cfg, geo):
         iters = math.ceil(rows / (batch * accum))
         full = batch >= rows and cfg['dropout'] == 0
         parts = []
-        for k in pathstar_rows.row_kinds(first, first + rows, meta, geo.T, geo.l):
+        for k in row_slots.row_kinds(first, first + rows, meta, geo.T, geo.l):
             n, kind = k.hi - k.lo, 'edge' if k.lo < geo.n_edges else 'path'
             slots = 1 if kind == 'edge' else path_slots
-            if full:  # pathstar_rows.distinct_parts: each distinct row once, at its own length
+            if full:  # row_slots.distinct_parts: each distinct row once, at its own length
                 distinct = n if kind == 'edge' else min(n, geo.train_arms)
                 parts.append(Part(kind, distinct, k.T, k.K, distinct, distinct, slots))
             else:  # train.micro_batches: near-equal slices of each kind (recipes.slice_bounds), padded

@@ -1,4 +1,4 @@
-# In-context path-star on a CPU (incontext_data.py): every row is its own random star with graph_d=2
+# In-context path-star on a CPU (pathstar/data/incontext.py): every row is its own random star with graph_d=2
 # arms of graph_l=5 nodes, as a shuffled '[EDGE] u v' list, then '[PATH] leaf _ _' and the root..leaf
 # path. Validation graphs are never training graphs. 1,200 iterations, about 4.5 minutes on 2 cores.
 #   python3 train.py config/in_context_cpu.py

@@ -6,6 +6,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from pathstar import validate  # noqa: E402  (importable once the repo is on sys.path)
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +42,8 @@ def record_forwards(monkeypatch):
         return real(self, idx, targets, *rest, **kw)
     monkeypatch.setattr(model.GPT, 'forward', forward)
     return calls
+
+
+def checked(cfg):
+    """A whole checked config from the keys a test sets (the library's data functions take only those)."""
+    return validate.build_config(cfg)

@@ -16,6 +16,7 @@ import pathstar_data
 import train
 from model import GPT, GPTConfig
 from conftest import ROOT, tiny_config
+from conftest import checked
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -191,13 +192,13 @@ def test_clustered_arms_are_aligned_with_the_low_eigenvectors():
 
 def test_graph_meta_is_what_load_or_build_draws(tmp_path):
     cfg = tiny_config(tmp_path, graph_d=9, graph_l=4)
-    meta, built = star.graph_meta(cfg), pathstar_data.load_or_build(cfg, verbose=False).meta
+    meta, built = star.graph_meta(checked(cfg)), pathstar_data.load_or_build(cfg, verbose=False).meta
     assert np.array_equal(meta['paths'], built['paths']) and np.array_equal(meta['holdout_arms'], built['holdout_arms'])
     assert meta['vocab_size'] == built['vocab_size']
 
 
 def test_geometry_metrics_names_and_speed_at_d1000(tmp_path):
-    meta = star.graph_meta(tiny_config(tmp_path, graph_d=1000, graph_l=5))
+    meta = star.graph_meta(checked(tiny_config(tmp_path, graph_d=1000, graph_l=5)))
     net = GPT(GPTConfig(vocab_size=meta['vocab_size'], block_size=16, n_layer=1, n_embd=128))
     metrics = star.geometry_metrics(net, meta)
     assert set(metrics) == {'geometry/diagonal_margin', 'geometry/nearest_first_hop_accuracy',
@@ -368,7 +369,7 @@ def test_pca_2d_matches_the_svd_up_to_sign():
 
 
 def test_pause_ablation_sweep_is_a_grid_over_pause_tokens_that_passes_the_sweep_checks():
-    import sweep_space
+    from pathstar.sweeps import space as sweep_space
     sweep = sweep_space.check_sweep(sweep_space.load_sweep_file(f'{ROOT}/config/pause_ablation_sweep.yaml'))
     assert sweep['method'] == 'grid' and sweep['metric'] == {'name': 'val/accuracy/path', 'goal': 'maximize'}
     assert sweep['parameters']['num_pause_tokens']['values'] == [0, 1, 3, 5, 10]

@@ -13,6 +13,7 @@ import configurator
 import train
 from conftest import tiny_config
 from model import GPT, GPTConfig
+from pathstar import validate
 
 CONTROLS = {
     'no_attention': dict(use_attention=False),
@@ -191,11 +192,11 @@ def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, nam
 
 def test_validator():
     # without attention there are no heads, so n_head need not divide n_embd
-    configurator.build_config(dict(n_embd=30, n_head=4, use_attention=False))
+    validate.build_config(dict(n_embd=30, n_head=4, use_attention=False))
     with pytest.raises(configurator.UserError, match='n_embd: must be divisible by n_head'):
-        configurator.build_config(dict(n_embd=30, n_head=4))
+        validate.build_config(dict(n_embd=30, n_head=4))
     with pytest.raises(configurator.UserError, match='weight_init: expected one of default, non_geometric'):
-        configurator.build_config(dict(weight_init='xavier'))
+        validate.build_config(dict(weight_init='xavier'))
     with pytest.raises(configurator.UserError, match='use_attention: expected true/false'):
         configurator.parse_overrides(['--use_attention=maybe'])
 
@@ -203,7 +204,7 @@ def test_validator():
 @pytest.mark.parametrize('name', ['no_attention', 'mlp_only', 'frozen_embeddings', 'untied', 'non_geometric',
                                   'no_residual', 'no_layer_norm', 'no_positional_encoding', 'mamba'])
 def test_arch_configs_apply_after_another_config(name):
-    cfg = configurator.parse_args(['config/official_g5000_l5.py', f'config/arch_{name}.py'])
+    cfg = validate.parse_args(['config/official_g5000_l5.py', f'config/arch_{name}.py'])
     assert cfg['out_dir'] == f'out-official-g5000-l5-{name}'
     model_keys = ('use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_layer_norm', 'use_positional_encoding',
                   'tie_embeddings', 'freeze_token_embeddings', 'weight_init', 'model_type')
@@ -211,7 +212,7 @@ def test_arch_configs_apply_after_another_config(name):
 
 
 def test_architecture_sweep_checks_and_its_numbers_are_floats():
-    import sweep_space
+    from pathstar.sweeps import space as sweep_space
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
                         'architecture_sweep.yaml')
     sweep = sweep_space.check_sweep(sweep_space.load_sweep_file(path))

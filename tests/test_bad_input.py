@@ -17,13 +17,14 @@ import sys
 import pytest
 import torch
 
-import configurator
-import device
-import pathstar_cache
+from pathstar.training import device
+from pathstar.data import cache as pathstar_cache
 import train
 from configurator import UserError
 from conftest import ROOT
-from pathstar_data import MAX_VOCAB_SIZE, NODE_OFFSET
+from pathstar.tokens import MAX_VOCAB_SIZE, NODE_OFFSET
+from pathstar import validate
+from conftest import checked
 
 MAX_NODE_LABELS = MAX_VOCAB_SIZE - NODE_OFFSET  # the largest graph_vocab_size whose token ids fit in uint32
 
@@ -44,7 +45,7 @@ def case(script, name, args, expect, files=None, api=True):
                         id=f"{script.split('.')[0]}-{name}")
 
 
-DEFAULT_CACHE = pathstar_cache.cache_dir({'data_dir': 'data'})  # the cache folder of the defaults
+DEFAULT_CACHE = pathstar_cache.cache_dir(checked({'data_dir': 'data'}))  # the cache folder of the defaults
 CASES = [
     # keys
     case(TRAIN, 'unknown-key', ['--foo_bar=1'], ("unknown config key 'foo_bar'", 'configurator.py')),
@@ -366,9 +367,9 @@ def test_override_values_are_data_never_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / 'pwned'
     payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
-    cfg = configurator.parse_args([f'--wandb_run_name={payload}', f'--out_dir={payload}'])
+    cfg = validate.parse_args([f'--wandb_run_name={payload}', f'--out_dir={payload}'])
     assert cfg['wandb_run_name'] == payload and cfg['out_dir'] == payload  # kept as text
     for key in ('graph_d', 'learning_rate', 'use_undirected', 'batch_size', 'graph_vocab_size', 'init_from'):
         with pytest.raises(UserError):
-            configurator.parse_args([f'--{key}={payload}'])
+            validate.parse_args([f'--{key}={payload}'])
     assert not marker.exists()

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import pathstar_data
-import pathstar_rows
-import recipes
+from pathstar.data import slots as pathstar_rows
+from pathstar.training import recipes
 import train
 from conftest import tiny_config
 

@@ -11,13 +11,14 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-import configurator
-import pathstar_data
 import train
 from conftest import ROOT, tiny_config, record_forwards
 
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
 import bench_paper  # noqa: E402
+from pathstar.validate import build_config as checked  # noqa: E402
+from pathstar.data import inweights  # noqa: E402
+from pathstar import validate  # noqa: E402
 
 
 def predicted_forwards(cfg):
@@ -42,7 +43,7 @@ def predicted_forwards(cfg):
 ], ids=['mini', 'accum', 'staged', 'first_hop', 'full', 'full_staged'])
 def test_step_shapes_are_what_train_feeds_the_model(tmp_path, monkeypatch, overrides):
     epochs = 2 if overrides.get('recipe') == 'staged' else 1  # one epoch per stage
-    cfg = configurator.build_config(tiny_config(tmp_path, epochs=epochs, **overrides))
+    cfg = validate.build_config(tiny_config(tmp_path, epochs=epochs, **overrides))
     calls = record_forwards(monkeypatch)
     train.train(cfg)
     shapes, scored = predicted_forwards(cfg)
@@ -53,8 +54,8 @@ def test_step_shapes_are_what_train_feeds_the_model(tmp_path, monkeypatch, overr
 def test_geometry_is_the_built_dataset(tmp_path):
     for overrides in (dict(), dict(use_undirected=False, graph_d=7, graph_l=4, num_pause_tokens=0),
                       dict(use_task_tokens=False, use_directional_tokens=False, path_replication=3)):
-        cfg = configurator.build_config(tiny_config(tmp_path, **overrides))
-        arrays, meta = pathstar_data.build_arrays(cfg)
+        cfg = validate.build_config(tiny_config(tmp_path, **overrides))
+        arrays, meta = inweights.build_arrays(checked(cfg))
         geo = bench_paper.geometry(cfg)
         assert (geo.vocab_size, geo.T, geo.edge_T, geo.prompt_len, geo.l) == (
             meta['vocab_size'], meta['row_len'] - 1, meta['edge_row_len'] - 1, meta['path_prompt_len'], meta['l'])
@@ -112,7 +113,7 @@ def test_memory_on_fake_tensors_matches_a_real_step(dtype):
     """The bench's number (LiveBytes on FakeTensors) against the allocator's own record of the same
     training step and evals on real CPU tensors: within 15% (it is within 1% here). bfloat16 runs under
     CPU autocast, as the bench's bf16 column does."""
-    cfg = configurator.build_config(dict(graph_d=50, graph_l=5, n_layer=2, n_head=4, n_embd=64, batch_size=128))
+    cfg = validate.build_config(dict(graph_d=50, graph_l=5, n_layer=2, n_head=4, n_embd=64, batch_size=128))
     geo = bench_paper.geometry(cfg)
     step, = bench_paper.steps(cfg, geo)
     assert not step.full_batch and len(step.parts) == 2
@@ -140,7 +141,7 @@ def test_live_bytes_counts_a_storage_once_and_until_it_is_freed():
 
 
 def test_table_renders_every_config():
-    results = bench_paper.measure([(bench_paper.FULL_BATCH[0], configurator.build_config(bench_paper.FULL_BATCH[1]))],
+    results = bench_paper.measure([(bench_paper.FULL_BATCH[0], validate.build_config(bench_paper.FULL_BATCH[1]))],
                                   dtypes=('float32',))
     lines = bench_paper.table(results)
     rows = [line for line in lines if line.startswith(bench_paper.FULL_BATCH[0])]

@@ -5,9 +5,11 @@ import sys
 
 import pytest
 
-import configurator
-from configurator import UserError, parse_args
+from configurator import UserError
+from pathstar.validate import parse_args
 from conftest import ROOT
+from pathstar.graphs import common
+from pathstar import validate
 
 
 def test_overrides_are_parsed_to_the_type_of_their_default():
@@ -30,13 +32,13 @@ def test_auto_or_number_keys_take_either():
 
 
 def test_yaml_style_strings_and_python_values_parse_the_same():
-    assert configurator.build_config({'learning_rate': '5e-4', 'graph_d': 20.0, 'bias': 'true'}) == \
-        configurator.build_config({'learning_rate': 5e-4, 'graph_d': 20, 'bias': True})
+    assert validate.build_config({'learning_rate': '5e-4', 'graph_d': 20.0, 'bias': 'true'}) == \
+        validate.build_config({'learning_rate': 5e-4, 'graph_d': 20, 'bias': True})
 
 
 def test_vocab_nmax_resolves_to_n_times_the_node_count():
-    assert configurator.resolve_vocab('2max', 41) == 2 * 41
-    assert configurator.resolve_vocab(500, 41) == 500
+    assert common.resolve_vocab('2max', 41) == 2 * 41
+    assert common.resolve_vocab(500, 41) == 500
 
 
 @pytest.mark.parametrize('argv, message', [

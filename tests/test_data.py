@@ -21,11 +21,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import official_files  # noqa: E402
-import pathstar_cache as pc  # noqa: E402
+from pathstar.graphs import official as official_files  # noqa: E402
+from pathstar.data import cache as pc  # noqa: E402
 import pathstar_data as ps  # noqa: E402
 from configurator import UserError  # noqa: E402
-from pathstar_data import BWD, EDGE, FWD, NODE_OFFSET, PAD, PATH, PAUSE  # noqa: E402
+from pathstar.tokens import BWD, EDGE, FWD, NODE_OFFSET, PAD, PATH, PAUSE  # noqa: E402
+from pathstar import tokens as token_ids  # noqa: E402
+from conftest import checked  # noqa: E402
+from pathstar.graphs import common  # noqa: E402
+from pathstar.data import inweights  # noqa: E402
 
 # 6 arms of 3 nodes below the root; 0.34 of 6 arms holds out 2
 SMALL = dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34)
@@ -33,7 +37,7 @@ SCRIPT = str(ROOT / 'pathstar_data.py')
 
 
 def build(**overrides):
-    return ps.build_arrays({**SMALL, **overrides})
+    return inweights.build_arrays(checked({**SMALL, **overrides}))
 
 
 def load(tmp_path, **overrides):
@@ -74,7 +78,7 @@ def run_cli(args, cwd):
 
 def digest(data):
     h = hashlib.sha256()
-    for name in ps.ARRAYS:
+    for name in pc.ARRAYS:
         h.update(np.ascontiguousarray(getattr(data, name)).tobytes())
     return h.hexdigest()
 
@@ -228,7 +232,7 @@ def test_holdout_that_rounds_to_no_arm_raises_a_config_error_with_working_advice
         with pytest.raises(UserError) as e:
             build(graph_d=d, graph_holdout_percentage=0.1 / d)
         advice = float(re.search(r'use >= (\S+) or 0', str(e.value)).group(1))
-        assert ps.holdout_count(d, advice) == 1
+        assert common.holdout_count(d, advice) == 1
 
 
 def test_holdout_of_every_arm_raises_a_config_error_with_working_advice():
@@ -240,7 +244,7 @@ def test_holdout_of_every_arm_raises_a_config_error_with_working_advice():
         with pytest.raises(UserError) as e:
             build(graph_d=d, graph_holdout_percentage=1 - 0.1 / d)
         bound = float(re.search(r'use < (\S+)$', str(e.value)).group(1))
-        assert ps.holdout_count(d, bound - 1e-6) == d - 1
+        assert common.holdout_count(d, bound - 1e-6) == d - 1
 
 
 def test_bad_dataset_values_raise_config_error_before_touching_the_disk(tmp_path):
@@ -269,7 +273,7 @@ def test_ids_above_65535_survive_the_cache_round_trip_as_uint32(tmp_path):
     paths = reused.meta['paths']
     assert reused.meta['dtype'] == 'uint32' and paths.max() > 65535 + NODE_OFFSET
     fresh, _ = build(**cfg)
-    for name in ps.ARRAYS:
+    for name in pc.ARRAYS:
         assert getattr(reused, name).dtype == fresh[name].dtype
         assert np.array_equal(getattr(reused, name), fresh[name])
         assert np.array_equal(getattr(built, name), fresh[name])
@@ -279,10 +283,10 @@ def test_ids_above_65535_survive_the_cache_round_trip_as_uint32(tmp_path):
 
 def test_decode_shows_tasks_directions_pauses_and_node_labels():
     n = lambda k: NODE_OFFSET + k  # noqa: E731
-    assert ps.decode([PATH, n(17), PAUSE, PAUSE, PAUSE, n(3), n(40), n(12), n(9), n(17), PAD]) == \
+    assert token_ids.decode([PATH, n(17), PAUSE, PAUSE, PAUSE, n(3), n(40), n(12), n(9), n(17), PAD]) == \
         '[PATH] n17 _ _ _ n3 n40 n12 n9 n17'
-    assert ps.decode(np.array([EDGE, FWD, n(0), n(1), PAD, PAD], np.uint16)) == '[EDGE] > n0 n1'
-    assert ps.decode([EDGE, BWD, n(70000), n(2)]) == '[EDGE] < n70000 n2'
+    assert token_ids.decode(np.array([EDGE, FWD, n(0), n(1), PAD, PAD], np.uint16)) == '[EDGE] > n0 n1'
+    assert token_ids.decode([EDGE, BWD, n(70000), n(2)]) == '[EDGE] < n70000 n2'
 
 
 # -----------------------------------------------------------------------------
@@ -302,7 +306,7 @@ def test_loaded_meta_describes_the_arrays_and_matches_the_build(tmp_path):
     assert m['tokens'] == dict(pad=0, pause=1, edge=2, path=3, fwd=4, bwd=5, dummy=6)
     assert m['vocab_size'] == NODE_OFFSET + m['graph_vocab_size'] and again.train_rows.max() < m['vocab_size']
     assert m['row_len'] == again.train_rows.shape[1] == again.val_rows.shape[1]
-    assert set(m['config']) == set(ps.DATA_KEYS)
+    assert set(m['config']) == set(inweights.DATA_KEYS)
     with open(os.path.join(again.path, 'meta.json')) as f:
         assert json.load(f)['num_edge_rows'] == m['num_edge_rows']
     assert np.array_equal(np.load(os.path.join(again.path, 'paths.npy'), allow_pickle=False), m['paths'])
@@ -310,7 +314,7 @@ def test_loaded_meta_describes_the_arrays_and_matches_the_build(tmp_path):
 
 def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
     base = {**SMALL, 'data_dir': str(tmp_path)}
-    folder = pc.cache_dir(base)
+    folder = pc.cache_dir(checked(base))
     assert re.fullmatch(r'pathstar_d6_l4_v38_h0\.34_p3_[0-9a-f]{8}', os.path.basename(folder))
     assert os.path.dirname(folder) == str(tmp_path)
     changes = dict(graph_d=7, graph_l=5, graph_vocab_size=100, graph_holdout_percentage=0.5, num_pause_tokens=1,
@@ -325,16 +329,17 @@ def test_cache_folder_name_and_hash_cover_every_dataset_key(tmp_path):
                       dict(graph='irregular'), dict(graph='irregular', irregular_n=12),
                       dict(graph='irregular', irregular_edges=25)]
     family_keys = {key for change in family_changes for key in change}
-    assert set(changes) | family_keys | {'data_import'} == set(ps.DATA_KEYS)  # data_import's files decide the graph
-    folders = {pc.cache_dir({**base, key: value}) for key, value in changes.items()}
-    folders |= {pc.cache_dir({'data_dir': str(tmp_path), **change}) for change in family_changes}
-    paths, held_out = ps.draw_graph(ps.data_config(SMALL))[:2]
+    # data_import's files decide the graph
+    assert set(changes) | family_keys | {'data_import'} == set(inweights.DATA_KEYS)
+    folders = {pc.cache_dir(checked({**base, key: value})) for key, value in changes.items()}
+    folders |= {pc.cache_dir(checked({'data_dir': str(tmp_path), **change})) for change in family_changes}
+    paths, held_out = inweights.draw_graph(inweights.data_config(checked(SMALL)))[:2]
     official_files.write(str(tmp_path / 'official'), paths - NODE_OFFSET, held_out, True)
-    folders.add(pc.cache_dir({'data_dir': str(tmp_path), 'data_import': str(tmp_path / 'official')}))
+    folders.add(pc.cache_dir(checked({'data_dir': str(tmp_path), 'data_import': str(tmp_path / 'official')})))
     assert len(folders) == len(changes) + len(family_changes) + 1 and folder not in folders
-    assert pc.cache_dir({**base, 'n_layer': 8, 'graph_vocab_size': 38}) == folder  # '2max' of 19 nodes
+    assert pc.cache_dir(checked({**base, 'n_layer': 8, 'graph_vocab_size': 38})) == folder  # '2max' of 19 nodes
     _, meta = build()
-    assert pc.cache_dir({**meta['config'], 'data_dir': str(tmp_path)}) == folder
+    assert pc.cache_dir(checked({**meta['config'], 'data_dir': str(tmp_path)})) == folder
 
 
 def test_same_seed_gives_identical_files_and_another_seed_other_labels(tmp_path):
@@ -342,7 +347,7 @@ def test_same_seed_gives_identical_files_and_another_seed_other_labels(tmp_path)
     second = load(tmp_path / 'b')
     names = sorted(os.listdir(first.path))
     assert names == sorted(os.listdir(second.path)) == sorted(
-        [f'{name}.npy' for name in ps.ARRAYS] + ['paths.npy', 'meta.json'])
+        [f'{name}.npy' for name in pc.ARRAYS] + ['paths.npy', 'meta.json'])
     for name in names:
         assert Path(first.path, name).read_bytes() == Path(second.path, name).read_bytes(), name
     other = load(tmp_path / 'a', data_seed=1)
@@ -365,12 +370,13 @@ def test_a_killed_build_leaves_nothing_that_breaks_the_next_build(tmp_path):
     data_dir = tmp_path / 'data'
     # a build that dies (no cleanup, like SIGKILL) after writing its arrays, before meta.json
     killed = subprocess.run([sys.executable, '-c', (
-        "import os, sys; sys.path.insert(0, sys.argv[1]); import pathstar_cache as pc, pathstar_data as ps\n"
+        "import os, sys; sys.path.insert(0, sys.argv[1])\n"
+        "from pathstar.data import cache as pc; import pathstar_data as ps\n"
         "pc.save_meta = lambda *args: os._exit(9)\n"
         "ps.load_or_build(dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, data_dir=sys.argv[2]))"),
         str(ROOT), str(data_dir)], capture_output=True, text=True, timeout=60)
     assert killed.returncode == 9
-    folder = pc.cache_dir({**SMALL, 'data_dir': str(data_dir)})
+    folder = pc.cache_dir(checked({**SMALL, 'data_dir': str(data_dir)}))
     leftovers = list(data_dir.glob('*.tmp-*'))
     assert len(leftovers) == 1 and (leftovers[0] / 'train_rows.npy').exists() and not os.path.exists(folder)
     data = load(tmp_path)
@@ -380,7 +386,7 @@ def test_a_killed_build_leaves_nothing_that_breaks_the_next_build(tmp_path):
 
 
 def test_a_stale_temp_folder_with_our_pid_or_an_unfinished_cache_folder_is_rebuilt(tmp_path):
-    folder = Path(pc.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    folder = Path(pc.cache_dir(checked({**SMALL, 'data_dir': str(tmp_path / 'data')})))
     stale = Path(f"{folder}.tmp-{os.getpid()}")  # a dead process whose pid we now have
     stale.mkdir(parents=True)
     (stale / 'train_rows.npy').write_bytes(b'garbage')
@@ -396,12 +402,12 @@ CONCURRENT_BUILDER = """
 import hashlib, json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-import pathstar_cache as pc
+from pathstar.data import cache as pc
 import pathstar_data as ps
 while time.time() < float(sys.argv[3]):  # start together, after everyone has imported numpy
     time.sleep(0.002)
 data = ps.load_or_build(dict(graph_d=2000, graph_l=5, data_dir=sys.argv[2]), verbose=False)
-h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in ps.ARRAYS))
+h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in pc.ARRAYS))
 print(json.dumps(dict(built=data.build_seconds is not None, digest=h.hexdigest())))
 """
 
@@ -557,8 +563,8 @@ def test_a_damaged_cache_is_never_used_but_rebuilt_with_one_line_naming_it(tmp_p
 def test_meta_json_records_the_shape_dtype_and_crc32_of_every_array(tmp_path):
     data = load(tmp_path)
     records = json.loads(Path(data.path, 'meta.json').read_text())['arrays']
-    assert set(records) == {*ps.ARRAYS, 'paths', 'holdout_arms'}
-    for name in (*ps.ARRAYS, 'paths'):
+    assert set(records) == {*pc.ARRAYS, 'paths', 'holdout_arms'}
+    for name in (*pc.ARRAYS, 'paths'):
         path = Path(data.path, name + '.npy')
         array = np.load(path, allow_pickle=False)
         body = path.read_bytes()[data_offset(path):]
@@ -619,13 +625,13 @@ CONCURRENT_LOADER = """
 import hashlib, json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-import pathstar_cache as pc
+from pathstar.data import cache as pc
 import pathstar_data as ps
 mmap = sys.argv[4] == '1'
 while time.time() < float(sys.argv[3]):
     time.sleep(0.002)
 data = ps.load_or_build(dict(graph_d=2000, graph_l=5, data_dir=sys.argv[2]), verbose=False, mmap=mmap)
-h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in ps.ARRAYS))
+h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in pc.ARRAYS))
 print(json.dumps(dict(built=data.build_seconds is not None, digest=h.hexdigest())))
 """
 
@@ -653,7 +659,7 @@ def test_concurrent_loaders_of_a_damaged_cache_rebuild_it_once_and_all_get_the_r
 # files in the way, and waiting for the lock
 
 def test_a_file_where_the_cache_folder_belongs_is_one_config_error_and_nothing_is_written(tmp_path):
-    folder = Path(pc.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    folder = Path(pc.cache_dir(checked({**SMALL, 'data_dir': str(tmp_path / 'data')})))
     folder.parent.mkdir()
     folder.write_text('not a folder\n')
     with pytest.raises(UserError) as err:
@@ -661,7 +667,7 @@ def test_a_file_where_the_cache_folder_belongs_is_one_config_error_and_nothing_i
     assert str(err.value) == (f"data_dir: {folder} is a file where the dataset cache folder belongs; "
                               f"move it away or delete it")
     with pytest.raises(UserError):
-        pc.build_locked(ps.data_config(SMALL), str(folder))
+        pc.build_locked(inweights.data_config(checked(SMALL)), str(folder))
     assert os.listdir(folder.parent) == [folder.name] and folder.read_text() == 'not a folder\n'
 
 
@@ -670,7 +676,7 @@ def test_a_data_dir_that_is_a_file_or_a_lock_that_is_a_folder_is_one_config_erro
     with pytest.raises(UserError, match=r"^data_dir: '.*/data' is a file, not a folder; move it away"):
         load(tmp_path)
     (tmp_path / 'data').unlink()
-    folder = Path(pc.cache_dir({**SMALL, 'data_dir': str(tmp_path / 'data')}))
+    folder = Path(pc.cache_dir(checked({**SMALL, 'data_dir': str(tmp_path / 'data')})))
     Path(f'{folder}.lock').mkdir(parents=True)
     with pytest.raises(UserError, match=rf"^data_dir: {re.escape(str(folder))}\.lock is a folder where"):
         load(tmp_path)
@@ -681,7 +687,7 @@ def test_a_data_dir_that_is_a_file_or_a_lock_that_is_a_folder_is_one_config_erro
 HOLDER = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-import pathstar_cache as pc
+from pathstar.data import cache as pc
 import pathstar_data as ps
 with pc.build_lock(sys.argv[2]):
     open(sys.argv[3], 'w').close()
@@ -691,7 +697,7 @@ with pc.build_lock(sys.argv[2]):
 WAITER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import pathstar_cache as pc
+from pathstar.data import cache as pc
 import pathstar_data as ps
 pc.WAIT_NOTICE_SECONDS = 0.3
 data = ps.load_or_build(dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, data_dir=sys.argv[2]), verbose=False)
@@ -701,7 +707,7 @@ print(json.dumps(dict(built=data.build_seconds is not None)))
 
 def test_a_builder_waiting_behind_a_stopped_lock_holder_says_whom_it_waits_for(tmp_path):
     data_dir = tmp_path / 'data'
-    folder = pc.cache_dir({**SMALL, 'data_dir': str(data_dir)})
+    folder = pc.cache_dir(checked({**SMALL, 'data_dir': str(data_dir)}))
     marker = tmp_path / 'holding'
     holder = subprocess.Popen([sys.executable, '-c', HOLDER, str(ROOT), folder, str(marker)])
     waiter = None
@@ -762,7 +768,7 @@ def test_cli_with_a_bad_value_exits_2_with_one_error_line_and_writes_nothing(tmp
 def test_cli_rebuilds_a_zeroed_cache_saying_so_in_one_line(tmp_path):
     args = ['--graph_d=5', '--graph_l=4', f'--data_dir={tmp_path / "data"}']
     assert run_cli(args, tmp_path).returncode == 0
-    folder = Path(pc.cache_dir(dict(graph_d=5, graph_l=4, data_dir=str(tmp_path / 'data'))))
+    folder = Path(pc.cache_dir(checked(dict(graph_d=5, graph_l=4, data_dir=str(tmp_path / 'data')))))
     zero_file('train_rows.npy')(folder)  # header and data: np.load alone would suggest allow_pickle
     result = run_cli(args, tmp_path)
     assert result.returncode == 0 and 'built in' in result.stdout
@@ -772,10 +778,11 @@ def test_cli_rebuilds_a_zeroed_cache_saying_so_in_one_line(tmp_path):
 
 def test_the_official_builder_makes_the_official_fixtures_graph():
     """../shared/fixtures/official holds the official builder's files for d=5, l=4, seed 0."""
-    cfg = ps.data_config(dict(graph_d=5, graph_l=4, graph_vocab_size='1max', graph_builder='official', data_seed=0))
-    paths, held_out = ps.draw_graph(cfg)[:2]
-    assert (paths - ps.NODE_OFFSET).tolist() == [[10, 14, 5, 1], [10, 9, 2, 3], [10, 11, 13, 7], [10, 8, 4, 0],
+    cfg = inweights.data_config(checked(dict(graph_d=5, graph_l=4, graph_vocab_size='1max', graph_builder='official',
+                                             data_seed=0)))
+    paths, held_out = inweights.draw_graph(cfg)[:2]
+    assert (paths - token_ids.NODE_OFFSET).tolist() == [[10, 14, 5, 1], [10, 9, 2, 3], [10, 11, 13, 7], [10, 8, 4, 0],
                                                  [10, 6, 15, 12]]
     assert held_out.tolist() == [1, 2]  # the test file's leaves, 3 and 7
     for d in (4, 5, 10, 5000):
-        assert ps.holdout_count(d, 0.25, 'official') == d - int(0.75 * d)
+        assert common.holdout_count(d, 0.25, 'official') == d - int(0.75 * d)

@@ -7,11 +7,11 @@ import weakref
 import pytest
 import torch
 
-import evaluate
+from pathstar.training import evaluate
 import model
 import pathstar_data
-import pathstar_rows
-import device
+from pathstar.data import slots as pathstar_rows
+from pathstar.training import device
 import train
 from conftest import tiny_config, record_forwards
 

@@ -1,8 +1,6 @@
-"""graph_geometry.py and baseline_node2vec.py on hand-built graphs whose answers are known."""
+"""pathstar/analysis/geometry.py and node2vec.py on hand-built graphs whose answers are known."""
 import json
 import math
-import sys
-import types
 from typing import NamedTuple
 
 import numpy as np
@@ -10,8 +8,10 @@ import pytest
 import torch
 
 import baseline_node2vec
+from pathstar.analysis import node2vec
 from pathstar.analysis import geometry as gg
 from configurator import exit_on_user_error
+from pathstar import tokens
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -173,11 +173,10 @@ def test_graph_metrics_names_and_values_of_a_perfect_embedding():
 
 
 def test_node_embeddings_reads_each_nodes_token_row():
-    import pathstar_data
     g = path_graph(3)._replace(labels=np.array([2, 0, 1]))
     wte = torch.arange(20.0).reshape(10, 2)
     rows = gg.node_embeddings(wte, g)
-    assert rows.tolist() == wte[pathstar_data.NODE_OFFSET + np.array([2, 0, 1])].tolist()
+    assert rows.tolist() == wte[tokens.NODE_OFFSET + np.array([2, 0, 1])].tolist()
 
 
 # -----------------------------------------------------------------------------
@@ -186,17 +185,17 @@ def test_node_embeddings_reads_each_nodes_token_row():
 
 def test_node2vec_closed_form_gradient_is_autograd():
     g = star(3, 3)
-    weights = baseline_node2vec.neighbour_weights(g.n, g.edges, self_edges=True)
+    weights = node2vec.neighbour_weights(g.n, g.edges, self_edges=True)
     emb = torch.randn(g.n, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    loss, grad = baseline_node2vec.node2vec_grad(emb.detach(), weights)
-    ref = baseline_node2vec.node2vec_loss(emb, weights)
+    loss, grad = node2vec.node2vec_grad(emb.detach(), weights)
+    ref = node2vec.node2vec_loss(emb, weights)
     assert torch.allclose(loss, ref) and torch.allclose(grad, torch.autograd.grad(ref, emb)[0], atol=1e-5)
 
 
 def test_node2vec_on_a_6_cycle_recovers_every_edge():
     g = cycle(6)
-    start, _ = baseline_node2vec.train_node2vec(g, epochs=0)
-    emb, history = baseline_node2vec.train_node2vec(g, epochs=300)
+    start, _ = node2vec.train_node2vec(g, epochs=0)
+    emb, history = node2vec.train_node2vec(g, epochs=300)
     assert emb.shape == (6, 100) and [h['step'] for h in history][-2:] == [275, 300]
     assert history[-1]['loss'] < history[0]['loss']
     scores = emb @ emb.T
@@ -208,12 +207,12 @@ def test_node2vec_on_a_6_cycle_recovers_every_edge():
 
 def test_node2vec_is_deterministic_and_the_seed_matters():
     g = cycle(5)
-    a, ha = baseline_node2vec.train_node2vec(g, epochs=50, dim=8, seed=3)
-    b, hb = baseline_node2vec.train_node2vec(g, epochs=50, dim=8, seed=3)
-    c, _ = baseline_node2vec.train_node2vec(g, epochs=50, dim=8, seed=4)
+    a, ha = node2vec.train_node2vec(g, epochs=50, dim=8, seed=3)
+    b, hb = node2vec.train_node2vec(g, epochs=50, dim=8, seed=3)
+    c, _ = node2vec.train_node2vec(g, epochs=50, dim=8, seed=4)
     assert np.array_equal(a, b) and ha == hb and not np.array_equal(a, c)
     torch.manual_seed(3)  # the official init: nn.Embedding after the global seed
-    assert np.allclose(baseline_node2vec.train_node2vec(g, epochs=0, dim=8, seed=3)[0],
+    assert np.allclose(node2vec.train_node2vec(g, epochs=0, dim=8, seed=3)[0],
                        torch.nn.Embedding(5, 8).weight.detach().double().numpy())
 
 
@@ -244,24 +243,12 @@ def test_plot_dynamics_draws_a_curve_measured_only_sometimes(tmp_path):
 
 
 # -----------------------------------------------------------------------------
-# the command line (graphs.build replaced by a fake module: the test needs no graphs.py)
+# the command line
 
 
-@pytest.fixture
-def fake_graphs(monkeypatch):
-    built = []
-
-    def build(cfg):
-        built.append(cfg)
-        return cycle(6)
-    monkeypatch.setitem(sys.modules, 'graphs', types.SimpleNamespace(build=build))
-    return built
-
-
-def test_cli_trains_and_writes_the_report(fake_graphs, tmp_path, capsys):
+def test_cli_trains_and_writes_the_report(tmp_path, capsys):
     out = tmp_path / 'n2v'
-    baseline_node2vec.main(['--n2v_epochs=100', '--n2v_dim=16', f'--out_dir={out}', '--graph_d=3'])
-    assert fake_graphs[0]['graph_d'] == 3 and 'n2v_epochs' not in fake_graphs[0]
+    baseline_node2vec.main(['--n2v_epochs=100', '--n2v_dim=16', f'--out_dir={out}', '--graph=cycle', '--cycle_n=6'])
     saved = json.loads((out / 'geometry.json').read_text())
     assert saved['geometry/topk_edge_recovery'] == 1.0 and saved['history'][-1]['step'] == 100
     assert {p.name for p in out.iterdir()} == {'geometry.json', 'geometry_similarity.png', 'geometry_spectrum.png',
@@ -275,11 +262,11 @@ def test_cli_trains_and_writes_the_report(fake_graphs, tmp_path, capsys):
     ('--n2v_lr=0', "argument --n2v_lr: expected a number > 0, got '0' (see --help)"),
     ('--n2v_epoch=5', None),  # no abbreviations: an unknown config key
 ])
-def test_cli_bad_flag_is_one_line_and_exit_2(fake_graphs, flag, message, capsys):
+def test_cli_bad_flag_is_one_line_and_exit_2(flag, message, capsys):
     with pytest.raises(SystemExit) as stop:
         exit_on_user_error(lambda: baseline_node2vec.main([flag]))
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.count('\n') == 1 and err.startswith('error: ') and not fake_graphs
+    assert stop.value.code == 2 and err.count('\n') == 1 and err.startswith('error: ')
     if message:
         assert err == f'error: {message}\n'
     else:

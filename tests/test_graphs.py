@@ -13,16 +13,19 @@ import torch
 
 import analyze
 import configurator
-import evaluate
-import graphs
-import pathstar_data as ps
+from pathstar.training import evaluate
+from pathstar import graphs
 import train
+from conftest import checked
+from pathstar.data import inweights
+from pathstar import tokens
+from pathstar import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build(**overrides):
-    return graphs.build(configurator.build_config(overrides))
+    return graphs.build(validate.build_config(overrides))
 
 
 def edge_set(edges):
@@ -74,13 +77,13 @@ def test_star_is_d_arms_of_l_minus_1_nodes(d, l):
 
 def test_star_draws_what_it_always_drew():
     """Labels, then held-out arms, from one generator: the same graph as before the families existed."""
-    cfg = configurator.build_config(dict(graph_d=6, graph_l=4, data_seed=3))
+    cfg = validate.build_config(dict(graph_d=6, graph_l=4, data_seed=3))
     rng = np.random.default_rng(3)
     labels = rng.choice(2 * 19, 19, replace=False)
     held = np.sort(rng.choice(6, 2, replace=False))
-    paths, held_out = ps.draw_graph(ps.data_config(cfg))[:2]
-    assert np.array_equal(paths[:, 0] - ps.NODE_OFFSET, np.full(6, labels[0]))
-    assert np.array_equal(paths[:, 1:].ravel() - ps.NODE_OFFSET, labels[1:])
+    paths, held_out = inweights.draw_graph(inweights.data_config(checked(cfg)))[:2]
+    assert np.array_equal(paths[:, 0] - tokens.NODE_OFFSET, np.full(6, labels[0]))
+    assert np.array_equal(paths[:, 1:].ravel() - tokens.NODE_OFFSET, labels[1:])
     assert np.array_equal(held_out, held)
 
 
@@ -146,15 +149,15 @@ def test_official_irregular_is_the_fixed_sixteen_node_graph():
 # rows
 
 def decoded_edges(cfg):
-    arrays, meta = ps.build_arrays(cfg)
+    arrays, meta = inweights.build_arrays(checked(cfg))
     rows = arrays['train_rows'][:meta['num_edge_rows']]
-    return [ps.decode(r).split() for r in rows], arrays, meta
+    return [tokens.decode(r).split() for r in rows], arrays, meta
 
 
 def test_edge_only_families_have_edge_rows_both_ways_and_no_paths():
-    cfg = configurator.build_config(dict(graph='cycle', cycle_n=5))
+    cfg = validate.build_config(dict(graph='cycle', cycle_n=5))
     words, arrays, meta = decoded_edges(cfg)
-    g = graphs.build(ps.data_config(cfg))
+    g = graphs.build(inweights.data_config(checked(cfg)))
     name = {u: f'n{label}' for u, label in enumerate(g.labels)}
     want = {('[EDGE]', '>', name[u], name[v]) for u, v in g.edges} | {('[EDGE]', '<', name[v], name[u])
                                                                        for u, v in g.edges}
@@ -164,18 +167,18 @@ def test_edge_only_families_have_edge_rows_both_ways_and_no_paths():
 
 
 def test_self_edges_add_one_row_per_node():
-    cfg = configurator.build_config(dict(graph='grid', grid_rows=2, grid_cols=2, add_self_edges=True,
+    cfg = validate.build_config(dict(graph='grid', grid_rows=2, grid_cols=2, add_self_edges=True,
                                          use_directional_tokens=False))
     words, _, meta = decoded_edges(cfg)
     selfs = [w for w in words if w[1] == w[2]]
     assert len(words) == 2 * 4 + 4 == meta['num_edge_rows'] and len(selfs) == 4
-    assert ps.row_counts(cfg).edge_rows == 12
+    assert inweights.row_counts(checked(cfg)).edge_rows == 12
 
 
 def test_star_tree_rows_ask_for_every_trained_leaf():
-    cfg = configurator.build_config(dict(graph='star_tree', graph_d=2, graph_l=3, star_subtree_degree=2,
+    cfg = validate.build_config(dict(graph='star_tree', graph_d=2, graph_l=3, star_subtree_degree=2,
                                          graph_holdout_percentage=0.25, path_replication=1))
-    arrays, meta = ps.build_arrays(cfg)
+    arrays, meta = inweights.build_arrays(checked(cfg))
     assert meta['num_paths'] == 4 and meta['num_val_rows'] == 1 and meta['d'] == 2
     assert meta['num_edge_rows'] == 2 * 6 and meta['num_train_rows'] == 12 + 3
     assert len(arrays['val_rows']) == 1
@@ -192,16 +195,17 @@ def test_star_tree_rows_ask_for_every_trained_leaf():
     (dict(graph='cycle', cycle_n=2), "cycle_n: must be >= 3"),
     (dict(graph='irregular', irregular_n=5, irregular_edges=11), "irregular_edges: a connected graph on 5 nodes"),
     (dict(graph='irregular', irregular_n=5, irregular_edges=3), "irregular_edges: a connected graph on 5 nodes"),
-    (dict(graph='grid', graph_builder='official'), "graph_builder: 'official' draws the star"),
+    (dict(graph='grid', graph_builder='official'), "graph_builder: 'official' does not build graph='grid'"),
     (dict(graph='irregular', graph_builder='official', irregular_n=12), "official irregular graph has irregular_n=16"),
     (dict(graph='cycle', recipe='staged'), "recipe: 'staged' needs path rows"),
-    (dict(graph='grid', task='in_context'), "task: 'in_context' draws a star per row"),
+    (dict(graph='grid', task='in_context'), "graph: task='in_context' draws a plain star per row"),
+    (dict(graph='star_tree', task='in_context'), "graph: task='in_context' draws a plain star per row"),
     (dict(graph='star', star_subtree_degree=3), "star_subtree_degree: applies to graph='star_tree'"),
     (dict(graph='star_tree', graph_d=2, graph_l=3, graph_holdout_percentage=0.05), "rounds to 0 held-out leaves"),
 ])
 def test_bad_family_keys_are_one_line_errors(overrides, words):
     with pytest.raises(configurator.UserError) as e:
-        configurator.build_config(overrides)
+        validate.build_config(overrides)
     assert words in str(e.value) and '\n' not in str(e.value)
 
 
@@ -248,7 +252,7 @@ TINY = dict(n_layer=1, n_head=1, n_embd=16, epochs=30, eval_interval=15, log_int
                                          graph_holdout_percentage=0.25)],
                          ids=['grid', 'cycle', 'irregular', 'star_tree'])
 def test_each_family_trains_evaluates_and_is_analysed(tmp_path, family, capsys):
-    cfg = configurator.build_config({**TINY, **family, 'out_dir': str(tmp_path / 'out'),
+    cfg = validate.build_config({**TINY, **family, 'out_dir': str(tmp_path / 'out'),
                                      'data_dir': str(tmp_path / 'data')})
     summary = train.train(cfg)
     for key in ('train/accuracy/edge_all', 'train/accuracy/edge_all_recall', 'geometry/spectral_low_mass',

@@ -7,19 +7,22 @@ import numpy as np
 import pytest
 
 import configurator
-import incontext_data
-import pathstar_cache
+from pathstar.data import incontext as incontext_data
+from pathstar.data import cache as pathstar_cache
 import pathstar_data
 import train
 from conftest import tiny_config
-from pathstar_data import EDGE, NODE_OFFSET, PATH, PAUSE
+from pathstar.tokens import EDGE, NODE_OFFSET, PATH, PAUSE
+from pathstar.data import cache as pc
+from pathstar import validate
+from conftest import checked
 
 D, L = 3, 4
 
 
 def build(**overrides):
     cfg = dict(task='in_context', graph_d=D, graph_l=L, num_pause_tokens=2, num_train_graphs=200, num_val_graphs=50)
-    return incontext_data.build_arrays(dict(cfg, **overrides))
+    return incontext_data.build_arrays(checked(dict(cfg, **overrides)))
 
 
 def parse(row, meta):
@@ -87,8 +90,8 @@ def test_no_validation_graph_is_a_training_graph():
         return {frozenset(parse(row, meta)[0]) for row in rows}
     assert not graphs(arrays['val_rows']) & graphs(arrays['train_rows'])
     # a tiny graph space: equal graphs are certain without the redraw, and none slip through
-    arrays, meta = incontext_data.build_arrays(dict(task='in_context', graph_d=2, graph_l=2, graph_vocab_size=4,
-                                                    num_pause_tokens=0, num_train_graphs=5, num_val_graphs=20))
+    arrays, meta = incontext_data.build_arrays(checked(dict(task='in_context', graph_d=2, graph_l=2, graph_vocab_size=4,
+                                                    num_pause_tokens=0, num_train_graphs=5, num_val_graphs=20)))
     small = {frozenset(map(tuple, r[:6].reshape(2, 3)[:, 1:].tolist())) for r in arrays['train_rows']}
     assert not {frozenset(map(tuple, r[:6].reshape(2, 3)[:, 1:].tolist())) for r in arrays['val_rows']} & small
 
@@ -108,13 +111,13 @@ IN_WEIGHTS_ONLY = dict(use_undirected=False, use_directional_tokens=False, use_t
 @pytest.mark.parametrize('key', list(IN_WEIGHTS_ONLY))
 def test_in_context_rejects_in_weights_keys_in_one_line_naming_the_value_to_use(key):
     with pytest.raises(configurator.UserError) as e:
-        configurator.build_config(dict(task='in_context', **{key: IN_WEIGHTS_ONLY[key]}))
+        validate.build_config(dict(task='in_context', **{key: IN_WEIGHTS_ONLY[key]}))
     message = str(e.value)
     assert message.startswith(f"{key}: ") and '\n' not in message and "task='in_context'" in message
     assert repr(configurator.DEFAULTS[key]) in message or key == 'recipe' and "'interleaved'" in message
-    configurator.build_config(dict(task='in_weights', **{key: IN_WEIGHTS_ONLY[key]}))  # in-weights takes it
+    validate.build_config(dict(task='in_weights', **{key: IN_WEIGHTS_ONLY[key]}))  # in-weights takes it
     # and the in-weights keys an in-context config can use: path_loss keeps the first hop of each row
-    configurator.build_config(dict(task='in_context', path_loss='first_hop'))
+    validate.build_config(dict(task='in_context', path_loss='first_hop'))
 
 
 def test_a_tiny_in_context_run_trains_evaluates_and_resumes(tmp_path):
@@ -140,18 +143,18 @@ def load(tmp_path, **overrides):
 
 
 def same(a, b):
-    return (all(np.array_equal(getattr(a, k), getattr(b, k)) for k in pathstar_data.ARRAYS) and
+    return (all(np.array_equal(getattr(a, k), getattr(b, k)) for k in pc.ARRAYS) and
             all(np.array_equal(a.meta[k], b.meta[k]) for k in incontext_data.SAVED))
 
 
 def test_the_cache_is_reused_and_keeps_the_graphs_the_rows_were_built_from(tmp_path):
     first = load(tmp_path)
     assert first.build_seconds is not None and os.path.basename(first.path).startswith('in_context_d3_l4_')
-    assert sorted(os.listdir(first.path)) == sorted([*(f + '.npy' for f in (*pathstar_data.ARRAYS,
+    assert sorted(os.listdir(first.path)) == sorted([*(f + '.npy' for f in (*pc.ARRAYS,
                                                                              *incontext_data.SAVED)), 'meta.json'])
     again = load(tmp_path)
     assert again.build_seconds is None and again.path == first.path and same(first, again)
-    arrays, meta = incontext_data.build_arrays(SMALL)  # the cache holds what a build in memory makes
+    arrays, meta = incontext_data.build_arrays(checked(SMALL))  # the cache holds what a build in memory makes
     assert all(np.array_equal(arrays[k], getattr(again, k)) for k in arrays)
     for split in ('train', 'val'):  # each row's edges are its graph's, and its targets one of its arms
         graphs, rows = again.meta[f'{split}_graphs'], getattr(again, f'{split}_rows')
@@ -181,7 +184,7 @@ def test_a_damaged_array_is_never_used_but_rebuilt(tmp_path, capsys, victim):
 
 
 def test_the_hashed_check_for_seen_graphs_agrees_with_the_exact_one():
-    cfg = incontext_data.data_config(dict(task='in_context', graph_d=2, graph_l=3, graph_vocab_size=6))
+    cfg = incontext_data.data_config(checked(dict(task='in_context', graph_d=2, graph_l=3, graph_vocab_size=6)))
     rng = np.random.default_rng(0)
     train, fresh = incontext_data.draw_graphs(rng, 300, cfg), incontext_data.draw_graphs(rng, 300, cfg)
     hashes = incontext_data.graph_hashes(train)
@@ -224,10 +227,10 @@ def test_an_in_context_local_sweep_runs_each_variant(tmp_path, monkeypatch, caps
 ])
 def test_the_in_context_configs_compose(variant, changed):
     from conftest import ROOT
-    base = configurator.parse_args([f'{ROOT}/config/in_context_g2_l5.py'])
+    base = validate.parse_args([f'{ROOT}/config/in_context_g2_l5.py'])
     assert (base['task'], base['graph_d'], base['graph_vocab_size'], base['num_train_graphs']) == ('in_context', 2, 50,
                                                                                                   200000)
-    cfg = configurator.parse_args([f'{ROOT}/config/in_context_g2_l5.py', f'{ROOT}/config/{variant}.py'])
+    cfg = validate.parse_args([f'{ROOT}/config/in_context_g2_l5.py', f'{ROOT}/config/{variant}.py'])
     assert {key: cfg[key] for key in cfg if cfg[key] != base[key]} == changed
-    cpu = configurator.parse_args([f'{ROOT}/config/in_context_cpu.py', f'{ROOT}/config/{variant}.py'])
+    cpu = validate.parse_args([f'{ROOT}/config/in_context_cpu.py', f'{ROOT}/config/{variant}.py'])
     assert cpu['task'] == 'in_context'  # the CPU-sized config takes the same variants

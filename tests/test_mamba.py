@@ -10,10 +10,11 @@ from test_train import run_and_sigterm_at_third_eval
 
 from pathstar.analysis import star
 import configurator
-import models
-import sweep_space
+from pathstar.models import registry as models
+from pathstar.sweeps import space as sweep_space
 import train
-from mamba import MambaBlock, MambaConfig, MambaLM, selective_scan
+from pathstar.models.mamba import MambaBlock, MambaConfig, MambaLM, selective_scan
+from pathstar import validate
 
 # mamba_ssm.Mamba(d_model, d_state, d_conv, expand).state_dict(): names and shapes (d_model=32, defaults)
 MAMBA_SSM_PARAMS = {
@@ -98,9 +99,9 @@ def test_a_mamba_run_trains_resumes_to_the_same_metrics_and_is_analysed(tmp_path
 
 
 def test_n_head_is_ignored_for_mamba_and_a_sweep_varying_it_warns(capsys):
-    configurator.check(dict(configurator.DEFAULTS, model_type='mamba', n_embd=30, n_head=4))
+    validate.check(dict(configurator.DEFAULTS, model_type='mamba', n_embd=30, n_head=4))
     with pytest.raises(configurator.UserError, match='mamba_d_state'):
-        configurator.check(dict(configurator.DEFAULTS, mamba_d_state=0))
+        validate.check(dict(configurator.DEFAULTS, mamba_d_state=0))
     sweep_space.check_sweep(dict(method='grid', parameters=dict(model_type=dict(values=['gpt', 'mamba']),
                                                                 n_head=dict(values=[2, 4]))))
     assert "n_head is swept but ignored where model_type='mamba'" in capsys.readouterr().out
@@ -117,8 +118,8 @@ def test_importing_train_does_not_import_mamba():
 @pytest.mark.parametrize('control', [dict(tie_embeddings=False), dict(freeze_token_embeddings=True),
                                      dict(weight_init='non_geometric'), dict(use_layer_norm=False)])
 def test_the_controls_that_mean_something_for_mamba_apply_to_it(tmp_path, control):
-    import models
-    cfg = configurator.build_config(tiny_config(tmp_path, model_type='mamba', n_layer=1, n_embd=16, epochs=2,
+    from pathstar.models import registry as models
+    cfg = validate.build_config(tiny_config(tmp_path, model_type='mamba', n_layer=1, n_embd=16, epochs=2,
                                                 **control))
     model = models.build(cfg, 40, 8, 'cpu')
     key, value = next(iter(control.items()))
@@ -137,4 +138,4 @@ def test_gpt_only_controls_are_refused_for_mamba():
     for key, value in dict(use_attention=False, use_mlp_only_blocks=True, use_residual=False,
                            use_positional_encoding=False).items():
         with pytest.raises(configurator.UserError, match=f"{key}: applies to model_type='gpt' only"):
-            configurator.build_config({'model_type': 'mamba', key: value})
+            validate.build_config({'model_type': 'mamba', key: value})

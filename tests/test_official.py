@@ -10,6 +10,10 @@ import configurator
 import pathstar_data as ps
 import train
 from conftest import ROOT
+from conftest import checked
+from pathstar.data import inweights
+from pathstar import tokens
+from pathstar import validate
 
 OFFICIAL = [f'{ROOT}/config/official.py']
 TINY_MODEL = dict(n_layer=1, n_head=2, n_embd=32, device='cpu', eval_interval=1000, log_interval=1000)
@@ -20,7 +24,7 @@ def official(*files, **overrides):
     G(5000,5), the smallest one its batch of 2048 fits."""
     files = files or ('official_g5000_l5',)
     cfg = configurator.parse_overrides(OFFICIAL + [f'{ROOT}/config/{name}.py' for name in files])
-    return configurator.build_config({**cfg, **overrides})
+    return validate.build_config({**cfg, **overrides})
 
 
 def test_the_preset_has_every_default_of_the_official_recipe():
@@ -48,7 +52,7 @@ def test_the_preset_has_every_default_of_the_official_recipe():
     ('official_g10000_l10', 10000, 10, 180000, 7500, 2500),
 ])
 def test_the_three_checked_in_graphs_have_the_official_sizes(name, d, l, edges, train_paths, held_out):
-    counts = ps.row_counts(ps.data_config(official(name)))
+    counts = inweights.row_counts(checked(inweights.data_config(checked(official(name)))))
     assert (counts.edge_rows, counts.train_rows - counts.edge_rows, counts.held_out) == (edges, train_paths, held_out)
 
 
@@ -60,7 +64,7 @@ def test_official_preset_builds_the_official_structure_on_a_small_graph(tmp_path
     m = data.meta
     n = 50 * 4 + 1
     assert m['graph_vocab_size'] == n
-    labels = m['paths'] - ps.NODE_OFFSET
+    labels = m['paths'] - tokens.NODE_OFFSET
     assert sorted(set(labels.ravel().tolist())) == list(range(n))  # a permutation of range(N)
     assert m['num_edge_rows'] == 2 * (n - 1)
     edges = [data.decode(row).split() for row in data.train_rows[:m['num_edge_rows']]]
@@ -136,7 +140,7 @@ def test_a_saved_edge_stage_starts_later_runs_at_the_path_stage(tmp_path):
     with pytest.raises(configurator.UserError, match='holds a different model'):
         train.train(two_stage(tmp_path / 'third', edge_checkpoint=edges, n_embd=64))
     with pytest.raises(configurator.UserError, match="only recipe='two_stage'"):
-        configurator.build_config(dict(edge_checkpoint=edges))
+        validate.build_config(dict(edge_checkpoint=edges))
 
 
 def test_two_stage_resumes_exactly_across_the_stage_boundary(tmp_path):

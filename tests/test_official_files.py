@@ -15,12 +15,16 @@ import numpy as np
 import pytest
 
 import configurator
-import official_files
+from pathstar.graphs import official as official_files
 import pathstar_data as ps
 import train
 from configurator import UserError
 from conftest import ROOT
-from pathstar_data import NODE_OFFSET
+from pathstar.tokens import NODE_OFFSET
+from conftest import checked
+from pathstar.data import inweights
+from pathstar.data import cache as pc
+from pathstar import validate
 
 FIXTURE = Path(ROOT) / 'tests' / 'fixtures' / 'official'  # files the official code's builder wrote
 
@@ -86,10 +90,10 @@ def test_the_imported_fixture_is_that_exact_graph(tmp_path):
 
 
 def test_the_files_decide_the_graph_keys_and_an_equal_explicit_value_is_fine():
-    cfg = configurator.build_config(dict(data_import=str(FIXTURE)))
+    cfg = validate.build_config(dict(data_import=str(FIXTURE)))
     assert (cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size'], cfg['use_undirected']) == (5, 4, 16, True)
     assert cfg['graph_holdout_percentage'] == pytest.approx(0.4) and cfg['path_replication'] == 1
-    same = configurator.build_config(dict(data_import=str(FIXTURE), graph_d=5, graph_l='4', graph_vocab_size='1max',
+    same = validate.build_config(dict(data_import=str(FIXTURE), graph_d=5, graph_l='4', graph_vocab_size='1max',
                                           graph_holdout_percentage=0.25, graph_builder='official',
                                           use_undirected='true', path_replication=3))
     assert same['graph_vocab_size'] == 16 and same['graph_holdout_percentage'] == pytest.approx(0.4)
@@ -102,7 +106,7 @@ def test_the_files_decide_the_graph_keys_and_an_equal_explicit_value_is_fine():
                                               ('graph_holdout_percentage', 0.2, 'test')])
 def test_a_conflicting_explicit_override_is_one_line_naming_the_key_both_values_and_the_file(key, value, file):
     with pytest.raises(UserError) as e:
-        configurator.build_config({'data_import': str(FIXTURE), key: value})
+        validate.build_config({'data_import': str(FIXTURE), key: value})
     message = str(e.value)
     assert '\n' not in message and message.startswith(f'{key}: ')
     assert NAMES[file] in message and f'={value!r}' in message
@@ -115,7 +119,7 @@ def test_the_vocabulary_is_nodes_n_of_the_names_else_the_largest_id_plus_one(tmp
     plain.mkdir()
     for kind, name in NAMES.items():
         shutil.copy(FIXTURE / name, plain / name.replace(STEM, 'graph'))
-    assert configurator.build_config(dict(data_import=str(plain)))['graph_vocab_size'] == 16
+    assert validate.build_config(dict(data_import=str(plain)))['graph_vocab_size'] == 16
     wide = tmp_path / 'wide'
     wide.mkdir()
     for kind, name in NAMES.items():
@@ -135,12 +139,12 @@ def test_forward_only_files_import_with_use_undirected_false(tmp_path):
 
 
 def test_an_edited_file_is_another_cache_folder(tmp_path):
-    import pathstar_cache
+    from pathstar.data import cache as pathstar_cache
     folder = sample(tmp_path)
-    before = pathstar_cache.cache_dir(data_cfg(tmp_path, folder))
+    before = pathstar_cache.cache_dir(checked(data_cfg(tmp_path, folder)))
     train_file = folder / NAMES['train']
     train_file.write_text(''.join(line + '\n' for line in reversed(lines(train_file))))  # the same graph, reordered
-    after = pathstar_cache.cache_dir(data_cfg(tmp_path, folder))
+    after = pathstar_cache.cache_dir(checked(data_cfg(tmp_path, folder)))
     assert after != before
     assert ps.load_or_build(data_cfg(tmp_path, folder), verbose=False).path == after
 
@@ -156,7 +160,7 @@ def test_the_sample_fixture_imports_trains_exports_and_reimports_to_identical_ro
     assert summary['iter'] == summary['max_iters'] > 0 and summary['train_rows'] == 30 + 3
     assert os.path.isfile(tmp_path / 'out' / 'summary.json')
 
-    printed = ps.export_official(cfg, str(tmp_path / 'exported'))
+    printed = ps.export_official(checked(cfg), str(tmp_path / 'exported'))
     assert printed == [f"wrote {tmp_path / 'exported' / name} ({n} line{'' if n == 1 else 's'})"
                        for name, n in zip(NAMES.values(), (30, 3, 2))]
     assert sorted(os.listdir(tmp_path / 'exported')) == sorted(NAMES.values())
@@ -168,7 +172,7 @@ def test_the_sample_fixture_imports_trains_exports_and_reimports_to_identical_ro
     first = ps.load_or_build(cfg, verbose=False)
     again = ps.load_or_build(dict(cfg, data_import=str(tmp_path / 'exported')), verbose=False)
     assert again.path != first.path
-    for name in ps.ARRAYS:
+    for name in pc.ARRAYS:
         assert np.array_equal(getattr(first, name), getattr(again, name)), name
     assert np.array_equal(first.meta['paths'], again.meta['paths'])
 
@@ -204,7 +208,7 @@ def test_any_graph_exports_relabelled_to_ranks_and_imports_back_to_the_same_rows
     cfg = dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, use_undirected=undirected, path_replication=1,
                data_dir=str(tmp_path / 'data'))
     original = ps.load_or_build(cfg, verbose=False)
-    printed = ps.export_official(cfg, str(tmp_path / 'exported'))
+    printed = ps.export_official(checked(cfg), str(tmp_path / 'exported'))
     assert printed[0].startswith('node labels relabelled to their ranks 0..18') and len(printed) == 4
     fb = '11' if undirected else '10'
     assert sorted(os.listdir(tmp_path / 'exported')) == sorted(
@@ -225,9 +229,9 @@ def test_any_graph_exports_relabelled_to_ranks_and_imports_back_to_the_same_rows
 
 def test_a_graph_with_labels_in_range_n_exports_them_as_they_are(tmp_path):
     cfg = dict(graph_d=4, graph_l=3, graph_vocab_size='1max', graph_holdout_percentage=0.25)
-    printed = ps.export_official(cfg, str(tmp_path / 'exported'))
+    printed = ps.export_official(checked(cfg), str(tmp_path / 'exported'))
     assert len(printed) == 3 and all(line.startswith('wrote ') for line in printed)
-    paths, held_out = ps.draw_graph(ps.data_config(cfg))[:2]
+    paths, held_out = inweights.draw_graph(inweights.data_config(checked(cfg)))[:2]
     imported = official_files.read(str(tmp_path / 'exported'))
     ours = sorted((paths - NODE_OFFSET).tolist())
     assert imported.paths.tolist() == ours
@@ -336,7 +340,7 @@ def test_a_bad_file_is_one_line_naming_the_file_and_the_line(tmp_path, name):
     folder = sample(tmp_path)
     named = damage(folder)
     with pytest.raises(UserError) as e:
-        configurator.build_config(dict(data_import=str(folder)))
+        validate.build_config(dict(data_import=str(folder)))
     message = str(e.value)
     assert '\n' not in message and message.startswith('data_import: ') and named in message, message
     assert expect in message, message
@@ -386,7 +390,7 @@ def test_a_star_with_two_arms_finds_its_root_in_the_middle(tmp_path):
 def test_a_folder_that_is_missing_or_a_file_is_one_line(tmp_path):
     for path, expect in ((tmp_path / 'nowhere', 'no such folder'), (FIXTURE / NAMES['train'], 'is a file')):
         with pytest.raises(UserError, match=expect):
-            configurator.build_config(dict(data_import=str(path)))
+            validate.build_config(dict(data_import=str(path)))
 
 
 @pytest.mark.parametrize('name', ['missing-file', 'path-not-along-the-edges', 'duplicate-leaves', 'self-edge-line',

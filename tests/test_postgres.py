@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import run_sweep
-import sweep_local
+from pathstar.sweeps import local as sweep_local
 from conftest import ROOT
 
 RUN_SWEEP = os.path.join(ROOT, 'run_sweep.py')

@@ -12,15 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-import configurator
-import evaluate
+from pathstar.training import evaluate
 import pathstar_data as ps
-import pathstar_rows
-import sweep_space
+from pathstar.data import slots as pathstar_rows
+from pathstar.sweeps import space as sweep_space
 import train
 from conftest import tiny_config
 from configurator import UserError
-from pathstar_data import NODE_OFFSET
+from pathstar.tokens import NODE_OFFSET
+from conftest import checked
+from pathstar.data import inweights
+from pathstar.data import cache as pc
+from pathstar import tokens
+from pathstar import validate
 
 HAND = dict(graph_d=2, graph_l=3, graph_holdout_percentage=0.5, num_pause_tokens=1, path_replication=1)
 HAND_PATHS = np.array([[0, 1, 2], [0, 3, 4]]) + NODE_OFFSET
@@ -32,22 +36,23 @@ VARIANT_IDS = ['full', 'first_hop', 'reversed', 'root', 'root_first_hop', 'teach
 
 def hand_data(**overrides):
     """The hand-made graph's rows, built by the real row code (fill_rows) around a given graph."""
-    cfg = ps.data_config({**HAND, **overrides})
-    paths, held_out, edges, nodes = ps.star_parts(HAND_PATHS.copy(), np.array([1]))
-    meta = ps.make_meta(cfg, paths, held_out)
+    cfg = inweights.data_config(checked({**HAND, **overrides}))
+    paths, held_out, edges, nodes = inweights.star_parts(HAND_PATHS.copy(), np.array([1]))
+    meta = inweights.make_meta(cfg, paths, held_out)
     arrays = {}
     for split in ('train', 'val'):
         shape = (meta[f'num_{split}_rows'], meta['row_len'])
         arrays[f'{split}_rows'] = np.zeros(shape, meta['dtype'])
         arrays[f'{split}_mask'] = np.zeros(shape, np.bool_)
-    ps.fill_rows(arrays, meta, edges, nodes)
-    return ps.PathStarData(**arrays, meta=meta, path='')
+    inweights.fill_rows(arrays, meta, edges, nodes)
+    return pc.PathStarData(**arrays, meta=meta, path='')
 
 
 def decoded(data):
     n_edges = data.meta['num_edge_rows']
-    return ([ps.decode(r) for r in data.train_rows[:n_edges]], [ps.decode(r) for r in data.train_rows[n_edges:]],
-            [ps.decode(r) for r in data.val_rows])
+    decode = tokens.decode
+    return ([decode(r) for r in data.train_rows[:n_edges]], [decode(r) for r in data.train_rows[n_edges:]],
+            [tokens.decode(r) for r in data.val_rows])
 
 
 EDGES = ['[EDGE] > n0 n1', '[EDGE] > n1 n2', '[EDGE] > n0 n3', '[EDGE] > n3 n4',
@@ -82,7 +87,7 @@ def test_each_variant_writes_the_rows_it_promises(overrides, train_path, val_pat
     (dict(graph_l=4, graph_d=2, path_target='reversed'), 3, [3, 2, 1, 0], 2),  # n1 is target 3 of leaf n2 n1 root
 ])
 def test_meta_says_where_the_targets_and_the_first_hop_are(overrides, prompt_len, targets, first_hop):
-    _, meta = ps.build_arrays({**HAND, **overrides})
+    _, meta = inweights.build_arrays(checked({**HAND, **overrides}))
     assert meta['path_prompt_len'] == prompt_len
     assert meta['path_target_nodes'] == targets and meta['first_hop_slot'] == first_hop
     assert meta['row_len'] == prompt_len + len(targets)
@@ -92,14 +97,15 @@ def test_meta_says_where_the_targets_and_the_first_hop_are(overrides, prompt_len
 @pytest.mark.parametrize('overrides', VARIANTS, ids=VARIANT_IDS)
 def test_drawn_graphs_get_the_same_layout_as_the_hand_made_one(overrides):
     """On a real draw, every path row is its prompt followed by the promised nodes of its own path."""
-    arrays, meta = ps.build_arrays(dict(graph_d=5, graph_l=4, graph_holdout_percentage=0.4, **overrides))
+    cfg = checked(dict(graph_d=5, graph_l=4, graph_holdout_percentage=0.4, **overrides))
+    arrays, meta = inweights.build_arrays(cfg)
     cfg, paths, start = meta['config'], meta['paths'], meta['path_prompt_len']
     n_edges = meta['num_edge_rows']
     splits = ((arrays['train_rows'][n_edges:], meta['train_arms']), (arrays['val_rows'], meta['holdout_arms']))
     for rows, arms in splits:
         for row, arm in zip(rows, np.tile(arms, len(rows) // len(arms))):
             path = paths[arm]
-            prompt = [ps.PATH] + ([path[0]] if cfg['root_in_prompt'] else []) + [path[-1]] + [ps.PAUSE] * 3
+            prompt = [tokens.PATH] + ([path[0]] if cfg['root_in_prompt'] else []) + [path[-1]] + [tokens.PAUSE] * 3
             assert row.tolist() == prompt + path[meta['path_target_nodes']].tolist()
     assert meta['row_len'] == start + len(meta['path_target_nodes'])
 
@@ -139,10 +145,10 @@ def test_training_inputs_and_loss_positions_of_each_variant(overrides, x, pos, t
     data = hand_data(**overrides)
     t = pathstar_rows.training_targets(data, path_loss, 'cpu')
     n_edges = data.meta['num_edge_rows']
-    assert ps.decode(t.x[n_edges]).split() == x
+    assert tokens.decode(t.x[n_edges]).split() == x
     assert t.pos[n_edges].tolist() == pos and t.tgt[n_edges].tolist() == tgt
     # the edge rows keep their inputs, their one target, and its position
-    assert ps.decode(t.x[0]).split()[:3] == ['[EDGE]', '>', 'n0'] and t.tgt[0].tolist()[0] == n(1)
+    assert tokens.decode(t.x[0]).split()[:3] == ['[EDGE]', '>', 'n0'] and t.tgt[0].tolist()[0] == n(1)
     assert t.pos[0].tolist()[0] == 2 and (t.tgt[:n_edges, 1:] == -1).all()
 
 
@@ -150,8 +156,8 @@ def test_teacherless_inputs_carry_no_path_token_after_the_prompt():
     data = hand_data(teacherless=True, root_in_prompt=True)
     t = pathstar_rows.training_targets(data, 'full', 'cpu')
     n_edges, start = data.meta['num_edge_rows'], data.meta['path_prompt_len']
-    assert (t.x[n_edges:, start:] == ps.DUMMY).all()
-    assert ps.TOKEN_TEXT[ps.DUMMY] == '$' and ps.DUMMY < NODE_OFFSET  # a special: no node label moved onto it
+    assert (t.x[n_edges:, start:] == tokens.DUMMY).all()
+    assert tokens.TOKEN_TEXT[tokens.DUMMY] == '$' and tokens.DUMMY < NODE_OFFSET  # a special: no node label moves
 
 
 # -----------------------------------------------------------------------------
@@ -169,7 +175,7 @@ def test_teacherless_inputs_carry_no_path_token_after_the_prompt():
 ])
 def test_combinations_that_make_no_sense_are_one_line_errors(overrides, message):
     with pytest.raises(UserError) as e:
-        configurator.build_config(overrides)
+        validate.build_config(overrides)
     assert message in str(e.value) and '\n' not in str(e.value)
 
 
@@ -178,14 +184,14 @@ def test_combinations_that_make_no_sense_are_one_line_errors(overrides, message)
     dict(teacherless=True, path_loss='first_hop'), dict(root_in_prompt=True, teacherless=True),
 ])
 def test_combinations_that_make_sense_pass(overrides):
-    assert configurator.build_config(overrides)['path_target'] == overrides.get('path_target', 'full')
+    assert validate.build_config(overrides)['path_target'] == overrides.get('path_target', 'full')
 
 
 def test_the_variants_are_data_keys_and_change_the_cache_folder(tmp_path):
-    import pathstar_cache
-    folders = {pathstar_cache.cache_dir({**HAND, 'data_dir': str(tmp_path), **v}) for v in VARIANTS}
+    from pathstar.data import cache as pathstar_cache
+    folders = {pathstar_cache.cache_dir(checked({**HAND, 'data_dir': str(tmp_path), **v})) for v in VARIANTS}
     assert len(folders) == len(VARIANTS)
-    assert {'path_target', 'root_in_prompt', 'teacherless'} <= set(ps.DATA_KEYS)
+    assert {'path_target', 'root_in_prompt', 'teacherless'} <= set(inweights.DATA_KEYS)
 
 
 # -----------------------------------------------------------------------------
@@ -272,11 +278,11 @@ def test_a_teacherless_model_is_scored_by_one_forward_pass_and_its_argmax(tmp_pa
     ev = pathstar_rows.eval_sets(data, 1024, 0, 'cpu')
     start, l, hop = meta['path_prompt_len'], meta['l'], meta['first_hop_slot']
     loss, correct, first_hop_tf = evaluate.score_paths(model, ev.val_paths, start, l, 'cpu', torch.no_grad(),
-                                                       first_hop_slot=hop, dummy=ps.DUMMY)
+                                                       first_hop_slot=hop, dummy=tokens.DUMMY)
     assert calls == [(len(ev.val_paths), meta['row_len'] - 1)]  # one pass, no generation
 
     x = torch.from_numpy(ev.val_paths[:, :-1].astype(np.int64))
-    x[:, start:] = ps.DUMMY
+    x[:, start:] = tokens.DUMMY
     with torch.no_grad():
         logits, _ = model(x)
     logits = logits[:, start - 1:start - 1 + l]

@@ -22,10 +22,12 @@ import pytest
 import torch
 
 import model
-import pathstar_cache as pc
+from pathstar.data import cache as pc
 import pathstar_data as ps
 import train
 from conftest import ROOT
+from conftest import checked
+from pathstar.data import inweights
 
 # the seeded run every interruption is compared with: 30 iterations (31 rows, one batch per
 # epoch), evaluations at 0, 10, 20, 30, and dropout so that a lost RNG state would show
@@ -254,7 +256,7 @@ import hashlib, json, os, sys, time
 root, data_dir, mode, marker = sys.argv[1:5]
 sys.path.insert(0, root)
 import numpy as np
-import pathstar_cache as pc
+from pathstar.data import cache as pc
 import pathstar_data as ps
 if mode == 'hang-in-save':  # the 2nd array file is left half written, then the builder hangs
     real_save, calls = np.save, []
@@ -269,13 +271,13 @@ if mode == 'hang-in-save':  # the 2nd array file is left half written, then the 
 else:  # 'wait': say so, then queue for the lock
     open(marker, 'w').close()
 data = ps.load_or_build(dict(%r, data_dir=data_dir), verbose=False)
-h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in ps.ARRAYS))
+h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in pc.ARRAYS))
 print(json.dumps(dict(built=data.build_seconds is not None, digest=h.hexdigest())))
 ''' % (DATA_CFG,)
 
 
 def digest(data):
-    return hashlib.sha256(b''.join(np.ascontiguousarray(data[n]).tobytes() for n in ps.ARRAYS)).hexdigest()
+    return hashlib.sha256(b''.join(np.ascontiguousarray(data[n]).tobytes() for n in pc.ARRAYS)).hexdigest()
 
 
 def test_kill_9_inside_a_dataset_write_lets_the_waiting_builder_take_over_with_a_complete_cache(tmp_path):
@@ -298,9 +300,9 @@ def test_kill_9_inside_a_dataset_write_lets_the_waiting_builder_take_over_with_a
     out, err = communicate(second)
     assert second.returncode == 0 and err == '', err
     taken_over = json.loads(out)
-    arrays, _ = ps.build_arrays(DATA_CFG)
+    arrays, _ = inweights.build_arrays(checked(DATA_CFG))
     assert taken_over == dict(built=True, digest=digest(arrays))
-    folder = pc.cache_dir(dict(DATA_CFG, data_dir=str(data_dir)))
+    folder = pc.cache_dir(checked(dict(DATA_CFG, data_dir=str(data_dir))))
     assert sorted(os.listdir(data_dir)) == sorted([os.path.basename(folder), os.path.basename(folder) + '.lock'])
     again = ps.load_or_build(dict(DATA_CFG, data_dir=str(data_dir)), verbose=False)
     assert again.build_seconds is None and digest(vars(again)) == digest(arrays)
@@ -316,7 +318,7 @@ import hashlib, json, multiprocessing, os, sys
 root, base, rounds, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 sys.path.insert(0, root)
 import numpy as np
-import pathstar_cache as pc
+from pathstar.data import cache as pc
 import pathstar_data as ps
 CFG = %r
 
@@ -325,7 +327,7 @@ def worker(data_dir, barrier, conn, mmap):
     try:
         barrier.wait(timeout=60)
         data = ps.load_or_build(dict(CFG, data_dir=data_dir), verbose=False, mmap=mmap)
-        h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in ps.ARRAYS))
+        h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in pc.ARRAYS))
         conn.send(dict(built=data.build_seconds is not None, digest=h.hexdigest(), error=None))
     except BaseException as e:
         conn.send(dict(built=None, digest=None, error=repr(e)))
@@ -361,9 +363,9 @@ def test_eight_concurrent_builders_build_once_and_agree_in_each_of_20_rounds(tmp
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stderr == '', run.stderr[-3000:]
     report = json.loads(run.stdout)
-    arrays, _ = ps.build_arrays(DATA_CFG)
-    folder = os.path.basename(pc.cache_dir(dict(DATA_CFG, data_dir='.')))
-    expected_files = {folder + '.lock'} | {f'{folder}/{n}.npy' for n in (*ps.ARRAYS, 'paths')} | {f'{folder}/meta.json'}
+    arrays, _ = inweights.build_arrays(checked(DATA_CFG))
+    folder = os.path.basename(pc.cache_dir(checked(dict(DATA_CFG, data_dir='.'))))
+    expected_files = {folder + '.lock'} | {f'{folder}/{n}.npy' for n in (*pc.ARRAYS, 'paths')} | {f'{folder}/meta.json'}
     assert len(report) == rounds
     for r, result in enumerate(report):
         answers = result['answers']

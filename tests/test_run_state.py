@@ -7,13 +7,14 @@ import signal
 import pytest
 import torch
 
-import checkpoint
+from pathstar.training import checkpoint
 import configurator
 import model
-import pathstar_data
 import train
 from configurator import UserError
 from conftest import tiny_config
+from pathstar import validate
+from pathstar.data import cache
 
 
 def argv(cfg):
@@ -64,7 +65,7 @@ def test_overwrite_out_dir_starts_over(tmp_path):
 
 def test_a_second_run_on_a_busy_out_dir_stops_naming_the_holder_and_leaves_its_files(tmp_path, capsys):
     cfg = tiny_config(tmp_path, epochs=4)
-    held = checkpoint.claim(configurator.build_config(cfg))  # a live run, as far as the folder can tell
+    held = checkpoint.claim(validate.build_config(cfg))  # a live run, as far as the folder can tell
     try:
         in_flight = tmp_path / 'out' / 'ckpt.pt.tmp-424242'
         in_flight.write_bytes(b'half a checkpoint')
@@ -163,7 +164,7 @@ def test_cpu_out_of_memory_at_model_build_is_one_line(tmp_path, monkeypatch):
 def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(pathstar_data, 'load_or_build', interrupted)
+    monkeypatch.setattr(cache, 'load_or_build', interrupted)  # the dataset build train() starts with
     with pytest.raises(SystemExit) as stop:
         train.main(argv(tiny_config(tmp_path)))
     assert stop.value.code == 128 + signal.SIGINT
@@ -173,4 +174,4 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, monkeypatch, 
 def test_wandb_project_names_wandb_refuses_are_config_errors():
     for bad in ('a/b', 'x:y', '#1', 'p' * 129):
         with pytest.raises(UserError, match='wandb_project'):
-            configurator.build_config(dict(wandb_project=bad))
+            validate.build_config(dict(wandb_project=bad))

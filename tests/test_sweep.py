@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 import run_sweep
-import sweep_local
-import sweep_space
-import sweep_storage
+from pathstar.sweeps import local as sweep_local
+from pathstar.sweeps import space as sweep_space
+from pathstar.sweeps import storage as sweep_storage
 import train
 from conftest import ROOT
+from pathstar import validate
 
 RUN_SWEEP = os.path.join(ROOT, 'run_sweep.py')
 SCRIPT = os.path.join(ROOT, 'run_multi_gpu_sweep.sh')
@@ -176,8 +177,8 @@ def test_every_rule_reads_only_the_keys_it_declares():
         def __getitem__(self, key):
             self.seen.add(key)
             return dict.__getitem__(self, key)
-    assert len(configurator.RULES) > 30
-    for keys, rule in configurator.RULES:
+    assert len(validate.RULES) > 30
+    for keys, rule in validate.RULES:
         cfg = Reads(configurator.DEFAULTS, batch_size=10, recipe='staged')
         cfg.seen = set()
         rule(cfg)
@@ -284,9 +285,11 @@ def test_a_failing_trial_is_marked_failed_and_the_agent_goes_on(tmp_path, monkey
 
 def test_a_missing_metric_fails_the_trial_and_names_the_keys(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train, 'train', lambda cfg: {'train/loss/overall': 0.5})
+    def fake_train(cfg):
+        return {'train/loss/overall': 0.5}
     path = write_sweep(tmp_path / 'grid.yaml', n_layer={'values': [1]})
-    assert run_sweep.main(['--sweep_config', path, '--backend', 'local']) == 1  # every trial failed
+    # every trial fails
+    assert run_sweep.main(["--sweep_config", path, "--backend", "local"], train_fn=fake_train) == 1
     err = capsys.readouterr().err
     assert "metric 'val/loss/overall' is not in the run's summary; it has: train/loss/overall" in err
 
@@ -338,13 +341,14 @@ def test_a_signal_fails_the_trial_stops_the_agent_and_the_retry_resumes_its_chec
         os.makedirs(cfg['out_dir'])
         open(os.path.join(cfg['out_dir'], 'ckpt.pt'), 'w').write('weights')
         raise train.Interrupted(signal.SIGTERM, 7)
-    monkeypatch.setattr(train, 'train', interrupted)
-    assert run_sweep.main(['--sweep_config', path, '--backend', 'local']) == 128 + signal.SIGTERM
+    fake_train = interrupted
+    assert run_sweep.main(['--sweep_config', path, '--backend', 'local'], train_fn=fake_train) == 128 + signal.SIGTERM
     assert 'stopped by signal 15' in capsys.readouterr().err
     sweep_id = os.listdir('sweeps')[0]
 
-    monkeypatch.setattr(train, 'train', lambda cfg: seen.append(cfg) or {'val/loss/overall': 0.25})
-    assert run_sweep.main(['--sweep_id', sweep_id]) == 0
+    def fake_train(cfg):
+        return seen.append(cfg) or {'val/loss/overall': 0.25}
+    assert run_sweep.main(['--sweep_id', sweep_id], train_fn=fake_train) == 0
     study, _ = load(tmp_path, sweep_id)
     assert states(study) == ['FAIL', 'COMPLETE'] and study.trials[1].value == 0.25
     assert study.trials[0].user_attrs['error'] == 'interrupted by signal 15'
@@ -354,13 +358,14 @@ def test_a_signal_fails_the_trial_stops_the_agent_and_the_retry_resumes_its_chec
 
 def test_an_rdb_storage_url_works_like_the_journal(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train, 'train', lambda cfg: {'val/loss/overall': cfg['n_layer'] / 10})
+    def fake_train(cfg):
+        return {'val/loss/overall': cfg['n_layer'] / 10}
     path = write_sweep(tmp_path / 'grid.yaml', n_layer={'values': [2, 1]})
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"  # one agent only: sqlite is not safe for several
-    assert run_sweep.main(['--sweep_config', path, '--storage', url]) == 0
+    assert run_sweep.main(['--sweep_config', path, '--storage', url], train_fn=fake_train) == 0
     sweep_id = os.listdir('sweeps')[0]
     capsys.readouterr()
-    assert run_sweep.main(['--sweep_id', sweep_id, '--storage', url, '--results']) == 0
+    assert run_sweep.main(['--sweep_id', sweep_id, '--storage', url, '--results'], train_fn=fake_train) == 0
     rows = [line.split()[:4] for line in capsys.readouterr().out.splitlines()[2:]]
     assert rows == [['1', 'FINISHED', '0.1', '1'], ['0', 'FINISHED', '0.2', '2']]
 
@@ -369,9 +374,9 @@ def test_trials_with_wandb_log_are_grouped_by_sweep_in_the_sweep_project(tmp_pat
     monkeypatch.chdir(tmp_path)
     path = write_sweep(tmp_path / 'grid.yaml', wandb_log={'value': True}, n_layer={'values': [1]})
     seen = []
-    monkeypatch.setattr(train, 'train', lambda cfg: seen.append((cfg, os.environ['WANDB_RUN_GROUP'])) or
-                        {'val/loss/overall': 0.5})
-    assert run_sweep.main(['--sweep_config', path, '--backend', 'local', '--project', 'proj']) == 0
+    def fake_train(cfg):
+        return seen.append((cfg, os.environ['WANDB_RUN_GROUP'])) or {'val/loss/overall': 0.5}
+    assert run_sweep.main(['--sweep_config', path, '--backend', 'local', '--project', 'proj'], train_fn=fake_train) == 0
     cfg, group = seen[0]
     assert group == os.listdir('sweeps')[0] and cfg['wandb_project'] == 'proj' and cfg['wandb_log'] is True
     assert 'WANDB_RUN_GROUP' not in os.environ

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 import run_sweep
-import sweep_local
-import sweep_space
+from pathstar.sweeps import local as sweep_local
+from pathstar.sweeps import space as sweep_space
 import train
 from conftest import ROOT
 
@@ -129,8 +129,9 @@ def test_a_damaged_line_is_one_error_naming_the_file_and_the_line(damage, tmp_pa
     """A damaged line in the middle, or what an older agent left: a record appended onto a cut-off one.
     Then the repairs SWEEP_GUIDE.md gives for each: delete the line; delete the cut-off part."""
     sweep_id = create(tmp_path, monkeypatch, n_layer={'values': [1, 2]})
-    monkeypatch.setattr(train, 'train', lambda cfg: {'val/loss/overall': 0.5})
-    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1']) == 0
+    def fake_train(cfg):
+        return {'val/loss/overall': 0.5}
+    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1'], train_fn=fake_train) == 0
     journal = tmp_path / 'sweeps' / sweep_id / 'journal.log'
     lines = journal.read_bytes().splitlines(keepends=True)
     if damage == 'middle':  # a trial's user attribute (op_code 8), e.g. its heartbeat
@@ -193,13 +194,14 @@ def test_a_bad_storage_path_is_one_line_and_leaves_nothing_on_disk(args, message
 
 def test_a_journal_named_by_storage_is_made_by_creation_and_read_by_joiners(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train, 'train', lambda cfg: {'val/loss/overall': 0.5})
+    def fake_train(cfg):
+        return {'val/loss/overall': 0.5}
     path = write_sweep(tmp_path / 'grid.yaml', n_layer={'values': [1]})
     assert run_sweep.main(['--sweep_config', path, '--backend', 'local', '--storage', 'shared.log',
-                           '--create_only']) == 0
+                           '--create_only'], train_fn=fake_train) == 0
     sweep_id = capsys.readouterr().out.split('Sweep created! ID: ')[1].split()[0]
-    assert run_sweep.main(['--sweep_id', sweep_id, '--storage', 'shared.log']) == 0
-    assert run_sweep.main(['--sweep_id', sweep_id, '--storage', 'shared.log', '--results']) == 0
+    assert run_sweep.main(['--sweep_id', sweep_id, '--storage', 'shared.log'], train_fn=fake_train) == 0
+    assert run_sweep.main(['--sweep_id', sweep_id, '--storage', 'shared.log', '--results'], train_fn=fake_train) == 0
     assert table(capsys.readouterr().out.split(f"sweep {sweep_id}: grid")[-1])['0'][:2] == ['FINISHED', '0.5']
     assert os.path.isfile('shared.log') and os.listdir(tmp_path / 'sweeps' / sweep_id) == ['sweep.yaml']
 
@@ -210,21 +212,22 @@ def test_a_journal_named_by_storage_is_made_by_creation_and_read_by_joiners(tmp_
 def test_joining_after_sweep_yaml_was_edited_says_the_stored_config_is_used(tmp_path, monkeypatch, capsys):
     sweep_id = create(tmp_path, monkeypatch, n_layer={'values': [1, 2]})
     seen = []
-    monkeypatch.setattr(train, 'train', lambda cfg: seen.append(cfg['n_layer']) or {'val/loss/overall': 0.5})
-    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1']) == 0
+    def fake_train(cfg):
+        return seen.append(cfg['n_layer']) or {'val/loss/overall': 0.5}
+    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1'], train_fn=fake_train) == 0
     assert 'warning' not in capsys.readouterr().err  # untouched: nothing to say
 
     copy = tmp_path / 'sweeps' / sweep_id / 'sweep.yaml'
     edited = yaml.safe_load(copy.read_text())
     edited['parameters']['n_layer'] = {'values': [3, 4]}
     copy.write_text(yaml.safe_dump(edited))
-    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1']) == 0
+    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1'], train_fn=fake_train) == 0
     err = capsys.readouterr().err
     assert err == (f"warning: sweeps/{sweep_id}/sweep.yaml was changed after the sweep was created; the config "
                    f"stored in the sweep is the one used. To run the changed config, create a new sweep: "
                    f"python3 run_sweep.py --sweep_config sweeps/{sweep_id}/sweep.yaml\n")
     assert seen == [1, 2]
-    assert run_sweep.main(['--sweep_config', str(copy), '--dry_run']) == 0  # the advice works
+    assert run_sweep.main(['--sweep_config', str(copy), '--dry_run'], train_fn=fake_train) == 0  # the advice works
 
 
 # -----------------------------------------------------------------------------
@@ -241,11 +244,12 @@ def test_a_finished_trials_model_is_freed_before_the_next_trial_starts(tmp_path,
         if event == 'start':
             alive_at_start.append([ref() is not None for ref in models])
             models.append(weakref.ref(run.model))
-    monkeypatch.setattr(train, 'train', lambda cfg: real_train(cfg, hook))
+    def fake_train(cfg):
+        return real_train(cfg, hook)
     gc.collect()
     gc.disable()
     try:
-        assert run_sweep.main(['--sweep_id', sweep_id]) == 0
+        assert run_sweep.main(['--sweep_id', sweep_id], train_fn=fake_train) == 0
         assert alive_at_start == [[], [False]] and [ref() for ref in models] == [None, None]
     finally:
         gc.enable()

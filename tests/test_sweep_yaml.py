@@ -11,7 +11,7 @@ import pytest
 import sweeps  # wandb's sweep-schema validator: README's test command installs it
 import yaml
 
-import sweep_space
+from pathstar.sweeps import space as sweep_space
 import train
 from conftest import ROOT, tiny_config
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-import pathstar_rows
-import device
-import recipes
+from pathstar.data import slots as pathstar_rows
+from pathstar.training import device
+from pathstar.training import recipes
 import train
 from conftest import ROOT, tiny_config
+from pathstar import validate
 
 SCHEDULE = dict(learning_rate=1e-3, min_lr=1e-4, warmup_frac=0.1, warmup_iters=0, lr_decay_frac=0.9, decay_lr=True)
 
@@ -135,8 +136,7 @@ def run_and_sigterm_at_third_eval(cfg, tmp_path):
 
 
 def test_staged_plan_runs_the_edge_epochs_then_the_path_epochs():
-    import configurator
-    cfg = configurator.build_config(dict(recipe='staged', staged_edge_frac=0.25, epochs=8, batch_size=4))
+    cfg = validate.build_config(dict(recipe='staged', staged_edge_frac=0.25, epochs=8, batch_size=4))
     stages = recipes.training_stages(cfg, n_rows=30, n_edges=10)
     assert [s[:4] for s in stages] == [(0, 10, 2, 4), (10, 30, 6, 4)]
     plan, max_iters = recipes.iteration_plan(cfg, stages)
@@ -150,8 +150,7 @@ def test_staged_plan_runs_the_edge_epochs_then_the_path_epochs():
 
 
 def test_two_stage_plan_gives_each_stage_its_own_batch_schedule_and_optimizer():
-    import configurator
-    cfg = configurator.build_config(dict(recipe='two_stage', epochs=6, batch_size=8, learning_rate=5e-4,
+    cfg = validate.build_config(dict(recipe='two_stage', epochs=6, batch_size=8, learning_rate=5e-4,
                                          min_lr=5e-5, warmup_iters=3, edge_epochs=2, edge_batch_size=4,
                                          edge_learning_rate=1e-2, edge_min_lr=1e-3, edge_warmup_iters=2))
     plan, max_iters = recipes.iteration_plan(cfg, recipes.training_stages(cfg, n_rows=30, n_edges=10))

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import torch
 
-import pathstar_data
+from pathstar.tokens import NODE_OFFSET
 from pathstar.analysis.plots import EIGEN_TOL, EPS, MIN_COLOUR_SCALE, pca_2d, pyplot, save_figure, write_json
 
 TOP_K = 5          # top_k of the official notebooks (cut to n - 1 on smaller graphs)
@@ -36,7 +36,7 @@ def node_embeddings(token_emb, graph):
     """(n, C) float64 rows of a token embedding (vocab, C) for nodes 0..n-1: node i is the
     token NODE_OFFSET + labels[i]."""
     emb = torch.as_tensor(token_emb).detach().float().cpu().numpy()
-    return emb[pathstar_data.NODE_OFFSET + np.asarray(graph.labels)].astype(np.float64)
+    return emb[NODE_OFFSET + np.asarray(graph.labels)].astype(np.float64)
 
 
 def undirected_pairs(edges):

@@ -19,8 +19,8 @@ import os
 import numpy as np
 import torch
 
-import graphs
-import pathstar_data
+from pathstar import graphs
+from pathstar.data import inweights
 from pathstar.analysis import geometry as graph_geometry
 
 MAX_NODES = 4096   # dense n x n similarity and eigendecomposition up to here
@@ -105,8 +105,8 @@ def of_checkpoint(model, cfg, meta, out_dir, title):
     named graph_*; ({}, {}) for graphs over MAX_NODES nodes."""
     if meta['num_nodes'] > MAX_NODES:
         return {}, {}
-    dcfg = pathstar_data.data_config(cfg)
-    arrays, _ = pathstar_data.build_arrays(dcfg)
+    dcfg = inweights.data_config(cfg)
+    arrays, _ = inweights.build_arrays(dcfg)
     edge_rows = arrays['train_rows'][:meta['num_edge_rows'], :meta['edge_row_len']]
     metrics, pngs, _ = report(model, dcfg, out_dir, title, edge_rows)
     return metrics, {f'graph_{name}': path for name, path in pngs.items()}

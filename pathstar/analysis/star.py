@@ -18,10 +18,9 @@ import os
 import numpy as np
 import torch
 
-import models
-import pathstar_data
-import pathstar_rows
-from configurator import UserError
+from pathstar.data import inweights, slots
+from pathstar.errors import UserError
+from pathstar.models import registry as models
 from pathstar.analysis import report as graph_report
 from pathstar.analysis.plots import EIGEN_TOL, EPS, MIN_COLOUR_SCALE, pca_2d, pyplot, save_figure
 
@@ -86,7 +85,7 @@ def leaf_first_hop_similarity(emb, paths, arms, max_cols=None):
     right answer for row i is column i. Returns (sim (len(arms), cols), column arms).
     """
     emb, paths, arms = torch.as_tensor(emb).float(), np.asarray(paths), np.asarray(arms, dtype=np.int64)
-    cols = np.concatenate([arms, pathstar_data.other_arms(len(paths), arms)])[:max_cols]
+    cols = np.concatenate([arms, inweights.other_arms(len(paths), arms)])[:max_cols]
     leaves = unit_rows(emb[torch.as_tensor(paths[arms, -1])])
     hops = unit_rows(emb[torch.as_tensor(paths[cols, 1])])
     return leaves @ hops.T, cols
@@ -229,8 +228,8 @@ def model_first_hop_accuracy(model, meta, batch=FORWARD_BATCH):
         return float('nan')
     model.eval()
     device = next(model.parameters()).device
-    x = pathstar_data.path_rows(meta['paths'][arms], meta)[:, :-1].astype(np.int64)
-    rows = pathstar_rows.path_inputs(x, meta)[:, :meta['path_prompt_len'] + meta['first_hop_slot']]
+    x = inweights.path_rows(meta['paths'][arms], meta)[:, :-1].astype(np.int64)
+    rows = slots.path_inputs(x, meta)[:, :meta['path_prompt_len'] + meta['first_hop_slot']]
     right = 0
     for start in range(0, len(rows), batch):
         logits, _ = model(torch.from_numpy(rows[start:start + batch]).to(device))
@@ -373,9 +372,9 @@ def log_geometry(model, meta, cfg, iter_num, run, edge_rows=None):
 def graph_meta(cfg):
     """The dataset meta of a run without its rows: the same draw as load_or_build, nothing written
     (a checkpoint from another machine may name a data_dir that does not exist here)."""
-    dcfg = pathstar_data.data_config(cfg)
-    paths, holdout = pathstar_data.draw_graph(dcfg)[:2]
-    return pathstar_data.make_meta(dcfg, paths, holdout)
+    dcfg = inweights.data_config(cfg)
+    paths, holdout = inweights.draw_graph(dcfg)[:2]
+    return inweights.make_meta(dcfg, paths, holdout)
 
 
 def load_checkpoint(path):

@@ -16,15 +16,16 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-import baseline_node2vec
 import configurator
-import graphs
-import sweep_local
-import train
 from configurator import DEFAULTS
+from pathstar import graphs, validate
 from pathstar.analysis import geometry as graph_geometry
-from sweep_space import RUNNER_KEYS, check_combinations, check_sweep
+from pathstar.analysis.node2vec import train_node2vec
+from pathstar.sweeps import local as sweep_local
+from pathstar.sweeps.space import RUNNER_KEYS, check_combinations, check_sweep
+from pathstar.training.checkpoint import RUN_KEYS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: config/, results/
 INDEX_DIR = os.path.join(sweep_local.SWEEPS_DIR, 'reproduce')   # <scale>/<key>.id: the sweep of each arm
@@ -53,7 +54,6 @@ class Contrast:
     title: str
     paper: str                   # what the paper reports, to read the table against
     arms: tuple
-    requires: str = ''           # a module the contrast needs; without it the contrast is skipped, with a note
     metrics: tuple = METRICS     # (summary key, column title); the first is the sweep's objective
 
 
@@ -96,7 +96,7 @@ CONTRASTS = (
              tuple(Arm(f'{who}, {family}', ('config/tiny_graph.py', f'config/tiny_{family}.py', TINY), baseline=kind)
                    for family in ('grid', 'cycle')
                    for who, kind in (('transformer', ''), ('Node2Vec', 'node2vec'), ('random', 'random'))),
-             requires='graphs', metrics=(('geometry/spectral_low_mass', 'low-frequency mass'),
+             metrics=(('geometry/spectral_low_mass', 'low-frequency mass'),
                                          ('geometry/topk_edge_recovery', 'top-5 edge recovery by embedding'))),
     Contrast('in_context', 'In-context: teacher-forced vs teacherless vs reversed, next to in-weights',
              "in context, teacher forcing fails (Clever Hans) and teacherless or reversed targets help; in weights "
@@ -165,7 +165,7 @@ def resolve(layers):
         for key, value in values.items():
             cfg[key] = configurator.parse_value(key, value)
         keys |= set(values)
-    return configurator.check(cfg), keys
+    return validate.check(cfg), keys
 
 
 def arm_config(arm, scale):
@@ -175,7 +175,7 @@ def arm_config(arm, scale):
 def pinned_sweep(cfg, keys, grid, name, metric):
     """A grid sweep: every key that defines a run pinned (so changing a default later makes a new sweep
     rather than silently joining an old one), the keys of grid ({key: [values]}) swept."""
-    pinned = (set(train.RUN_KEYS) | keys) - set(RUNNER_KEYS) - set(grid)
+    pinned = (set(RUN_KEYS) | keys) - set(RUNNER_KEYS) - set(grid)
     parameters = {k: dict(value=cfg[k]) for k in sorted(pinned)}
     parameters.update({k: dict(values=list(v)) for k, v in grid.items()})
     return check_sweep(dict(method='grid', metric=dict(name=metric, goal='maximize'), parameters=parameters,
@@ -211,14 +211,14 @@ def find_or_create(sweep, scale_name, create=True):
 
 
 def machine_name():
-    import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def run_queued(sweep_id):
-    """Run the trials of a sweep that no agent has claimed (and any a dead agent left); how many ran."""
+def run_queued(sweep_id, train):
+    """Run the trials of a sweep that no agent has claimed (and any a dead agent left) with train(cfg) ->
+    summary; how many ran."""
     study, storage, sweep = sweep_local.open_local_sweep(sweep_id, None)
     ran = 0
     while True:
@@ -228,17 +228,17 @@ def run_queued(sweep_id):
             return ran
         trial.set_user_attr('machine', machine_name())
         print(f"\n--- {sweep['name']}")
-        sweep_local.run_trial(study, storage, trial, sweep, sweep_id, 'pathstar_reproduce', None)
+        sweep_local.run_trial(study, storage, trial, sweep, sweep_id, 'pathstar_reproduce', None, train)
         sweep_local.release_memory()
         ran += 1
 
 
-def run_all(sweep_ids):
+def run_all(sweep_ids, train):
     """Every sweep's unclaimed trials, in order; then wait for the trials other agents run (a trial whose
     agent dies is queued again, and run here)."""
     for waits in range(10 ** 9):
         for sweep_id in sweep_ids:
-            run_queued(sweep_id)
+            run_queued(sweep_id, train)
         busy = [s for s in sweep_ids if any(t.state.name == 'RUNNING' for t in
                                             sweep_local.open_local_sweep(s, None)[0].get_trials(deepcopy=False))]
         if not busy:
@@ -273,7 +273,7 @@ def baseline_runs(arm, scale):
         cfg = dict(arm_config(arm, scale)[0], **{scale.seed_key: seed})
         graph, t0 = graphs.build(cfg), time.time()
         if arm.baseline == 'node2vec':
-            emb, _ = baseline_node2vec.train_node2vec(graph, seed=seed, self_edges=cfg['add_self_edges'])
+            emb, _ = train_node2vec(graph, seed=seed, self_edges=cfg['add_self_edges'])
         else:
             emb = np.random.default_rng(seed).standard_normal((graph.n, cfg['n_embd']))
         metrics = graph_geometry.graph_metrics(emb, graph, self_edges=cfg['add_self_edges'])

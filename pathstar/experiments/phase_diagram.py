@@ -10,6 +10,8 @@ and built from reproduce.py's sweeps and tables (so it resumes, and agents share
 import os
 import statistics
 
+import numpy as np
+
 from configurator import DEFAULTS
 from pathstar.experiments.contrasts import (METRICS, atomic_write, completed_runs, find_or_create, per_run,
                                             pinned_sweep, resolve, run_all, write_text)
@@ -97,7 +99,6 @@ def plot_phase(path, cells):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    import numpy as np
     ds, panels = PHASE['graph_d'], PHASE['panels']
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.5, 1.0 * len(ds) + 2.0), squeeze=False,
                              layout='constrained')
@@ -146,14 +147,14 @@ def demo_table(demo, sweep_id):
                       f"{s['val/accuracy/path']:.3f} | {s['wall_time_s']:.0f} s |\n" for seed, s in rows))
 
 
-def main(tables_only):
+def main(tables_only, train):
     fixed, panels = PHASE['fixed'], PHASE['panels']
     sweep_ids = panel_sweeps()
     demo_ids = [find_or_create(pinned_sweep(*resolve((demo,)), dict(seed=PHASE['demo_seeds']),
                                             f'reproduce: demo candidate {demo}', METRICS[0][0]), 'phase')
                 for demo in PHASE['demos']]
     if not tables_only:
-        run_all([*sweep_ids, *demo_ids])
+        run_all([*sweep_ids, *demo_ids], train)
     cells = phase_cells(sweep_ids)
     runs = [s for c in cells.values() for _, s in c]
     machines = sorted({m for i in sweep_ids for _, m in completed_runs(i).values()})  # as each trial recorded it

@@ -7,8 +7,16 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-import pathstar_data
-from configurator import UserError
+from pathstar.data import inweights
+from pathstar.errors import UserError
+
+
+class Interrupted(RuntimeError):
+    """SIGINT/SIGTERM arrived: the checkpoint is saved, the run can be resumed."""
+
+    def __init__(self, signum, iter_num):
+        super().__init__(f"interrupted by signal {signum} at iter {iter_num}; resume with --init_from=resume")
+        self.signum = signum
 
 
 class TrainingError(RuntimeError):
@@ -65,7 +73,7 @@ def compile_model(model, mode):
     """torch.compile with static shapes and a fresh dynamo cache. A sweep agent runs many trials in one
     process: with a shared cache each new model is a recompile, and after dynamo's recompile limit
     trials would silently run eager; here a run that hits the limit fails instead."""
-    import torch._dynamo
+    import torch._dynamo  # only where compiling: dynamo takes seconds to import
     torch._dynamo.reset()
     torch._dynamo.config.fail_on_recompile_limit_hit = True
     return torch.compile(model, dynamic=False, mode=None if mode == 'default' else mode)
@@ -95,8 +103,8 @@ def oom_message(cfg, batch_size, where):
 def check_memory(cfg):
     """Refuse, before building anything, a dataset that cannot fit in this machine's memory: its
     rows and masks, and the int64 inputs and target slots made from them."""
-    counts = pathstar_data.row_counts(pathstar_data.data_config(cfg))
-    edge_len, _, path_len = pathstar_data.row_lengths(cfg)
+    counts = inweights.row_counts(inweights.data_config(cfg))
+    edge_len, _, path_len = inweights.row_lengths(cfg)
     T, rows = max(edge_len, path_len), counts.train_rows + counts.held_out
     need = rows * (T * 5 + (T - 1) * 8 + 2 * cfg['graph_l'] * 8)  # uint32 + mask, then x, pos, tgt
     have = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')

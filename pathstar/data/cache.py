@@ -1,6 +1,6 @@
 """
 The dataset cache on disk: one folder per parameter set, {data_dir}/pathstar_d.._{hash}/, of
-.npy arrays and meta.json (pathstar_data.py builds the arrays; this file keeps them).
+.npy arrays and meta.json (the task's module builds the arrays; this file keeps them).
 
 A cache folder holds .npy files (ARRAYS and SAVED) and meta.json, which records the shape, dtype
 and crc32 of every array. Readers take no lock: a folder only appears by rename once whole, and
@@ -8,9 +8,9 @@ load() checks every file against meta.json and meta.json against the folder's co
 folder (a power cut's zeroed or truncated file, a missing file, an edited meta.json) is never used.
 Builders and repairers take turns on {folder}.lock, which names its holder while held.
 
-Two kinds of dataset share these guarantees: the in-weights one (pathstar_data.py, the functions of
-this module: folder_name, layouts, SAVED) and the in-context one (incontext_data.py, the same names),
-picked by scheme(cfg) from the config's task.
+Every task's dataset shares these guarantees: tasks.py picks the module that names, builds and lays
+out cfg's dataset (inweights.py, incontext.py). load_or_build takes a checked config (validate.py's):
+nothing here parses or checks a config again.
 """
 import contextlib
 import fcntl
@@ -23,39 +23,41 @@ import socket
 import sys
 import time
 import zlib
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
-import configurator
-import incontext_data
-import official_files
-from config_rules import graph_sizes
-from pathstar_data import (ARRAYS, FORMAT_VERSION, PathStarData, build_arrays, data_config, meta_scalars,  # noqa: F401
-                           other_arms)
+from pathstar.data.inweights import other_arms
+from pathstar.data.tasks import task as scheme
+from pathstar.errors import UserError
+from pathstar.graphs import official
+from pathstar.tokens import decode
 
-SAVED = ('paths',)  # the meta arrays kept as .npy files beside ARRAYS (holdout_arms live in meta.json)
+FORMAT_VERSION = 3  # bump when the files change meaning: it is part of every cache folder's hash
+# (2: meta.json records each array's shape, dtype and crc32; 3: the DUMMY token, so node k is token 7 + k,
+# and path rows follow path_target and root_in_prompt)
+ARRAYS = ('train_rows', 'train_mask', 'val_rows', 'val_mask')
 WAIT_NOTICE_SECONDS = 30.0  # a builder waiting for the lock says whom it waits for this often
 LOCK_POLL_SECONDS = 0.05
 
 
+@dataclass
+class PathStarData:
+    train_rows: np.ndarray   # (n_train, T) uint16 or uint32: edge rows first, then path rows
+    train_mask: np.ndarray   # (n_train, T) bool, True at the tokens to predict
+    val_rows: np.ndarray     # (n_val, T) the held-out paths, each once
+    val_mask: np.ndarray     # (n_val, T) bool
+    meta: dict
+    path: str                # the cache folder
+    build_seconds: Optional[float] = None  # time this call spent building; None when it reused a cache
+
+    def decode(self, row):
+        return decode(row)
+
+
 class DamagedCache(Exception):
     """A cache folder that does not hold what its meta.json and config say; it is rebuilt, never used."""
-
-
-def scheme(cfg):
-    """What names, builds and lays out cfg's dataset: incontext_data for task='in_context', else this module
-    (the in-weights dataset of pathstar_data). Both provide data_config, meta_scalars, build_arrays,
-    folder_name, layouts and SAVED."""
-    return incontext_data if cfg.get('task') == 'in_context' else sys.modules[__name__]
-
-
-def folder_name(dcfg):
-    """The readable part of an in-weights cache folder's name (the hash follows it); the families
-    other than the star go by their node count."""
-    if dcfg['graph'] != 'star':
-        return f"{dcfg['graph']}_n{graph_sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}"
-    return (f"pathstar_d{dcfg['graph_d']}_l{dcfg['graph_l']}_v{dcfg['graph_vocab_size']}"
-            f"_h{dcfg['graph_holdout_percentage']:g}_p{dcfg['num_pause_tokens']}")
 
 
 def cache_dir(cfg):
@@ -64,15 +66,15 @@ def cache_dir(cfg):
     dcfg = s.data_config(cfg)
     key = dict(dcfg, format_version=FORMAT_VERSION)
     if dcfg['data_import']:  # the files' bytes too: an edited file is another dataset
-        key['data_import_sha256'] = official_files.read(dcfg['data_import']).digest
+        key['data_import_sha256'] = official.read(dcfg['data_import']).digest
     else:
         del key['data_import']  # the folders of generated graphs keep their names
     key = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-    return os.path.join(cfg.get('data_dir', configurator.DEFAULTS['data_dir']), f"{s.folder_name(dcfg)}_{digest}")
+    return os.path.join(cfg['data_dir'], f"{s.folder_name(dcfg)}_{digest}")
 
 
-def is_built(folder, saved=SAVED):
+def is_built(folder, saved=()):
     """Every file is there (meta.json is written last, and the folder appears by rename). Whether
     they hold what they should is load()'s check."""
     names = (*(f + '.npy' for f in (*ARRAYS, *saved)), 'meta.json')
@@ -88,13 +90,6 @@ def array_record(array):
     return dict(shape=list(array.shape), dtype=array.dtype.name, crc32=checksum(array))
 
 
-def layouts(meta):
-    """{name: (shape, dtype name)} of every array of a dataset, from its meta's scalars."""
-    train, val, rows = (meta['num_train_rows'], meta['row_len']), (meta['num_val_rows'], meta['row_len']), meta['dtype']
-    return dict(train_rows=(train, rows), train_mask=(train, 'bool'), val_rows=(val, rows), val_mask=(val, 'bool'),
-                paths=((meta['num_paths'], meta['l']), 'int64'), holdout_arms=((meta['num_val_rows'],), 'int64'))
-
-
 def save_meta(meta, folder, records, saved):
     """meta.json: the scalars and lists, holdout_arms (in-weights), and the shape, dtype and crc32 of every array."""
     plain = {k: v for k, v in meta.items() if k not in (*saved, 'train_arms', 'holdout_arms')}
@@ -105,7 +100,7 @@ def save_meta(meta, folder, records, saved):
         f.write(json.dumps(plain))  # dumps uses the C encoder, dump does not: 0.5 s at d = 1e6
 
 
-def write_dataset(arrays, meta, folder, saved=SAVED):
+def write_dataset(arrays, meta, folder, saved=()):
     """The .npy files (arrays, and meta's arrays named in saved), then meta.json last: its presence is
     what marks a folder finished.
 
@@ -138,7 +133,7 @@ def read_meta(folder):
     s = scheme(meta['config'])
     try:
         dcfg = s.data_config(meta['config'])
-    except (configurator.UserError, TypeError):
+    except (UserError, TypeError, KeyError, ValueError):
         raise DamagedCache("meta.json's config is not a valid dataset config") from None
     name = os.path.basename(cache_dir(dict(dcfg, data_dir='.')))
     if dcfg != meta['config'] or name != os.path.basename(os.path.normpath(folder)):
@@ -179,7 +174,7 @@ def read_npy(folder, name, record, mmap):
         except (ValueError, SyntaxError):  # numpy's word for a bad magic string, header or version
             raise DamagedCache(f"{name}.npy is not a .npy file") from None
         if got_dtype.hasobject:  # pickled objects: no power cut writes those, someone else did
-            raise configurator.UserError(f"data_dir: {path} holds pickled objects, which pathstar never writes "
+            raise UserError(f"data_dir: {path} holds pickled objects, which pathstar never writes "
                                            f"and will not read; delete {folder} and it is rebuilt")
         if (got_shape, fortran_order, got_dtype) != (shape, False, dtype):
             raise DamagedCache(f"{name}.npy holds {got_dtype}{list(got_shape)}, not {dtype}{list(shape)}")
@@ -208,7 +203,7 @@ def load(folder, mmap=False):
         saved = scheme(meta['config']).SAVED
         arrays = {name: read_npy(folder, name, records[name], mmap) for name in (*ARRAYS, *saved)}
     except PermissionError as e:
-        raise configurator.UserError(f"data_dir: cannot read the dataset cache {folder}: {e.strerror}; "
+        raise UserError(f"data_dir: cannot read the dataset cache {folder}: {e.strerror}; "
                                        f"fix its permissions or delete it") from None
     meta.update({name: arrays.pop(name) for name in saved})
     if 'holdout_arms' not in records:  # in-context: no fixed graph, so no held-out arms
@@ -229,13 +224,13 @@ def check_place(folder):
     """A UserError, before anything is written, when a file is where a folder of the cache belongs."""
     data_dir = os.path.dirname(folder) or '.'
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-        raise configurator.UserError(f"data_dir: {data_dir!r} is a file, not a folder; move it away or set "
+        raise UserError(f"data_dir: {data_dir!r} is a file, not a folder; move it away or set "
                                        f"data_dir to a folder")
     if os.path.lexists(folder) and not os.path.isdir(folder):
-        raise configurator.UserError(f"data_dir: {folder} is a file where the dataset cache folder belongs; "
+        raise UserError(f"data_dir: {folder} is a file where the dataset cache folder belongs; "
                                        f"move it away or delete it")
     if os.path.isdir(folder + '.lock'):
-        raise configurator.UserError(f"data_dir: {folder}.lock is a folder where the dataset cache's lock file "
+        raise UserError(f"data_dir: {folder}.lock is a folder where the dataset cache's lock file "
                                        f"belongs; move it away or delete it")
 
 
@@ -256,12 +251,12 @@ def build_lock(folder):
     try:
         os.makedirs(data_dir, exist_ok=True)
     except OSError as e:  # a user error (a file in the way, no permission): one line, exit code 2
-        raise configurator.UserError(f"data_dir: cannot write the dataset cache under {data_dir!r}: "
+        raise UserError(f"data_dir: cannot write the dataset cache under {data_dir!r}: "
                                        f"{e.strerror or type(e).__name__}") from None
     try:
         fd = os.open(folder + '.lock', os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise configurator.UserError(f"data_dir: cannot open the lock file {folder}.lock: "
+        raise UserError(f"data_dir: cannot open the lock file {folder}.lock: "
                                        f"{e.strerror or type(e).__name__}") from None
     try:
         started = time.monotonic()
@@ -304,7 +299,7 @@ def set_aside(folder, reason):
     try:
         os.rename(folder, aside)
     except OSError as e:
-        raise configurator.UserError(f"data_dir: the dataset cache {folder} is damaged ({reason}) and cannot be "
+        raise UserError(f"data_dir: the dataset cache {folder} is damaged ({reason}) and cannot be "
                                        f"rebuilt ({e.strerror or type(e).__name__}); delete it") from None
     print(f"pathstar: the dataset cache {folder} was damaged ({reason}); rebuilding it", file=sys.stderr, flush=True)
     shutil.rmtree(aside, ignore_errors=True)  # what is left (open files on NFS) goes with the next leftovers
@@ -341,8 +336,8 @@ def build_locked(dcfg, folder, verbose=False, mmap=False):
 def load_or_build(cfg, verbose=True, mmap=False):
     """The dataset for cfg's dataset keys, from its cache folder, building it first if needed.
 
-    cfg needs the dataset keys (missing ones take their defaults) and data_dir; bad values
-    raise configurator.UserError before anything is written. mmap=True maps an existing cache's arrays
+    cfg is a checked config (validate.build_config's); a cache folder that cannot be used raises
+    UserError before anything is written. mmap=True maps an existing cache's arrays
     read-only instead of reading them (a fresh build is in memory already). A damaged cache folder is
     rebuilt, with one line on stderr saying so.
     """

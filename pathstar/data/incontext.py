@@ -11,15 +11,15 @@ in for the ',' separator and [PATH] for '/', so no new token is needed. Node lab
 row without replacement from range(graph_vocab_size) (token NODE_OFFSET + label). The queried leaf
 is uniform over the d arms. The targets follow path_target like the in-weights path rows ('full'
 root..leaf, 'first_hop', 'reversed' leaf..root), root_in_prompt puts the root after [PATH], and
-teacherless is applied when a model reads the rows (pathstar_rows.path_inputs), as in-weights.
+teacherless is applied when a model reads the rows (slots.path_inputs), as in-weights.
 use_undirected, use_directional_tokens, use_task_tokens, graph_holdout_percentage and
-path_replication do not apply (config_rules rejects them): edges are '[EDGE] parent child', once each.
+path_replication do not apply (check() rejects them): edges are '[EDGE] parent child', once each.
 
 Training rows and validation rows come from separate generators seeded by data_seed, and a
 validation graph equal to any training graph (same root and the same set of arms) is drawn again,
 so validation always asks about unseen graphs. There are no edge rows (num_edge_rows = 0).
 
-The dataset is cached like the in-weights one (pathstar_cache.py, the same checksums, lock and
+The dataset is cached like the in-weights one (cache.py, the same checksums, lock and
 rebuild of a damaged folder) in {data_dir}/in_context_d.._{hash}/; the graphs themselves are kept
 too, as train_graphs.npy and val_graphs.npy, (n, d, l) token ids root..leaf of every arm. Every step
 is vectorised over rows: a million rows of G(5,5) take about 2.5 CPU seconds (bench/bench_data.py).
@@ -29,23 +29,52 @@ is vectorised over rows: a million rows of G(5,5) take about 2.5 CPU seconds (be
 import numpy as np
 
 import configurator
-import pathstar_data
-from pathstar_data import DUMMY, EDGE, NODE_OFFSET, TOKENS
+from pathstar.data import inweights
+from pathstar.errors import UserError, require
+from pathstar.tokens import DUMMY, EDGE, NODE_OFFSET, TOKENS
 
 IN_CONTEXT_KEYS = ('task', 'num_train_graphs', 'num_val_graphs')
-SAVED = ('train_graphs', 'val_graphs')  # meta arrays the cache keeps beside the rows (pathstar_cache)
+SAVED = ('train_graphs', 'val_graphs')  # meta arrays the cache keeps beside the rows (cache.py)
 MAX_TRIES = 100  # rounds of redrawing validation graphs that equal a training graph
 
 
+# the in-weights keys an in-context row has no use for, and why: set to anything but their default,
+# they would silently change nothing
+IN_WEIGHTS_ONLY = dict(
+    use_undirected="an in-context row lists each edge once, parent first",
+    use_directional_tokens="an in-context row marks its edges with [EDGE] alone",
+    use_task_tokens="an in-context row always has its [EDGE] and [PATH] markers",
+    graph_holdout_percentage="in-context validation holds out whole graphs, num_val_graphs of them, not arms",
+    path_replication="each in-context graph is one row; num_train_graphs sets how many",
+)
+READS = ('graph', 'geometry_interval', 'recipe', 'graph_builder', 'data_import', *IN_WEIGHTS_ONLY)  # check's keys
+
+
+def check(cfg):
+    """The rules of task='in_context' (validate.py calls them through tasks.TASKS)."""
+    require(cfg['graph'] == 'star', f"graph: task='in_context' draws a plain star per row; use graph='star', "
+                                    f"got {cfg['graph']!r}")
+    require(cfg['geometry_interval'] == 0,
+            "geometry_interval: the geometry diagnostics read one fixed graph, so task='in_context' needs 0")
+    require(cfg['recipe'] == 'interleaved',
+            f"recipe: {cfg['recipe']!r} trains edge rows apart, and task='in_context' has none; use 'interleaved'")
+    require(not cfg['data_import'], "data_import: its files hold one graph, and task='in_context' draws a "
+                                    "graph per row; leave it ''")
+    require(cfg['graph_builder'] == 'pathstar',
+            "graph_builder: 'official' builds one graph; task='in_context' needs 'pathstar'")
+    for key, why in IN_WEIGHTS_ONLY.items():
+        default = configurator.DEFAULTS[key]
+        require(cfg[key] == default, f"{key}: applies to task='in_weights' only, not task='in_context' ({why}); "
+                                     f"leave it at {default!r}, got {cfg[key]!r}")
+
+
 def data_config(cfg):
-    """The dataset keys (pathstar_data.data_config) plus the in-context ones, checked."""
-    full = configurator.build_config({key: cfg[key] for key in (*pathstar_data.DATA_KEYS, *IN_CONTEXT_KEYS)
-                                      if key in cfg})
-    return dict(pathstar_data.data_config(full), **{key: full[key] for key in IN_CONTEXT_KEYS})
+    """The dataset keys of a checked config (inweights.data_config) plus the in-context ones."""
+    return dict(inweights.data_config(cfg), **{key: cfg[key] for key in IN_CONTEXT_KEYS})
 
 
 def folder_name(dcfg):
-    """The readable part of the cache folder's name (pathstar_cache.cache_dir adds the hash)."""
+    """The readable part of the cache folder's name (cache.cache_dir adds the hash)."""
     return (f"in_context_d{dcfg['graph_d']}_l{dcfg['graph_l']}_v{dcfg['graph_vocab_size']}"
             f"_p{dcfg['num_pause_tokens']}_n{dcfg['num_train_graphs']}")
 
@@ -64,7 +93,7 @@ def row_layout(cfg):
     d, l = cfg['graph_d'], cfg['graph_l']
     n_edges = d * (l - 1)
     prompt_len = 3 * n_edges + 1 + int(cfg['root_in_prompt']) + 1 + cfg['num_pause_tokens']
-    return n_edges, prompt_len, prompt_len + len(pathstar_data.path_target_nodes(l, cfg['path_target']))
+    return n_edges, prompt_len, prompt_len + len(inweights.path_target_nodes(l, cfg['path_target']))
 
 
 def draw_labels(rng, n_rows, vocab, n_nodes, chunk_cells=1 << 22):
@@ -83,7 +112,7 @@ def draw_graphs(rng, n_rows, cfg):
     """(n_rows, d, l) uint32 token ids root..leaf of each arm of each row's graph (the validator keeps
     token ids below 2**32; 4 bytes a node halves the memory traffic of int64)."""
     d, l = cfg['graph_d'], cfg['graph_l']
-    labels = draw_labels(rng, n_rows, cfg['graph_vocab_size'], configurator.num_nodes(d, l)).astype(np.uint32)
+    labels = draw_labels(rng, n_rows, cfg['graph_vocab_size'], d * (l - 1) + 1).astype(np.uint32)
     labels += NODE_OFFSET
     paths = np.empty((n_rows, d, l), np.uint32)
     paths[:, :, 0] = labels[:, :1]
@@ -153,7 +182,7 @@ def draw_val_graphs(rng, n_rows, cfg, train_paths):
         have += len(paths)
         if have == n_rows:
             return np.concatenate(kept)
-    raise configurator.UserError(f"num_val_graphs: could not draw {n_rows} graphs unlike every training graph; "
+    raise UserError(f"num_val_graphs: could not draw {n_rows} graphs unlike every training graph; "
                                  f"use a larger graph_vocab_size or fewer num_train_graphs")
 
 
@@ -182,7 +211,7 @@ def split_rows(rng, paths, meta):
     rows[:, 1:3 * n_edges:3] = parents
     rows[:, 2:3 * n_edges:3] = children
     path = paths[np.arange(n), leaves]  # (n, l) root..leaf of the queried arm
-    pathstar_data.write_query(rows, path, 3 * n_edges, start, targets, True, cfg['root_in_prompt'])
+    inweights.write_query(rows, path, 3 * n_edges, start, targets, True, cfg['root_in_prompt'])
     mask = np.zeros(rows.shape, np.bool_)
     mask[:, start:start + len(targets)] = True
     return rows, mask
@@ -192,10 +221,10 @@ def meta_scalars(cfg):
     """Everything about the dataset but its arrays: all of it follows from the config."""
     d, l, vocab = cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size']
     _, prompt_len, row_len = row_layout(cfg)
-    targets = pathstar_data.path_target_nodes(l, cfg['path_target'])
+    targets = inweights.path_target_nodes(l, cfg['path_target'])
     vocab_size = NODE_OFFSET + vocab
     return dict(
-        task='in_context', graph='star', d=d, l=l, num_nodes=configurator.num_nodes(d, l), graph_vocab_size=vocab,
+        task='in_context', graph='star', d=d, l=l, num_nodes=d * (l - 1) + 1, graph_vocab_size=vocab,
         vocab_size=vocab_size, tokens=dict(TOKENS), row_len=row_len, path_prompt_len=prompt_len,
         edge_row_len=3,  # an '[EDGE] u v' triple; there are no edge rows
         path_target_nodes=targets, first_hop_slot=targets.index(1) if 1 in targets else 0,
@@ -220,7 +249,7 @@ def build_arrays(cfg):
 
 
 def summary(data):
-    """A few lines about an in-context dataset and two decoded rows (pathstar_data.summary's counterpart)."""
+    """A few lines about an in-context dataset and two decoded rows (inweights.summary's counterpart)."""
     m, cfg = data.meta, data.meta['config']
     n_edges = m['d'] * (m['l'] - 1)
     built = f"built in {data.build_seconds:.2f} s" if data.build_seconds is not None else "reused the existing cache"
@@ -234,13 +263,13 @@ def summary(data):
         f"{len(m['path_target_nodes'])} target(s))",
         f"path       path_target={cfg['path_target']}, root_in_prompt={cfg['root_in_prompt']}, "
         f"teacherless={cfg['teacherless']}",
-        f"on disk    {pathstar_data.human_bytes(pathstar_data.folder_bytes(data.path))} in {data.path}",
+        f"on disk    {inweights.human_bytes(inweights.folder_bytes(data.path))} in {data.path}",
         f"build      {built}",
     ]
     shown = [('train row', data.train_rows[0])] if len(data.train_rows) else []
     shown += [('val row', data.val_rows[0])] if len(data.val_rows) else []
     lines += [f"{label:10s} {data.decode(row)}" for label, row in shown]
-    if cfg['teacherless'] and len(data.train_rows):  # what a model reads (pathstar_rows.path_inputs)
+    if cfg['teacherless'] and len(data.train_rows):  # what a model reads (slots.path_inputs)
         row, start = np.array(data.train_rows[0], np.int64), m['path_prompt_len']
         row[start:start + len(m['path_target_nodes']) - 1] = DUMMY
         lines.append(f"{'its input':10s} {data.decode(row[:start + len(m['path_target_nodes']) - 1])}")

@@ -1,6 +1,6 @@
 """
-A Mamba language model with the GPT interface of model.py (forward, generate, configure_optimizers,
-flops_per_row, num_params, .config, .transformer.wte), as the official code's `--model_family mamba`:
+model_type='mamba': a Mamba language model (a pathstar.models.base.LanguageModel, as the GPT is), as the
+official code's `--model_family mamba`:
 
     x = wte(idx)                              # no position embedding
     for each layer: x = Mamba(LayerNorm(x))   # NO residual connection, as the official code
@@ -8,9 +8,8 @@ flops_per_row, num_params, .config, .transformer.wte), as the official code's `-
 
 The Mamba block (selective state-space model, Gu & Dao 2023) is written here in plain PyTorch
 with the parameter names and shapes of mamba_ssm.Mamba, so one state_dict loads into either.
-On a CUDA device with mamba-ssm installed, models.build() swaps in mamba_ssm.Mamba (its fused
-kernels) for each block; everywhere else the pure path below runs. Loaded only for
-model_type='mamba' (train.py imports it through models.py on demand).
+On a CUDA device with mamba-ssm installed, finish() swaps in mamba_ssm.Mamba (its fused kernels)
+for each block; everywhere else the pure path below runs (mamba-ssm is imported only there).
 """
 import math
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from model import GPT
+from pathstar.models.base import LanguageModel
 
 
 @dataclass
@@ -32,7 +31,7 @@ class MambaConfig:
     d_conv: int = 4       # causal depthwise convolution width (--mamba_convolution_kernel)
     expand: int = 2       # d_inner = expand * n_embd (--mamba_expand_factor)
     bias: bool = False    # LayerNorm bias (the Mamba block's Linear layers have none, as mamba_ssm's)
-    model_type: str = 'mamba'  # saved in the checkpoint's model_args: models.build picks the class by it
+    model_type: str = 'mamba'  # saved in the checkpoint's model_args: the registry picks the family by it
     # the architecture controls that mean something for Mamba (the GPT's, see model.py)
     use_layer_norm: bool = True
     tie_embeddings: bool = True
@@ -85,7 +84,7 @@ class MambaBlock(nn.Module):
         return self.out_proj((y * F.silu(z.float())).to(u.dtype))
 
 
-class MambaLM(nn.Module):
+class MambaLM(LanguageModel):
     """Token embedding, n_layer x Mamba(LayerNorm(x)) without residuals (faithful to the official
     code, whose blocks return the mixer's output alone), no final LayerNorm, tied head."""
 
@@ -134,15 +133,6 @@ class MambaLM(nn.Module):
             x = block(ln(x))
         return x
 
-    forward = GPT.forward  # positions gather, tied head, weighted mean loss: the same code
-
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens):
-        """Greedy decoding (recomputes the prefix each step, as GPT.generate; rows are short)."""
-        return GPT.generate(self, idx, max_new_tokens)
-
-    configure_optimizers = GPT.configure_optimizers
-
     def flops_per_row(self, seq_len, slots):
         """Forward + backward FLOPs of one row (3x the forward): per input token and layer, 2 per
         weight of the four projections, 2 per conv tap, ~9 per state element of the scan
@@ -154,3 +144,43 @@ class MambaLM(nn.Module):
         per_token = 2 * proj + 2 * d_inner * cfg.d_conv + 9 * d_inner * cfg.d_state
         head = cfg.vocab_size * cfg.n_embd
         return 3 * cfg.n_layer * per_token * seq_len + 6 * head * slots
+
+
+# -----------------------------------------------------------------------------
+# the family's entry in the model registry
+
+Model, Config = MambaLM, MambaConfig
+# the GPT's architecture controls, which a Mamba block has nothing to take away from: refused unless default
+NOT_APPLICABLE = {key: "a Mamba block has no attention, MLP, residual or position table"
+                  for key in ('use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_positional_encoding')}
+UNUSED = ('n_head',)  # a Mamba block has no heads: a sweep over it repeats runs
+READS = ()
+SLOW_ON_CPU = True  # the scan is a loop over time
+
+
+def config_from(cfg, vocab_size, block_size):
+    return MambaConfig(vocab_size=vocab_size, block_size=block_size, n_layer=cfg['n_layer'], n_embd=cfg['n_embd'],
+                       d_state=cfg['mamba_d_state'], d_conv=cfg['mamba_d_conv'], expand=cfg['mamba_expand'],
+                       bias=cfg['bias'], use_layer_norm=cfg['use_layer_norm'], tie_embeddings=cfg['tie_embeddings'],
+                       freeze_token_embeddings=cfg['freeze_token_embeddings'], weight_init=cfg['weight_init'])
+
+
+def check(cfg):
+    """No rule of its own beyond NOT_APPLICABLE."""
+
+
+def kernels_available(device):
+    """mamba-ssm's CUDA kernels run here: a CUDA device and the package installed."""
+    if not str(device).startswith('cuda'):
+        return False
+    try:
+        import mamba_ssm  # noqa: F401  (optional, CUDA only: imported where it is used)
+    except Exception:  # not installed, or built against another torch/CUDA
+        return False
+    return True
+
+
+def finish(model, device):
+    if kernels_available(device):
+        model.use_kernels()  # the same parameters, so the same checkpoints, on mamba_ssm.Mamba
+    return model

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-import configurator
+from pathstar import validate
 
 
 class Schedule(NamedTuple):
@@ -44,15 +44,15 @@ def training_stages(cfg, n_rows, n_edges):
     epochs, then on the path rows, with one optimizer and schedule; 'two_stage' (the official code's
     staged recipe) is two runs in one, edges then paths, each with its own optimizer, batch, epochs
     and schedule (the edge stage's from the edge_* keys). lr keys None = one schedule for the run."""
-    batch = configurator.batch_rows(cfg, n_rows)
+    batch = validate.batch_rows(cfg, n_rows)
     if cfg['recipe'] == 'staged':
-        edge_epochs = configurator.staged_edge_epochs(cfg)
+        edge_epochs = validate.staged_edge_epochs(cfg)
         return [(0, n_edges, edge_epochs, batch, None, False), (n_edges, n_rows, cfg['epochs'] - edge_epochs, batch,
                                                                 None, False)]
     if cfg['recipe'] == 'two_stage':
         edges = dict(learning_rate=cfg['edge_learning_rate'], min_lr=cfg['edge_min_lr'],
                      warmup_iters=cfg['edge_warmup_iters'])
-        paths = (n_edges, n_rows, cfg['epochs'], configurator.batch_rows(cfg, n_rows - n_edges), {}, True)
+        paths = (n_edges, n_rows, cfg['epochs'], validate.batch_rows(cfg, n_rows - n_edges), {}, True)
         if cfg['edge_checkpoint']:  # the edge stage was trained by another run: start from its weights
             return [paths]
         return [(0, n_edges, cfg['edge_epochs'], cfg['edge_batch_size'], edges, True), paths]

@@ -1,8 +1,8 @@
 """
 What a row of the path-star dataset means to a model: which positions are predicted,
 which edges have one right answer, and the fixed samples scored at each evaluation.
-pathstar_data.py writes the rows; this module is the only other place that knows
-their layout (train.py and evaluate.py go through it and through the dataset's meta).
+pathstar/data writes the rows; this module is the only other place that knows
+their layout (train.py and training/evaluate.py go through it and through the dataset's meta).
 
 Next-token training reads a row as inputs x = row[:-1] and, for each target, a slot
 (position in x, token to predict). Rows are padded to the same number of slots with
@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-import pathstar_data
+from pathstar.data import inweights
 
 
 class Targets(NamedTuple):
@@ -157,7 +157,7 @@ def eval_sets(data, samples, seed, device):
         return EvalSets(data.train_rows[:samples], Targets(x[:, :meta['edge_row_len'] - 1], pos, tgt),
                         data.val_rows, none)
     arms = np.sort(rng.permutation(meta['train_arms'])[:samples])
-    train_paths = pathstar_data.path_rows(meta['paths'][arms], meta)
+    train_paths = inweights.path_rows(meta['paths'][arms], meta)
     edge_idx = np.sort(rng.permutation(np.flatnonzero(determined_edges(data.train_rows[:n_edges], meta)))[:samples])
     x, pos, tgt = to_targets(data.train_rows[edge_idx], data.train_mask[edge_idx], 1, device)
     edges = Targets(x[:, :meta['edge_row_len'] - 1], pos, tgt)  # causal: the padding after an edge changes nothing

@@ -23,12 +23,24 @@ import time
 import torch
 
 import configurator
-from configurator import UserError
+from pathstar.errors import UserError
 
 RUN_FILES = ('ckpt.pt', 'best.pt', 'edges.pt', 'summary.json')
 NAME_MAX = 255     # bytes in one path component on Linux and macOS file systems
 PATH_MAX = 4096    # bytes in a whole path on Linux
 TMP_SUFFIX_LEN = 20  # '.tmp-<pid>' and the longest file name we add
+
+
+# keys that define a run; on resume they come from the checkpoint
+RUN_KEYS = [k for k in configurator.DEFAULTS if not k.startswith('wandb_') and k not in (
+    'device', 'dtype', 'compile', 'compile_mode', 'data_dir', 'out_dir', 'init_from', 'overwrite_out_dir',
+    'eval_only', 'checkpoint_interval', 'log_interval', 'geometry_interval')]
+
+
+def run_name(cfg):
+    """The run's name in wandb and in sweep trial names: its wandb_run_name, or its key parameters."""
+    return cfg['wandb_run_name'] or (f"G{cfg['graph_d']}x{cfg['graph_l']}_p{cfg['num_pause_tokens']}"
+                                     f"_L{cfg['n_layer']}x{cfg['n_embd']}_lr{cfg['learning_rate']:g}_s{cfg['seed']}")
 
 
 def check_path(key, path, longest_child):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-import pathstar_rows
+from pathstar.data import slots
 
 
 def path_metrics(split, token_loss, token_correct, first_hop_tf, first_hop_slot=1):
@@ -70,7 +70,7 @@ def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGI
         truth = chunk[:, prompt_len:prompt_len + l]
         x = chunk[:, :-1]
         if dummy is not None:
-            x = pathstar_rows.put_dummies(x.clone(), prompt_len, l, dummy)
+            x = slots.put_dummies(x.clone(), prompt_len, l, dummy)
         with ctx:
             logits, _ = model(x, positions=positions.expand(len(chunk), -1))
             if dummy is None:

@@ -1,16 +1,16 @@
 """
-The local backend: an optuna study, in a journal file or a database (sweep_storage.py opens either),
+The local backend: an optuna study, in a journal file or a database (storage.py opens either),
 that hands out trials to any number of agents. run_sweep.py is its command line.
 
-    sweep_id = sweep_local.create_local_sweep(sweep, storage_url)     # sweep: a checked sweep_space sweep
-    study, storage, sweep = sweep_local.open_local_sweep(sweep_id, storage_url)
-    exit_code = sweep_local.run_local_agent(sweep_id, storage_url, count, project, entity)
-    sweep_local.print_results(study, storage, sweep)
+    sweep_id = local.create_local_sweep(sweep, storage_url)     # sweep: a checked space.check_sweep sweep
+    study, storage, sweep = local.open_local_sweep(sweep_id, storage_url)
+    exit_code = local.run_local_agent(sweep_id, storage_url, count, project, entity, train.train)
+    local.print_results(study, storage, sweep)
 
 Each trial calls train.train() in this process with out_dir sweeps/<id>/trial_<n>. Agents claim
 queued trials (grid points, retries) atomically; a trial left RUNNING by a dead agent is failed and
 queued again. A database has optuna's own trial heartbeat; the journal file has none, so it gets a
-home-made one (sweep_storage.start_heartbeat).
+home-made one (storage.start_heartbeat).
 """
 import gc
 import math
@@ -26,11 +26,13 @@ import traceback
 
 import yaml
 
-import configurator
-from configurator import UserError
-from sweep_space import format_value, grid_points, print_table, swept
-from sweep_storage import (MACHINE, beat, first_line, heartbeat_times, hide_password, is_abandoned, open_storage,
-                           optuna_heartbeat, start_heartbeat)
+from pathstar import validate
+from pathstar.errors import UserError
+from pathstar.sweeps.space import format_value, grid_points, print_table, swept
+from pathstar.sweeps.storage import (MACHINE, beat, first_line, heartbeat_times, hide_password, is_abandoned,
+                                     open_storage, optuna_heartbeat, start_heartbeat)
+from pathstar.training.checkpoint import run_name
+from pathstar.training.device import Interrupted
 
 SWEEPS_DIR = 'sweeps'     # in the current directory: sweeps/<id>/{sweep.yaml,journal.log,trial_<n>/}
 MAX_ATTEMPTS = 3          # an interrupted or abandoned trial is queued again, up to this many attempts
@@ -225,16 +227,15 @@ def retry_stale_trial(study, frozen):
 # running trials
 
 def trial_config(sweep, params, out_dir, project, entity, number):
-    import train
     overrides = {name: spec['value'] for name, spec in sweep['parameters'].items() if 'value' in spec}
     overrides.update(params, out_dir=out_dir)
-    cfg = configurator.build_config(overrides)
+    cfg = validate.build_config(overrides)
     if 'wandb_project' not in sweep['parameters']:
         cfg['wandb_project'] = project
     if entity and 'wandb_entity' not in sweep['parameters']:
         cfg['wandb_entity'] = entity
     if not cfg['wandb_run_name']:
-        cfg['wandb_run_name'] = f"t{number}_{train.run_name(cfg)}"
+        cfg['wandb_run_name'] = f"t{number}_{run_name(cfg)}"
     return cfg
 
 
@@ -278,9 +279,9 @@ def finish(study, trial, value=None, error=None):
     return False
 
 
-def run_trial(study, storage, trial, sweep, sweep_id, project, entity):
-    """Train one trial in this process. Returns True if it finished; raises Stopped on a signal."""
-    import train
+def run_trial(study, storage, trial, sweep, sweep_id, project, entity, train):
+    """Train one trial in this process with train(cfg) -> summary (train.train, or a test's stand-in).
+    Returns True if it finished; raises Stopped on a signal."""
     out_dir = os.path.join(SWEEPS_DIR, sweep_id, f'trial_{trial.number}')
     trial.set_user_attr('out_dir', out_dir)
     print(f"\n=== sweep {sweep_id} trial {trial.number}: "
@@ -289,10 +290,10 @@ def run_trial(study, storage, trial, sweep, sweep_id, project, entity):
     try:
         cfg = trial_config(sweep, trial.params, out_dir, project, entity, trial.number)
         resume_previous_attempt(cfg, trial.user_attrs.get('resume_from'))
-        value = objective(train.train(cfg), sweep['metric'])
+        value = objective(train(cfg), sweep['metric'])
     except KeyboardInterrupt as e:  # Stopped, a bare Ctrl-C
         stop_signal(study, storage, trial, getattr(e, 'signum', signal.SIGINT))
-    except train.Interrupted as e:  # train saved a checkpoint first; the retry resumes from it
+    except Interrupted as e:  # train saved a checkpoint first; the retry resumes from it
         stop_signal(study, storage, trial, e.signum)
     except Exception as e:
         traceback.print_exc()
@@ -322,7 +323,7 @@ def stop_signal(study, storage, trial, signum):
     raise Stopped(signum)
 
 
-def run_local_agent(sweep_id, storage_url, count, project, entity):
+def run_local_agent(sweep_id, storage_url, count, project, entity, train):
     """Run trials until count is reached, a grid has nothing queued or running, or a signal arrives.
     Returns the exit code."""
     from optuna.trial import TrialState
@@ -346,7 +347,7 @@ def run_local_agent(sweep_id, storage_url, count, project, entity):
             if trial is None:
                 print(f"sweep {sweep_id}: no grid point left to run")
                 break
-            ok = run_trial(study, storage, trial, sweep, sweep_id, project, entity)
+            ok = run_trial(study, storage, trial, sweep, sweep_id, project, entity, train)
             release_memory()
             ran, finished = ran + 1, finished + ok
             fails_in_a_row = 0 if ok else fails_in_a_row + 1

@@ -10,7 +10,7 @@ Geometric_Memory (data/build_in_weights_datasets.py) writes it, three text files
 
 Node ids are the plain integers of the files, from range(N). read() checks a folder's three files to
 the last line and returns the graph (the data_import key); write() writes one of our graphs so
-(pathstar_data.py --export_official DIR). A fault is a configurator.UserError of one line naming the
+(pathstar_data.py --export_official DIR). A fault is a UserError of one line naming the
 file, the line and what is wrong.
 """
 import hashlib
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import configurator
-import pathstar_data
+from pathstar.errors import UserError, require
+from pathstar.graphs.common import holdout_count, resolve_vocab
 
 KINDS = ('pretrain', 'train', 'test')
 FILE_NAME = re.compile(r'(?P<stem>.+)_(?:(?P<pretrain>pretrain)|train_(?P<train>\d+)|test_(?P<test>\d+))\.txt')
@@ -35,7 +35,7 @@ MEMO_SIZE = 8   # read() keeps this many parsed folders, keyed by the files' nam
 
 def fail(where, what, line=None):
     at = f"{where}, line {line}" if line else where
-    raise configurator.UserError(f"data_import: {at}: {what}")
+    raise UserError(f"data_import: {at}: {what}")
 
 
 @dataclass(frozen=True)
@@ -403,16 +403,16 @@ def write(folder, labels, held_out, undirected):
     ids, note = official_ids(np.asarray(labels, np.int64))
     texts = file_texts(ids, held_out, undirected)
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise configurator.UserError(f"export_official: {folder} is a file, not a folder")
+        raise UserError(f"export_official: {folder} is a file, not a folder")
     for name in texts:
         target = os.path.join(folder, name)
         if os.path.lexists(target):
-            raise configurator.UserError(f"export_official: {target} exists already; delete it or export to "
+            raise UserError(f"export_official: {target} exists already; delete it or export to "
                                          f"another folder")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise configurator.UserError(f"export_official: cannot make the folder {folder}: "
+        raise UserError(f"export_official: cannot make the folder {folder}: "
                                      f"{e.strerror or type(e).__name__}") from None
     printed = [note] if note else []
     for name, lines in texts.items():
@@ -431,14 +431,14 @@ def write_new(target, text):
         try:
             os.link(temp, target)  # fails if target appeared meanwhile
         except FileExistsError:
-            raise configurator.UserError(f"export_official: {target} exists already; delete it or export to "
+            raise UserError(f"export_official: {target} exists already; delete it or export to "
                                          f"another folder") from None
         except OSError:  # a file system without hard links
             if os.path.lexists(target):
-                raise configurator.UserError(f"export_official: {target} exists already") from None
+                raise UserError(f"export_official: {target} exists already") from None
             os.rename(temp, target)
     except OSError as e:
-        raise configurator.UserError(f"export_official: cannot write {target}: "
+        raise UserError(f"export_official: cannot write {target}: "
                                      f"{e.strerror or type(e).__name__}") from None
     finally:
         if os.path.lexists(temp):
@@ -447,22 +447,22 @@ def write_new(target, text):
 
 def apply_graph_keys(cfg, overrides):
     """data_import: graph_d, graph_l, graph_vocab_size, graph_holdout_percentage and use_undirected come
-    from the official files (official_files.py checks them), and path_replication is 1 (each training
+    from the official files (read() checks them), and path_replication is 1 (each training
     path once) unless set. A key set explicitly to another value is an error naming both and the file."""
     graph = read(cfg['data_import'])
     d, l, held_out = graph.d, graph.l, len(graph.held_out)
-    nodes = configurator.num_nodes(d, l)
-    same = dict(graph_vocab_size=lambda v: configurator.resolve_vocab(v, nodes) == graph.vocab_size,  # '1max' is N here
-                graph_holdout_percentage=lambda p: pathstar_data.holdout_count(d, p, cfg['graph_builder']) == held_out)
+    nodes = d * (l - 1) + 1
+    same = dict(graph_vocab_size=lambda v: resolve_vocab(v, nodes) == graph.vocab_size,  # '1max' is N here
+                graph_holdout_percentage=lambda p: holdout_count(d, p, cfg['graph_builder']) == held_out)
     for key, (value, source) in graph.config_keys().items():
         if key in overrides and not same.get(key, lambda v: v == value)(cfg[key]):
             held = f" ({held_out} of {d} paths held out)" if key == 'graph_holdout_percentage' else ''
-            raise configurator.UserError(f"{key}: data_import's {source} makes {key}={value!r}{held}, but "
+            raise UserError(f"{key}: data_import's {source} makes {key}={value!r}{held}, but "
                                          f"{key}={cfg[key]!r} was set; leave {key} out when importing")
         cfg[key] = value
     if 'path_replication' not in overrides:
         cfg['path_replication'] = 1
-    got = pathstar_data.holdout_count(d, cfg['graph_holdout_percentage'], cfg['graph_builder'])
-    configurator.require(got == held_out, f"graph_holdout_percentage: {held_out}/{d} of data_import's "
+    got = holdout_count(d, cfg['graph_holdout_percentage'], cfg['graph_builder'])
+    require(got == held_out, f"graph_holdout_percentage: {held_out}/{d} of data_import's "
                                           f"{graph.files['test']} rounds back to {got} held-out paths here, "
                                           f"not {held_out}")

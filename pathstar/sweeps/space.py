@@ -1,14 +1,15 @@
 """
 The sweep YAML (wandb's format), read and checked before anything is created.
 
-    import sweep_space
-    sweep = sweep_space.check_sweep(sweep_space.load_sweep_file('sweep_config.yaml'))
-    sweep_space.check_combinations(sweep['parameters'])   # every combination a rule of configurator.check reads
+    from pathstar.sweeps import space
+    sweep = space.check_sweep(space.load_sweep_file('sweep_config.yaml'))
+    space.check_combinations(sweep['parameters'])   # every combination a rule of validate.check reads
 
 A checked sweep is a plain dict: method, metric ({name, goal} or None) and parameters,
 each one of {'value': v}, {'values': [...]} or {'distribution': d, 'min': a, 'max': b},
 with every value parsed to the type of its train.py key (YAML reads 1e-3 as a string).
-Nothing here touches the disk or imports torch, so a bad file fails in a fraction of a second.
+Nothing here touches the disk; every value and combination is checked by pathstar/validate.py, the one
+validator a run uses too.
 """
 import difflib
 import itertools
@@ -20,7 +21,10 @@ import sys
 import yaml
 
 import configurator
-from configurator import DEFAULTS, UserError
+from configurator import DEFAULTS
+from pathstar import graphs, validate
+from pathstar.errors import UserError
+from pathstar.models import registry as models
 
 METHODS = ('grid', 'random', 'bayes')
 GOALS = ('minimize', 'maximize')
@@ -112,15 +116,18 @@ def check_sweep(raw):
                               f"got {raw['early_terminate']!r}")
         sweep['early_terminate'] = raw['early_terminate']
     warn_string_numbers(params, getattr(raw, 'path', None))  # only for a file that passed, so errors stay one line
-    warn_ignored_n_head(parameters)
+    warn_unused_keys(parameters)
     return sweep
 
 
-def warn_ignored_n_head(parameters):
-    """Mamba has no heads: a sweep that varies n_head where model_type can be 'mamba' repeats runs."""
-    model_type = parameters.get('model_type')
-    if model_type and 'mamba' in candidates(model_type) and varies(parameters.get('n_head', {})):
-        print("warning: n_head is swept but ignored where model_type='mamba' (those trials repeat each other)")
+def warn_unused_keys(parameters):
+    """A key a model family ignores (Mamba's n_head), swept where model_type can be that family, repeats runs."""
+    types = candidates(parameters.get('model_type', {'value': DEFAULTS['model_type']}))
+    for name in types:
+        for key in getattr(models.MODELS.get(name), 'UNUSED', ()):
+            if varies(parameters.get(key, {})):
+                print(f"warning: {key} is swept but ignored where model_type={name!r} (those trials repeat each "
+                      f"other)")
 
 
 def varies(spec):
@@ -205,7 +212,7 @@ def check_metric_name(name, parameters):
     may report metrics this list does not know, and a trial without the metric fails on its own."""
     def values(key):
         return candidates(parameters.get(key, {'value': DEFAULTS[key]}))
-    edge_only = sorted(set(values('graph')) - {'star', 'star_tree'})
+    edge_only = sorted(g for g in set(values('graph')) if g in graphs.GRAPHS and not graphs.GRAPHS[g].HAS_PATHS)
     if name.startswith(('val/', 'best/val/')) and edge_only:
         raise UserError(f"metric: {name} is measured on held-out paths, but graph={edge_only[0]!r} trains edges "
                         f"only; use train/accuracy/edge_all_recall")
@@ -310,7 +317,7 @@ def linked_groups(names):
     """The sweep's keys split into groups that configurator's rules read together: any two keys
     that share a rule, directly or through other keys, are in one group."""
     group_of = {name: {name} for name in names}
-    for keys, _ in configurator.RULES:
+    for keys, _ in validate.RULES:
         joined = [group_of[k] for k in keys if k in group_of]
         merged = set().union(*joined) if joined else set()
         for name in merged:
@@ -320,7 +327,7 @@ def linked_groups(names):
 
 
 def check_combinations(parameters):
-    """Every combination of the values of keys that configurator.check reads together (the rest
+    """Every combination of the values of keys that validate.check reads together (the rest
     of the config fixed at the sweep's values, else the defaults), so no trial can fail a rule the
     checker knows. Returns how many configs were checked."""
     fixed = {name: spec['value'] for name, spec in parameters.items() if 'value' in spec}
@@ -334,7 +341,7 @@ def check_combinations(parameters):
 
 def check_config(fixed, values):
     try:
-        configurator.build_config({**fixed, **values})
+        validate.build_config({**fixed, **values})
     except UserError as e:
         combo = ', '.join(f"{k}={format_value(v)}" for k, v in values.items())
         raise UserError(f"{e} (in the combination {combo})") from None

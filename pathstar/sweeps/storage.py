@@ -2,10 +2,10 @@
 Where a local sweep lives: opening its optuna storage (a journal file, or a database named by an
 optuna RDB URL), and the signs of life agents leave in it (machine, pid, heartbeat).
 
-    storage = sweep_storage.open_storage('sweeps/<id>/journal.log')                  # join: the file must exist
-    storage = sweep_storage.open_storage('/shared/sweeps.log', create=True)          # create: it may be new
-    storage = sweep_storage.open_storage('postgresql://user@host/db', stale_trial_callback=retry)
-    stop = sweep_storage.start_heartbeat(storage, trial_id)   # while the trial trains; then stop.set()
+    storage = storage.open_storage('sweeps/<id>/journal.log')                  # join: the file must exist
+    storage = storage.open_storage('/shared/sweeps.log', create=True)          # create: it may be new
+    storage = storage.open_storage('postgresql://user@host/db', stale_trial_callback=retry)
+    stop = storage.start_heartbeat(storage, trial_id)   # while the trial trains; then stop.set()
 
 The journal file is optuna's JournalFileBackend: one JSON record per line, appended by every agent
 under optuna's lock (a symlink journal.log.lock beside it). A crash or a full disk in the middle of
@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 
-from configurator import UserError
+from pathstar.errors import UserError
 
 HEARTBEAT_S = 60          # a running trial stamps its heartbeat this often (env PATHSTAR_HEARTBEAT_S)...
 STALE_S = 600             # ...and counts as abandoned when the stamp is older than this (env PATHSTAR_GRACE_S)

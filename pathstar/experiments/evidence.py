@@ -1,0 +1,109 @@
+"""
+The statistics a contrast's verdict is computed from, each defined once:
+
+    binomial_p(k, n, p)        exact one-sided P(X >= k) for X ~ Binomial(n, p): a run against chance
+    bootstrap_ci(values)       the 95% percentile-bootstrap interval of the mean over graphs (seeded)
+    difference_ci(a, b)        the same for mean(a) - mean(b), the two arms resampled apart
+    plans(run, chance)         a run plans when its held-out first hop beats chance at ALPHA (binomial test)
+    verdict(claim, arms)       'agrees', 'differs' or 'inconclusive', by the rule written in VERDICT_RULE
+
+A run's first-hop accuracy is k / n over its n held-out leaves, so k = round(accuracy * n). Pure Python
+and numpy: nothing here trains or reads a file.
+"""
+import math
+
+import numpy as np
+
+ALPHA = 0.01          # a run is above chance when its one-sided binomial p-value is below this
+BOOTSTRAP = 10000     # resamples for every interval
+SEED = 0              # the bootstrap's generator: the same runs always give the same interval
+MIN_RUNS = 5          # fewer finished runs in an arm than this: the verdict is inconclusive
+VERDICT_RULE = (
+    "A claim compares arms on one metric, over graphs (one run a graph). 'above chance' agrees when the lower "
+    "end of the arm's 95% bootstrap interval is above chance and every run's one-sided binomial test against "
+    f"chance has p < {ALPHA}, and differs when the interval's upper end is at or below chance. 'at chance' "
+    "agrees when the interval holds chance and differs when it lies wholly above. 'a > b' agrees when the 95% "
+    "interval of mean(a) - mean(b) is above 0 and differs when it is below 0. Anything else, or an arm with "
+    f"fewer than {MIN_RUNS} finished runs, is inconclusive.")
+
+
+def binomial_p(k, n, p):
+    """P(X >= k) for X ~ Binomial(n, p), exactly (a sum of log-space terms, so n in the millions is fine)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    log = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+           + (n - i) * math.log1p(-p) for i in range(k, n + 1)]
+    top = max(log)
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in log))
+
+
+def successes(accuracy, n):
+    """The number of right answers behind an accuracy measured on n items."""
+    return int(round(accuracy * n))
+
+
+def bootstrap_ci(values, level=0.95, resamples=BOOTSTRAP, seed=SEED):
+    """(lo, hi): the percentile bootstrap interval of the mean; one value gives (v, v); none gives None."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return None
+    means = x[np.random.default_rng(seed).integers(0, x.size, (resamples, x.size))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def difference_ci(a, b, level=0.95, resamples=BOOTSTRAP, seed=SEED):
+    """(lo, hi) of mean(a) - mean(b), each arm resampled on its own (its own graphs)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size == 0 or b.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    diff = (a[rng.integers(0, a.size, (resamples, a.size))].mean(axis=1)
+            - b[rng.integers(0, b.size, (resamples, b.size))].mean(axis=1))
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(diff, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def run_test(accuracy, n, chance):
+    """The binomial test of one run's first hop: {'k', 'n', 'p_value', 'above_chance'}."""
+    k = successes(accuracy, n)
+    p_value = binomial_p(k, n, chance)
+    return dict(k=k, n=n, p_value=p_value, above_chance=p_value < ALPHA)
+
+
+def summary(values):
+    """{'mean', 'ci95': [lo, hi], 'n'} of one metric over an arm's runs ({'n': 0} without runs)."""
+    if not values:
+        return dict(n=0)
+    lo, hi = bootstrap_ci(values)
+    return dict(mean=float(np.mean(values)), ci95=[lo, hi], n=len(values))
+
+
+def verdict(kind, first, second=None, chance=None, tests=()):
+    """'agrees' / 'differs' / 'inconclusive' for one claim, by VERDICT_RULE.
+
+    kind 'above_chance' or 'at_chance': first is the arm's values, chance its chance level, tests its runs'
+    run_test results; kind 'greater': first > second, the two arms' values."""
+    if len(first) < MIN_RUNS or (kind == 'greater' and len(second) < MIN_RUNS):
+        return 'inconclusive'
+    if kind == 'greater':
+        lo, hi = difference_ci(first, second)
+        return 'agrees' if lo > 0 else 'differs' if hi < 0 else 'inconclusive'
+    lo, hi = bootstrap_ci(first)
+    if kind == 'above_chance':
+        if lo > chance and all(t['above_chance'] for t in tests):
+            return 'agrees'
+        return 'differs' if hi <= chance else 'inconclusive'
+    if kind == 'at_chance':
+        if lo <= chance <= hi:
+            return 'agrees'
+        return 'differs' if lo > chance else 'inconclusive'
+    raise ValueError(f"unknown claim kind {kind!r}")
