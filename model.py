@@ -235,10 +235,11 @@ def estimate_mfu(flops_per_sec, device, dtype):
 # the family's entry in the model registry
 
 Model, Config = GPT, GPTConfig
-NOT_APPLICABLE = {}   # keys of the shared config a GPT has no use for: none (model_type='mamba' has some)
-UNUSED = ('mamba_d_state', 'mamba_d_conv', 'mamba_expand')  # another family's keys: ignored here
+NOT_APPLICABLE = {key: "a GPT has no state-space block" for key in ('mamba_d_state', 'mamba_d_conv', 'mamba_expand')}
+UNUSED = ()  # keys it ignores without a word: none
 READS = ('n_embd', 'n_head', 'use_attention')  # check's keys
 SLOW_ON_CPU = False  # reproduce.py runs the slow families' arms last
+COMPILES = True  # compile=auto compiles it on CUDA
 finish = kernels_unused
 
 

@@ -28,7 +28,7 @@ import train
 from configurator import UserError
 from pathstar.cli import ArgumentParser
 from pathstar.models import registry as models
-from pathstar.experiments import phase_diagram
+from pathstar.experiments import phase_diagram, verdicts
 from pathstar.experiments.contrasts import (CONTRASTS, SCALES, arm_config, arm_row, baseline_runs, completed_runs,
                                             describe, find_or_create, pinned_sweep, run_all, write_contrast,
                                             write_text)
@@ -86,22 +86,33 @@ def main(argv):
     t0 = time.time()
     if not args.tables_only:
         run_all(sweep_ids, train.train)
-    skipped = []
+    skipped, records = [], []
     for c, arms in plans:
-        runs = {arm.label: [run for _, run in sorted(completed_runs(sweep_id).items())] if sweep_id else []
-                for arm, sweep_id in arms if not arm.baseline}
+        finished = {arm.label: sorted(completed_runs(sweep_id).items()) if sweep_id else []
+                    for arm, sweep_id in arms if not arm.baseline}
+        runs = {label: [run for _, run in items] for label, items in finished.items()}
         if args.tables_only and not any(runs.values()):  # never replace a table with one of dashes
             print(f"note: contrast {c.name!r} has no finished runs yet; its table and figure are left as they are")
             skipped.append(c.name)
             continue
-        rows = [arm_row(arm.label, baseline_runs(arm, scale) if arm.baseline else runs[arm.label], c.metrics,
+        baselines = {arm.label: baseline_runs(arm, scale) for arm, _ in arms if arm.baseline}
+        rows = [arm_row(arm.label, baselines[arm.label] if arm.baseline else runs[arm.label], c.metrics,
                         scale.seeds) for arm, _ in arms]
+        arm_runs = {label: [(dict(params), summary) for params, (summary, _) in items]
+                    for label, items in finished.items()}
+        arm_runs.update({label: [({scale.seed_key: seed}, summary) for seed, (summary, _) in zip(scale.seeds, done)]
+                         for label, done in baselines.items()})
+        records.append(verdicts.contrast_record(c, arm_runs))
         tables[c.name] = (f"## {c.title}\n\nThe paper: {c.paper}. Figure: [{c.name}.png]({c.name}.png)\n\n"
-                          + write_contrast(c, rows, args.scale, scale))
+                          f"Verdict: **{records[-1]['verdict']}**\n\n" + write_contrast(c, rows, args.scale, scale))
+    if records:  # the contrasts of this call replace theirs; the others' records stay as they were
+        write_text(os.path.join(scale.results, 'reproduction.json'),
+                   verdicts.to_json(verdicts.merged(os.path.join(scale.results, 'reproduction.json'), records)))
     if set(args.only) == {c.name for c in CONTRASTS} and not skipped:  # the whole table: every contrast, each run
         runs = [s for sweep_id in sweep_ids for s, _ in completed_runs(sweep_id).values()]
         write_text(os.path.join(scale.results, 'reproduction.md'),
-                   f"# The paper's contrasts, reproduced\n\n{describe(args.scale, scale)}\n\n{len(runs)} distinct "
+                   f"# The paper's contrasts, reproduced\n\n{describe(args.scale, scale)}\n\n"
+                   f"{verdicts.verdict_table(records)}\nThe same as JSON: reproduction.json.\n\n{len(runs)} distinct "
                    f"runs (an arm shared by contrasts is trained once), "
                    f"{sum(s['wall_time_s'] for s in runs) / 60:.1f} min of training in all.\n\n"
                    + '\n'.join(tables[c.name] for c in CONTRASTS))

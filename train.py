@@ -172,7 +172,7 @@ def setup(cfg, checkpoint, hook):
     try:
         if checkpoint is not None:
             restore(r, checkpoint)
-        if machine.use_compile(cfg['compile'], device):
+        if models.family(cfg).COMPILES and machine.use_compile(cfg['compile'], device):
             r.step_model = machine.compile_model(model, cfg['compile_mode'])
         d = meta['d']
         print(f"data: {n_rows} training rows ({meta['num_edge_rows']} edge rows), {len(data.val_rows)} held-out paths, "

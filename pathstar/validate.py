@@ -190,6 +190,21 @@ def edge_only_families(cfg):
             f"'interleaved'")
 
 
+# the keys that shape path rows: a family without paths would ignore them
+PATH_KEYS = ('num_pause_tokens', 'graph_holdout_percentage', 'path_target', 'root_in_prompt', 'teacherless',
+             'path_loss', 'path_replication')
+
+
+@rule('graph', *PATH_KEYS)
+def path_keys_need_paths(cfg):
+    if graphs.family(cfg).HAS_PATHS:
+        return
+    for key in PATH_KEYS:
+        default = configurator.DEFAULTS[key]
+        require(cfg[key] == default, f"{key}: shapes path rows, and graph={cfg['graph']!r} trains edges only; "
+                                     f"leave it at {default!r}")
+
+
 @rule(*GRAPH_KEYS, 'graph_vocab_size')
 def vocab_holds_the_graph(cfg):
     n = graphs.graph_sizes(cfg).nodes

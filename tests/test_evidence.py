@@ -58,3 +58,26 @@ def test_verdicts_follow_the_written_rule():
     assert evidence.verdict('greater', [0.5, 0.1, 0.9, 0.3, 0.7], [0.4, 0.6, 0.2, 0.8, 0.5]) == 'inconclusive'
     with pytest.raises(ValueError):
         evidence.verdict('sooner', high, low)
+
+
+def fake_runs(first_hops, chance=0.005, held_out=50):
+    return [({'data_seed': i + 1}, {'val/accuracy/first_hop': v, 'val/accuracy/path': v / 2, 'val_rows': held_out,
+                                    'chance/first_hop': chance}) for i, v in enumerate(first_hops)]
+
+
+def test_a_contrast_record_scores_each_claim_and_keeps_the_schema():
+    from pathstar.experiments import contrasts, verdicts
+    edge = next(c for c in contrasts.CONTRASTS if c.name == 'edge_directions')
+    record = verdicts.contrast_record(edge, {'both directions': fake_runs([0.8, 0.7, 0.9, 0.75, 0.85]),
+                                             'forward edges only': fake_runs([0.0, 0.02, 0.0, 0.0, 0.0])})
+    assert [c['verdict'] for c in record['claims']] == ['agrees', 'agrees', 'agrees'] and record['verdict'] == 'agrees'
+    arm = record['arms'][0]
+    assert set(arm) >= {'arm', 'task', 'chance', 'runs', 'first_hop', 'path'} and arm['chance'] == 0.005
+    assert arm['runs'][0]['data_seed'] == 1 and arm['runs'][0]['above_chance'] and arm['first_hop']['n'] == 5
+    assert arm['first_hop']['ci95'][0] > 0.7 and arm['path']['mean'] == pytest.approx(0.4)
+    few = verdicts.contrast_record(edge, {'both directions': fake_runs([0.8, 0.7, 0.9])})
+    assert few['verdict'] == 'inconclusive' and 'no runs' in few['claims'][1]['why']
+    flipped = verdicts.contrast_record(edge, {'both directions': fake_runs([0.0] * 5),
+                                              'forward edges only': fake_runs([0.8] * 5)})
+    assert flipped['verdict'] == 'differs'
+    assert '| edge_directions | **agrees** |' in verdicts.verdict_table([record])

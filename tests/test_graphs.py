@@ -15,6 +15,7 @@ import analyze
 import configurator
 from pathstar.training import evaluate
 from pathstar import graphs
+from pathstar.graphs import irregular
 import train
 from conftest import checked
 from pathstar.data import inweights
@@ -273,3 +274,21 @@ def test_each_family_trains_evaluates_and_is_analysed(tmp_path, family, capsys):
     report = json.loads((tmp_path / 'an' / 'geometry.json').read_text())
     assert report['geometry/spectral_low_mass'] == pytest.approx(summary['geometry/spectral_low_mass'], abs=1e-6)
     assert 'geometry/spectral_low_mass' in out and os.path.exists(tmp_path / 'an' / 'graph_spectrum.png')
+
+
+def test_a_large_irregular_graph_is_drawn_without_listing_every_node_pair():
+    """100,000 nodes (5e9 node pairs): the extra edges are drawn pair by pair, the layout is a circle."""
+    cfg = dict(irregular_n=100_000, irregular_edges=100_050, graph_builder='pathstar', graph_l=5)
+    edges, paths, held_out, layout = irregular.build(cfg, np.random.default_rng(0))
+    assert len(edges) == 100_050 and len({tuple(e) for e in edges.tolist()}) == 100_050
+    assert (edges[:, 0] < edges[:, 1]).all() and layout.shape == (100_000, 2) and len(paths) == 0
+    parent = list(range(100_000))  # connected: union-find over the edges
+
+    def find(u):
+        while parent[u] != u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
+    for u, v in edges.tolist():
+        parent[find(u)] = find(v)
+    assert len({find(u) for u in range(100_000)}) == 1

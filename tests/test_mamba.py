@@ -139,3 +139,18 @@ def test_gpt_only_controls_are_refused_for_mamba():
                            use_positional_encoding=False).items():
         with pytest.raises(configurator.UserError, match=f"{key}: applies to model_type='gpt' only"):
             validate.build_config({'model_type': 'mamba', key: value})
+
+
+def test_mamba_is_never_compiled():
+    """torch.compile of the whole two-block MambaLM is wrong in grad mode (inductor, CPU): compile=True is
+    refused in one line, and compile=auto leaves the family's model eager (COMPILES)."""
+    with pytest.raises(configurator.UserError, match="compile: model_type='mamba' runs eager"):
+        validate.build_config(dict(model_type='mamba', compile=True))
+    assert validate.build_config(dict(model_type='mamba'))['compile'] == 'auto'
+    assert not models.family(dict(model_type='mamba')).COMPILES and models.family({}).COMPILES
+
+
+def test_the_official_mamba_layer_norm_has_a_bias():
+    cfg = validate.parse_args([f'{ROOT}/config/arch_mamba.py'])
+    ln = models.build(cfg, 20, 8).transformer.ln[0]
+    assert cfg['bias'] is True and ln.bias is not None

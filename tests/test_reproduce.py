@@ -1,5 +1,6 @@
 """reproduce.py's plumbing at a toy size: every contrast's sweeps run, tables and figures are written, a
 rerun trains nothing; the geometry contrast's baselines are computed without a run."""
+import json
 import os
 
 import pytest
@@ -36,6 +37,10 @@ def test_quick_runs_every_contrast_once_and_a_rerun_trains_nothing(toy, capsys):
     for c in contrasts.CONTRASTS:
         text = (results / f'{c.name}.md').read_text()
         assert text.count('| 1/1 |') == len(c.arms) and (results / f'{c.name}.png').stat().st_size > 0
+    record = json.loads((results / 'reproduction.json').read_text())   # one seed a run: nothing is decided
+    assert [r['name'] for r in record] == [c.name for c in contrasts.CONTRASTS]
+    assert {r['verdict'] for r in record} == {'inconclusive'} and record[0]['arms'][0]['runs'][0]['data_seed'] == 1
+    assert (results / 'reproduction.md').read_text().count('**inconclusive**') == len(contrasts.CONTRASTS) * 2
     geometry = (results / 'geometry.md').read_text()
     assert '| Node2Vec, grid | 0.99' in geometry and '| random, cycle |' in geometry  # computed, no run
     arms = sum(len(c.arms) for c in contrasts.CONTRASTS if c.name != 'geometry')
@@ -45,6 +50,8 @@ def test_quick_runs_every_contrast_once_and_a_rerun_trains_nothing(toy, capsys):
     table = (results / 'edge_directions.md').read_text()
     assert reproduce.main(['--quick', '--only', 'edge_directions']) == 0  # its sweeps are found again: nothing trains
     assert trial_dirs(toy) == runs and (results / 'edge_directions.md').read_text() == table
+    again = json.loads((results / 'reproduction.json').read_text())  # one contrast's call keeps the others
+    assert [r['name'] for r in again] == [r['name'] for r in record]
 
 
 def test_tables_only_with_nothing_run_creates_nothing_and_overwrites_no_table(toy, capsys):
@@ -100,3 +107,9 @@ def test_mean_and_spread():
 def test_an_unknown_contrast_is_a_user_error():
     with pytest.raises(UserError, match="no contrast 'pause'"):
         reproduce.parse_args(['--only', 'pause'])
+
+
+def test_quick_writes_nothing_git_tracks():
+    """A newcomer's --quick leaves the checkout clean: its tables go under out/, which .gitignore holds."""
+    results = contrasts.SCALES['quick'].results
+    assert results.split(os.sep)[0] == 'out' and '/out/' in open(os.path.join(contrasts.ROOT, '.gitignore')).read()

@@ -1,6 +1,7 @@
 """Cases an adversarial pass found mishandled ([4 of 4]): each test failed before its fix."""
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ import analyze
 import reproduce
 import train
 from configurator import UserError, exit_on_user_error
-from conftest import tiny_config
+from conftest import ROOT, tiny_config
+from pathstar import validate
 
 
 def summary_of(cfg):
@@ -151,3 +153,25 @@ def test_a_bad_edge_checkpoint_is_named_before_anything_is_built(tmp_path):
         with pytest.raises(UserError, match=f'edge_checkpoint: .*{message}'):
             train.train(dict(base, edge_checkpoint=str(path)))
     assert not (tmp_path / 'data').exists() and not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(graph='grid', num_pause_tokens=1), "num_pause_tokens: shapes path rows, and graph='grid' trains edges only"),
+    (dict(graph='cycle', graph_holdout_percentage=0.5), "graph_holdout_percentage: shapes path rows"),
+    (dict(graph='irregular', path_target='first_hop'), "path_target: shapes path rows"),
+    (dict(graph='grid', root_in_prompt=True), "root_in_prompt: shapes path rows"),
+    (dict(graph='grid', teacherless=True), "teacherless: shapes path rows"),
+    (dict(task='in_context', graph='star_tree'), "graph: task='in_context' draws a plain star per row"),
+    (dict(model_type='mamba', gelu='tanh'), "gelu: applies to model_type='gpt' only, not 'mamba'"),
+    (dict(model_type='mamba', init='official'), "init: applies to model_type='gpt' only"),
+    (dict(model_type='mamba', dropout=0.1), "dropout: applies to model_type='gpt' only"),
+    (dict(mamba_d_state=8), "mamba_d_state: applies to model_type='mamba' only, not 'gpt'"),
+])
+def test_a_key_the_run_would_ignore_is_refused_by_name(overrides, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        validate.build_config(overrides)
+
+
+def test_the_official_mamba_preset_sets_no_key_it_ignores():
+    presets = [f'{ROOT}/config/{name}.py' for name in ('official', 'official_g5000_l5', 'arch_mamba')]
+    assert validate.parse_args(presets)['model_type'] == 'mamba'

@@ -49,12 +49,22 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """What the paper says of one arm, or of two, on one metric; verdicts.py judges it (evidence.py's rule)."""
+    kind: str                    # 'above_chance', 'at_chance', 'greater' (arm > other) or 'sooner' (learning curves)
+    arm: str
+    other: str = ''
+    metric: str = 'val/accuracy/first_hop'
+
+
+@dataclass(frozen=True)
 class Contrast:
     name: str                    # results/<name>.md and .png; --only takes it
     title: str
     paper: str                   # what the paper reports, to read the table against
     arms: tuple
     metrics: tuple = METRICS     # (summary key, column title); the first is the sweep's objective
+    claims: tuple = ()           # the paper's claims, each scored on the runs
 
 
 def pause_l(cfg):  # the paper's setting: as many pause tokens as path nodes
@@ -72,23 +82,31 @@ CONTRASTS = (
     Contrast('edge_directions', 'In-weights star: edges in both directions vs forward edges only',
              "with both directions the held-out paths are planned; with forward edges only the held-out first hop "
              "stays at chance",
-             (Arm('both directions'), Arm('forward edges only', ('config/forward_only.py',)))),
+             (Arm('both directions'), Arm('forward edges only', ('config/forward_only.py',))),
+             claims=(Claim('above_chance', 'both directions'), Claim('at_chance', 'forward edges only'),
+                     Claim('greater', 'both directions', 'forward edges only'))),
     Contrast('pause_tokens', 'Pause tokens between the queried leaf and the path',
              "every setting with pause tokens gets there, more pause tokens sooner; 0 is the slowest",
              (Arm('0 pause tokens', (dict(num_pause_tokens=0),)), Arm('1 pause token', (dict(num_pause_tokens=1),)),
               Arm('3 pause tokens', (dict(num_pause_tokens=3),)), Arm('l pause tokens (one per path node)',
-                                                                       (pause_l,)))),
+                                                                       (pause_l,))),
+             claims=(Claim('above_chance', '1 pause token'),
+                     Claim('above_chance', 'l pause tokens (one per path node)'),
+                     Claim('sooner', 'l pause tokens (one per path node)', '0 pause tokens'))),
     Contrast('format', "Our data format vs the official code's",
              "both formats teach the task (the official code is the paper's); ours marks edge direction with > / < "
              "and balances path rows against edge rows, the official one has no markers, each path once an epoch "
              "and one pause token",
-             (Arm('ours'), Arm('official format', (('config/official.py', OFFICIAL_FORMAT),)))),
+             (Arm('ours'), Arm('official format', (('config/official.py', OFFICIAL_FORMAT),))),
+             claims=(Claim('above_chance', 'ours'), Claim('above_chance', 'official format'))),
     Contrast('architecture', 'GPT vs Mamba vs attention-free vs frozen embeddings',
              "Transformers and Mamba both plan from memory; without attention nothing carries the leaf to the "
              "path (chance); with frozen embeddings no graph geometry can form",
              (Arm('GPT'), Arm('Mamba', ('config/arch_mamba.py',)),
               Arm('no attention', ('config/arch_no_attention.py',)),
-              Arm('frozen embeddings', ('config/arch_frozen_embeddings.py',)))),
+              Arm('frozen embeddings', ('config/arch_frozen_embeddings.py',))),
+             claims=(Claim('above_chance', 'GPT'), Claim('above_chance', 'Mamba'),
+                     Claim('at_chance', 'no attention'))),
     # the official tiny transformer (config/tiny_graph.py) on its grid and cycle, against Node2Vec's embedding and a
     # random one of the same graph; graph_d and graph_l back at their defaults, as the other families need
     Contrast('geometry', "Geometry: spectral low-frequency mass of a transformer's embeddings vs Node2Vec vs random",
@@ -97,7 +115,9 @@ CONTRASTS = (
                    for family in ('grid', 'cycle')
                    for who, kind in (('transformer', ''), ('Node2Vec', 'node2vec'), ('random', 'random'))),
              metrics=(('geometry/spectral_low_mass', 'low-frequency mass'),
-                                         ('geometry/topk_edge_recovery', 'top-5 edge recovery by embedding'))),
+                                         ('geometry/topk_edge_recovery', 'top-5 edge recovery by embedding')),
+             claims=tuple(Claim('greater', f'{who}, {family}', f'random, {family}', 'geometry/spectral_low_mass')
+                          for family in ('grid', 'cycle') for who in ('transformer', 'Node2Vec'))),
     Contrast('in_context', 'In-context: teacher-forced vs teacherless vs reversed, next to in-weights',
              "in context, teacher forcing fails (Clever Hans) and teacherless or reversed targets help; in weights "
              "the teacher-forced model plans from memory",
@@ -105,7 +125,10 @@ CONTRASTS = (
               Arm('in-weights, reversed', ('config/reversed_targets.py',)),
               Arm('in-context, teacher-forced', task='in_context'),
               Arm('in-context, teacherless', ('config/teacherless.py',), task='in_context'),
-              Arm('in-context, reversed', ('config/reversed_targets.py',), task='in_context'))),
+              Arm('in-context, reversed', ('config/reversed_targets.py',), task='in_context')),
+             claims=(Claim('above_chance', 'in-weights, teacher-forced'),
+                     Claim('at_chance', 'in-context, teacher-forced'),
+                     Claim('above_chance', 'in-context, reversed'), Claim('above_chance', 'in-context, teacherless'))),
 )
 
 
@@ -130,10 +153,10 @@ SCALES = dict(
                       epochs=100, eval_interval=1000, log_interval=1000, device='cpu'),),
                 ('config/in_context_cpu.py', dict(num_train_graphs=256, num_val_graphs=64, graph_l=3, n_embd=32,
                                                   epochs=5, eval_interval=1000, log_interval=1000)),
-                os.path.join('results', 'quick')),
+                os.path.join('out', 'reproduce_quick')),  # a plumbing check: nothing git tracks changes
     # the demo's graph and model (configurator.DEFAULTS): 50 held-out leaves a run, 150 an arm. The in-context
     # arms train 40 epochs, far too few to learn the task (config/in_context_cpu.py's 300 take ~4.5 min a run)
-    cpu=Scale("the demo's graph and model, a new graph each seed", (1, 2, 3),
+    cpu=Scale("the demo's graph and model, a new graph each seed", (1, 2, 3, 4, 5),  # evidence.MIN_RUNS graphs
               (dict(graph_d=200, graph_l=5, graph_holdout_percentage=0.25, n_layer=2, n_head=4, n_embd=128,
                     learning_rate=1e-2, epochs=100, eval_interval=5000, log_interval=500, device='cpu'),),
               ('config/in_context_cpu.py', dict(epochs=40, eval_interval=5000, log_interval=40)),

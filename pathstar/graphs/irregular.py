@@ -5,7 +5,7 @@ extra edges (edges only); graph_builder='official' is the official code's fixed 
 import numpy as np
 
 from pathstar.errors import require
-from pathstar.graphs.common import GraphSizes, no_paths
+from pathstar.graphs.common import GraphSizes, circle, no_paths
 
 KEYS = ('irregular_n', 'irregular_edges')
 HAS_PATHS = False
@@ -31,16 +31,30 @@ def check(cfg):
             "graph_builder: the official irregular graph has irregular_n=16 and irregular_edges=20")
 
 
+ENUMERATE_PAIRS = 2 ** 20  # up to this many node pairs the extra edges are drawn from a list of them all
+DENSE_LAYOUT = 4096        # up to this many nodes the layout is spectral (a dense n x n eigenproblem)
+
+
 def random_connected(n, m, rng):
     """A random spanning tree (each node in a random order joins a random earlier one) plus m - (n - 1)
-    random extra edges, as sorted (u < v) pairs."""
+    random extra edges, as sorted (u < v) pairs. On a large graph the extra edges are drawn pair by pair
+    and redrawn when taken, so memory follows m, not the n^2 / 2 pairs."""
     order = rng.permutation(n)
     parents = order[(rng.random(n - 1) * np.arange(1, n)).astype(np.int64)]
     tree = np.stack((parents, order[1:]), 1)
     edges = set(map(tuple, np.sort(tree, 1).tolist()))
-    others = [(u, v) for u in range(n) for v in range(u + 1, n) if (u, v) not in edges]
-    for i in rng.choice(len(others), m - (n - 1), replace=False):
-        edges.add(others[i])
+    extra = m - (n - 1)
+    if n * (n - 1) // 2 <= ENUMERATE_PAIRS:
+        others = [(u, v) for u in range(n) for v in range(u + 1, n) if (u, v) not in edges]
+        for i in rng.choice(len(others), extra, replace=False):
+            edges.add(others[i])
+    else:  # m <= n^2 / 2, and a graph this big is sparse: few redraws
+        while len(edges) < m:
+            pairs = np.sort(rng.integers(0, n, (2 * (m - len(edges)) + 16, 2)), 1)
+            for u, v in pairs[pairs[:, 0] != pairs[:, 1]].tolist():
+                if len(edges) == m:
+                    break
+                edges.add((u, v))
     return np.array(sorted(edges), np.int64).reshape(-1, 2)
 
 
@@ -58,7 +72,8 @@ def build(cfg, rng):
         edges = np.array(sorted(OFFICIAL_IRREGULAR), np.int64)
     else:
         edges = random_connected(n, m, rng)
-    return (edges, *no_paths(cfg), spectral_layout(n, edges))
+    layout = spectral_layout(n, edges) if n <= DENSE_LAYOUT else circle(n)  # too big to draw node by node anyway
+    return (edges, *no_paths(cfg), layout)
 
 
 def describe(meta):

@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from pathstar.errors import require
 from pathstar.models.base import LanguageModel
+from pathstar.models.scan import causal_conv, selective_scan
 
 
 @dataclass
@@ -37,22 +39,6 @@ class MambaConfig:
     tie_embeddings: bool = True
     freeze_token_embeddings: bool = False
     weight_init: str = 'default'   # 'non_geometric': the output head N(0, 1)
-
-
-def selective_scan(x, dt, A, B, C, D):
-    """y (b, T, d) of the selective SSM, a loop over time (T is small here):
-    h_t = exp(dt_t A) * h_{t-1} + dt_t B_t x_t,  y_t = C_t . h_t + D x_t.
-    x, dt (b, T, d); A (d, n); B, C (b, T, n); D (d,). Computes in float32 with elementwise ops
-    only (under CUDA autocast an einsum or matmul here would run in half precision)."""
-    x, dt, A, B, C, D = (t.float() for t in (x, dt, A, B, C, D))
-    dA = torch.exp(dt.unsqueeze(-1) * A)                            # (b, T, d, n)
-    dBx = (dt * x).unsqueeze(-1) * B.unsqueeze(2)                   # (b, T, d, n)
-    h = torch.zeros_like(dBx[:, 0])
-    ys = []
-    for t in range(x.size(1)):
-        h = dA[:, t] * h + dBx[:, t]
-        ys.append((h * C[:, t].unsqueeze(1)).sum(-1))
-    return torch.stack(ys, dim=1) + x * D
 
 
 class MambaBlock(nn.Module):
@@ -75,9 +61,8 @@ class MambaBlock(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
 
     def forward(self, u):
-        T = u.size(1)
         x, z = self.in_proj(u).chunk(2, dim=-1)                                # (b, T, d_inner) each
-        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :T].transpose(1, 2))     # causal: drop the tail
+        x = F.silu(causal_conv(x, self.conv1d.weight, self.conv1d.bias))       # the conv1d module holds them
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(self.dt_proj(dt))
         y = selective_scan(x, dt, -torch.exp(self.A_log.float()), B, C, self.D)
@@ -153,9 +138,14 @@ Model, Config = MambaLM, MambaConfig
 # the GPT's architecture controls, which a Mamba block has nothing to take away from: refused unless default
 NOT_APPLICABLE = {key: "a Mamba block has no attention, MLP, residual or position table"
                   for key in ('use_attention', 'use_mlp_only_blocks', 'use_residual', 'use_positional_encoding')}
+NOT_APPLICABLE.update(gelu="a Mamba block has no GELU", init="the Mamba init is the official code's, always",
+                      dropout="the official Mamba model has no dropout")
 UNUSED = ('n_head',)  # a Mamba block has no heads: a sweep over it repeats runs
-READS = ()
-SLOW_ON_CPU = True  # the scan is a loop over time
+READS = ('compile',)
+SLOW_ON_CPU = False  # the fast scan (scan.py): a step costs about 1.8x a GPT step on a CPU
+# never torch.compile'd: inductor (CPU, torch 2.13) computes two stacked blocks 12-38% off in grad mode, and
+# the eager fast scan beats blocks compiled one by one (bench/README.md)
+COMPILES = False
 
 
 def config_from(cfg, vocab_size, block_size):
@@ -166,7 +156,9 @@ def config_from(cfg, vocab_size, block_size):
 
 
 def check(cfg):
-    """No rule of its own beyond NOT_APPLICABLE."""
+    require(cfg['compile'] is not True, "compile: model_type='mamba' runs eager (torch.compile computes stacked "
+                                        "Mamba blocks wrongly in grad mode, and the eager scan is faster); use "
+                                        "compile=auto or false")
 
 
 def kernels_available(device):

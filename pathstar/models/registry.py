@@ -8,7 +8,8 @@ A family module provides Model (a pathstar.models.base.LanguageModel), Config (i
 checkpoints as model_args), config_from(cfg, vocab_size, block_size), finish(model, device) (device
 kernels, if any), check(cfg) and READS (its rules and the keys they read), NOT_APPLICABLE (keys of the
 shared config it has no use for, refused unless default, with why) and UNUSED (keys it ignores, which a
-sweep warns about). Adding a family is one module and one line in MODELS, plus its keys in configurator.py.
+sweep warns about), COMPILES (whether compile=auto may torch.compile it) and SLOW_ON_CPU (reproduce.py runs
+its arms last). Adding a family is one module and one line in MODELS, plus its keys in configurator.py.
 """
 import model as gpt
 from pathstar.errors import UserError

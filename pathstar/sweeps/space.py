@@ -25,6 +25,7 @@ from configurator import DEFAULTS
 from pathstar import graphs, validate
 from pathstar.errors import UserError
 from pathstar.models import registry as models
+from pathstar.training.evaluate import ERROR_KINDS
 
 METHODS = ('grid', 'random', 'bayes')
 GOALS = ('minimize', 'maximize')
@@ -198,6 +199,9 @@ def summary_metric_names(l, geometry=False, gpu=False, path_target='full'):
         names += [f'{split}/loss/overall', f'{split}/accuracy/path', f'{split}/accuracy/first_hop',
                   f'{split}/accuracy/first_hop_teacher_forced']
         names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, n + 1)]
+        names += [f'{split}/accuracy/token_{i}_{how}' for how in ('teacher_forced', 'given_prefix')
+                  for i in range(1, n + 1)]
+        names += [f'{split}/errors/{kind}' for kind in ERROR_KINDS]
     names += ['train/loss/edge', 'train/accuracy/edge', 'train/loss/edge_all', 'train/accuracy/edge_all',
               'train/accuracy/edge_all_recall']
     names += GEOMETRY_NAMES + GRAPH_GEOMETRY_NAMES if geometry else []

@@ -18,15 +18,24 @@ so it is evaluated as the official code generates for it: one forward pass over 
 prompt and the dummies, the argmax at each target position. That one pass gives the
 losses, the accuracies and first_hop_teacher_forced (= first_hop) alike.
 
+Where the held-out paths go wrong (path_errors): token_i_teacher_forced scores target i given the true
+targets before it; token_i_given_prefix is the greedy accuracy of target i over the rows whose greedy
+targets before it were all right (0 when none was); errors/<kind> splits the wrong rows by their first
+wrong token (all 0 when none is wrong): a non-node token, the leaf the prompt names, a node of the row's
+own path in the wrong place, a training path's leaf, or another node.
+
 Edges: edge is teacher-forced on a fixed sample of edge rows with one right answer;
 edge_all on every edge row (as the official code's edge accuracy: a prompt with
 several right answers, such as the root's, can be right for one of its rows only).
 """
+import re
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from pathstar.data import slots
+from pathstar.tokens import NODE_OFFSET
 
 
 def path_metrics(split, token_loss, token_correct, first_hop_tf, first_hop_slot=1):
@@ -45,6 +54,39 @@ def path_metrics(split, token_loss, token_correct, first_hop_tf, first_hop_slot=
     return metrics
 
 
+ERROR_KINDS = ('non_node', 'prompt_leaf', 'own_path', 'training_leaf', 'other_node')
+
+
+def first_error_kinds(generated, truth, prompt_leaf, node_offset, training_leaves):
+    """Per row, the index in ERROR_KINDS of its first wrong generated token, or -1 when the row is right.
+    generated, truth (n, l) tokens; prompt_leaf (n,) the leaf each prompt names; training_leaves the
+    leaf tokens of the training paths (empty in context)."""
+    wrong = generated != truth
+    first = wrong.int().argmax(dim=1, keepdim=True)
+    token = generated.gather(1, first)[:, 0]
+    kind = torch.full_like(token, 4)
+    kind[torch.isin(token, training_leaves)] = 3
+    kind[(token[:, None] == truth).any(dim=1)] = 2
+    kind[token == prompt_leaf] = 1
+    kind[token < node_offset] = 0
+    return torch.where(wrong.any(dim=1), kind, torch.full_like(kind, -1))
+
+
+def path_errors(split, correct, tf_correct, kinds):
+    """The error-analysis metrics of path rows: correct (n, l) greedy, tf_correct (n, l) teacher-forced,
+    kinds (n,) from first_error_kinds."""
+    metrics = {}
+    for i in range(correct.size(1)):
+        metrics[f'{split}/accuracy/token_{i + 1}_teacher_forced'] = tf_correct[:, i].float().mean().item()
+        prefix = correct[:, :i].all(dim=1)  # 0 when no row got that far, so every run has the same keys
+        metrics[f'{split}/accuracy/token_{i + 1}_given_prefix'] = \
+            (correct[:, i] & prefix).sum().item() / max(prefix.sum().item(), 1)
+    wrong = max((kinds >= 0).sum().item(), 1)  # every kind 0 when no row is wrong
+    for k, name in enumerate(ERROR_KINDS):
+        metrics[f'{split}/errors/{name}'] = (kinds == k).sum().item() / wrong
+    return metrics
+
+
 EVAL_BATCH_ROWS = 4096   # rows per evaluation forward pass at most...
 EVAL_LOGITS = 2 ** 26    # ...and logits per pass at most (256 MiB in fp32), so eval memory stays flat at any vocab
 
@@ -54,15 +96,17 @@ def eval_chunk_rows(l, vocab_size, logits=EVAL_LOGITS):
 
 
 @torch.no_grad()
-def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGITS, first_hop_slot=None, dummy=None):
+def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGITS, first_hop_slot=None, dummy=None,
+                details=False):
     """Per-token teacher-forced loss, greedy-decoding correctness and teacher-forced first-hop
     correctness for path rows (n, T) whose l targets follow a prompt of prompt_len tokens, in chunks
     of at most logits_budget logits. first_hop_slot: the target that is the first hop (default 1,
     or 0 for a single target). dummy: the DUMMY token of a teacherless model, whose inputs after the
-    prompt are dummies; then one forward pass per chunk gives the loss and the argmax 'generation'."""
+    prompt are dummies; then one forward pass per chunk gives the loss and the argmax 'generation'.
+    details=True also returns the generated targets and the teacher-forced argmax, (n, l) each."""
     if first_hop_slot is None:
         first_hop_slot = 1 if l > 1 else 0
-    losses, corrects, first_hops = [], [], []
+    losses, corrects, first_hops, gens, tfs = [], [], [], [], []
     batch = eval_chunk_rows(l, model.config.vocab_size, logits_budget)
     positions = torch.arange(prompt_len - 1, prompt_len - 1 + l, device=device)
     for start in range(0, len(rows), batch):
@@ -80,8 +124,12 @@ def score_paths(model, rows, prompt_len, l, device, ctx, logits_budget=EVAL_LOGI
         first_hops.append((logits[:, first_hop_slot].argmax(-1) == truth[:, first_hop_slot]).cpu())
         losses.append(F.cross_entropy(logits.float().transpose(1, 2), truth, reduction='none').cpu())
         corrects.append((generated == truth).cpu())
+        if details:
+            gens.append(generated.cpu())
+            tfs.append(logits.argmax(-1).cpu())
         del logits, generated  # before the next chunk's are made
-    return torch.cat(losses), torch.cat(corrects), torch.cat(first_hops)
+    scores = torch.cat(losses), torch.cat(corrects), torch.cat(first_hops)
+    return (*scores, torch.cat(gens), torch.cat(tfs)) if details else scores
 
 
 def edge_scores(model, chunks, ctx):
@@ -145,8 +193,15 @@ def evaluate(model, ev, meta, device, ctx):
     dummy = meta['tokens']['dummy'] if meta['config']['teacherless'] else None
 
     def paths(split, rows):
-        scores = score_paths(model, rows, prompt_len, n, device, ctx, first_hop_slot=hop, dummy=dummy)
-        return path_metrics(split, *scores, first_hop_slot=hop)
+        loss, correct, first_hop_tf, generated, tf_pred = score_paths(model, rows, prompt_len, n, device, ctx,
+                                                                      first_hop_slot=hop, dummy=dummy, details=True)
+        truth = torch.from_numpy(rows[:, prompt_len:prompt_len + n].astype(np.int64))
+        leaf = torch.from_numpy(rows[:, prompt_len - 1 - meta['config']['num_pause_tokens']].astype(np.int64))
+        kinds = first_error_kinds(generated, truth, leaf, NODE_OFFSET, training_leaves)
+        return {**path_metrics(split, loss, correct, first_hop_tf, first_hop_slot=hop),
+                **path_errors(split, correct, tf_pred == truth, kinds)}
+    training_leaves = torch.from_numpy(np.asarray(meta['paths'])[meta['train_arms'], -1].astype(np.int64)) \
+        if 'train_arms' in meta else torch.zeros(0, dtype=torch.int64)
     metrics = paths('train', ev.train_paths) if len(ev.train_paths) else {}  # edge-only graphs have no paths
     if len(ev.edges[0]):  # l = 2 without backward edges has no edge with one right answer
         metrics.update(score_edges(model, *ev.edges, ctx))
@@ -171,7 +226,7 @@ def best_key(metrics):
 def print_eval(metrics, iter_num, epoch, l, chance):
     """The evaluation as a few console lines; the target columns come from the metrics (l, the
     path's nodes, is not their number when path_target='first_hop')."""
-    n = sum(1 for key in metrics if key.startswith('train/accuracy/token_'))
+    n = sum(1 for key in metrics if re.fullmatch(r'train/accuracy/token_\d+', key))
     edges = [f"{name} {metrics[f'train/accuracy/{key}']:.3f}" for key, name in (('edge', 'edge acc'),
              ('edge_all', 'all-edge acc'), ('edge_all_recall', 'recall')) if f'train/accuracy/{key}' in metrics]
     loss = metrics.get('train/loss/overall', metrics.get('train/loss/edge_all'))

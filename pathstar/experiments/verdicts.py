@@ -1,0 +1,101 @@
+"""
+Each contrast's claims scored on its runs (evidence.py's statistics and rule), and the machine-readable
+results/reproduction.json:
+
+    [{"name", "claim" (the paper's words), "verdict", "claims": [{"kind", "arm", "other", "metric", "verdict",
+      "why"}], "arms": [{"arm", "task", "chance", "runs": [{"data_seed", "seed", "first_hop", "path",
+      "held_out", "p_value", "above_chance"}], "first_hop": {"mean", "ci95", "n"}, "path": {...}}]}]
+
+A contrast agrees when every claim agrees, differs when any claim differs, and is inconclusive otherwise.
+"""
+import json
+import os
+
+from pathstar.experiments import evidence
+from pathstar.experiments.contrasts import CONTRASTS
+
+FIRST_HOP, PATH = 'val/accuracy/first_hop', 'val/accuracy/path'
+
+
+def run_record(params, summary):
+    """One run: its seeds, its held-out accuracies and the binomial test of its first hop against chance."""
+    out = dict(params, held_out=summary.get('val_rows', 0))
+    out.update({k: summary[key] for k, key in (('first_hop', FIRST_HOP), ('path', PATH)) if key in summary})
+    if 'first_hop' in out and out['held_out'] and 'chance/first_hop' in summary:
+        test = evidence.run_test(out['first_hop'], out['held_out'], summary['chance/first_hop'])
+        out.update(p_value=test['p_value'], above_chance=test['above_chance'])
+    return out
+
+
+def arm_record(arm, runs):
+    """runs: [(params dict, summary)] of the arm's finished runs."""
+    summaries = [s for _, s in runs]
+    chances = sorted({s['chance/first_hop'] for s in summaries if 'chance/first_hop' in s})
+    return dict(arm=arm.label, task=arm.task, chance=chances[0] if len(chances) == 1 else chances or None,
+                runs=[run_record(p, s) for p, s in runs],
+                first_hop=evidence.summary([s[FIRST_HOP] for s in summaries if FIRST_HOP in s]),
+                path=evidence.summary([s[PATH] for s in summaries if PATH in s]),
+                _summaries=summaries)
+
+
+def claim_record(claim, arms):
+    """The verdict of one claim, and why, from the arms' records by label."""
+    first = arms.get(claim.arm)
+    other = arms.get(claim.other) if claim.other else None
+    record = dict(kind=claim.kind, arm=claim.arm, other=claim.other, metric=claim.metric)
+    if first is None or (claim.other and other is None):
+        return dict(record, verdict='inconclusive', why='an arm of the claim has no runs')
+    if claim.kind == 'sooner':
+        return dict(record, verdict='inconclusive', why='a claim about speed needs learning curves, and the runs '
+                                                        'record their final evaluation only')
+    values = [s[claim.metric] for s in first['_summaries'] if claim.metric in s]
+    if claim.kind == 'greater':
+        others = [s[claim.metric] for s in other['_summaries'] if claim.metric in s]
+        ci = evidence.difference_ci(values, others)
+        return dict(record, verdict=evidence.verdict('greater', values, others), difference_ci95=ci,
+                    why=f"{len(values)} and {len(others)} runs; 95% interval of the difference {fmt(ci)}")
+    tests = [dict(above_chance=r.get('above_chance', False)) for r in first['runs']]
+    ci = evidence.bootstrap_ci(values)
+    verdict = evidence.verdict(claim.kind, values, chance=first['chance'], tests=tests)
+    return dict(record, verdict=verdict, why=f"{len(values)} runs; mean {fmt(ci)} against chance "
+                                             f"{first['chance']:.3f}; {sum(t['above_chance'] for t in tests)} "
+                                             f"of {len(tests)} runs above chance (p < {evidence.ALPHA})")
+
+
+def fmt(ci):
+    return '-' if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def contrast_record(contrast, arm_runs):
+    """arm_runs: {arm label: [(params, summary)]}; the contrast's record for reproduction.json."""
+    arms = {arm.label: arm_record(arm, arm_runs.get(arm.label, [])) for arm in contrast.arms}
+    claims = [claim_record(c, {k: a for k, a in arms.items() if a['runs']}) for c in contrast.claims]
+    verdicts = {c['verdict'] for c in claims}
+    verdict = 'differs' if 'differs' in verdicts else 'agrees' if verdicts == {'agrees'} else 'inconclusive'
+    return dict(name=contrast.name, claim=contrast.paper, verdict=verdict, claims=claims,
+                arms=[{k: v for k, v in a.items() if not k.startswith('_')} for a in arms.values()])
+
+
+def verdict_table(records):
+    """The verdict table README and reproduction.md lead with."""
+    lines = ['| contrast | verdict | claims (verdict: why) |', '| --- | --- | --- |']
+    for r in records:
+        claims = '; '.join(f"{c['kind']} {c['arm']}{' > ' + c['other'] if c['other'] else ''}: {c['verdict']}"
+                           for c in r['claims'])
+        lines.append(f"| {r['name']} | **{r['verdict']}** | {claims} |")
+    return '\n'.join(lines) + f"\n\nThe rule: {evidence.VERDICT_RULE}\n"
+
+
+def merged(path, records):
+    """The records of path's reproduction.json with these replacing theirs by name, in CONTRASTS' order."""
+    by_name = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            by_name = {r['name']: r for r in json.load(f)}
+    by_name.update({r['name']: r for r in records})
+    order = [c.name for c in CONTRASTS]
+    return sorted(by_name.values(), key=lambda r: order.index(r['name']) if r['name'] in order else len(order))
+
+
+def to_json(records):
+    return json.dumps(records, indent=1, sort_keys=False) + '\n'
