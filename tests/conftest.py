@@ -6,7 +6,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import torch  # noqa: E402
+
 from pathstar import validate  # noqa: E402  (importable once the repo is on sys.path)
+from pathstar.models.base import LanguageModel  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -31,17 +34,19 @@ def tiny_config(tmp_path, **overrides):
     return cfg
 
 
-def record_forwards(monkeypatch):
-    """(x shape, target shape, targets scored) of every training forward pass (targets given)."""
-    import model
-    calls, real = [], model.GPT.forward
+@pytest.fixture
+def forwards():
+    """(x shape, target shape, targets scored) of every training forward pass (targets given) of any model,
+    seen through torch's global forward pre-hook (no patching)."""
+    calls = []
 
-    def forward(self, idx, targets=None, *rest, **kw):
-        if targets is not None:
+    def hook(module, args):
+        if isinstance(module, LanguageModel) and len(args) > 1 and args[1] is not None:
+            idx, targets = args[0], args[1]
             calls.append((tuple(idx.shape), tuple(targets.shape), int((targets >= 0).sum())))
-        return real(self, idx, targets, *rest, **kw)
-    monkeypatch.setattr(model.GPT, 'forward', forward)
-    return calls
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    yield calls
+    handle.remove()
 
 
 def checked(cfg):

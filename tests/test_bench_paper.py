@@ -12,7 +12,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import train
-from conftest import ROOT, tiny_config, record_forwards
+from conftest import ROOT, tiny_config
 
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
 import bench_paper  # noqa: E402
@@ -41,10 +41,10 @@ def predicted_forwards(cfg):
     dict(),                                                     # full batch: distinct rows, own lengths
     dict(recipe='staged', staged_edge_frac=0.5),                # full batch per stage
 ], ids=['mini', 'accum', 'staged', 'first_hop', 'full', 'full_staged'])
-def test_step_shapes_are_what_train_feeds_the_model(tmp_path, monkeypatch, overrides):
+def test_step_shapes_are_what_train_feeds_the_model(tmp_path, forwards, overrides):
     epochs = 2 if overrides.get('recipe') == 'staged' else 1  # one epoch per stage
     cfg = validate.build_config(tiny_config(tmp_path, epochs=epochs, **overrides))
-    calls = record_forwards(monkeypatch)
+    calls = forwards
     train.train(cfg)
     shapes, scored = predicted_forwards(cfg)
     assert Counter((x, t) for x, t, _ in calls) == shapes

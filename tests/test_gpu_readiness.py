@@ -13,7 +13,7 @@ import pathstar_data
 from pathstar.data import slots as pathstar_rows
 from pathstar.training import device
 import train
-from conftest import tiny_config, record_forwards
+from conftest import tiny_config
 
 
 @pytest.fixture
@@ -54,11 +54,11 @@ def test_full_batch_steps_never_shuffle(tmp_path, monkeypatch):
     assert calls == []
 
 
-def test_mini_batches_have_one_shape_per_kind_of_row_and_see_every_row_once_an_epoch(tmp_path, monkeypatch):
+def test_mini_batches_have_one_shape_per_kind_of_row_and_see_every_row_once_an_epoch(tmp_path, forwards):
     cfg = tiny_config(tmp_path, batch_size=7, epochs=3, eval_interval=1000)  # 16 edge rows + 15 path rows
     data = pathstar_data.load_or_build(cfg, verbose=False)
     meta = data.meta
-    calls = record_forwards(monkeypatch)
+    calls = forwards
     steps = []
     summary = train.train(cfg, lambda event, run: event == 'step' and steps.append(len(calls)))
     edge_len, T, l = meta['edge_row_len'] - 1, meta['row_len'] - 1, meta['l']
