@@ -52,6 +52,8 @@ def test_verdicts_follow_the_written_rule():
     assert evidence.verdict('above_chance', low, chance=0.02,
                             tests=[evidence.run_test(v, 50, 0.02) for v in low]) == 'differs'
     assert evidence.verdict('at_chance', low, chance=0.004) == 'agrees'    # the interval [0, 0.012] holds it
+    assert evidence.verdict('at_chance', [0.0] * 5, chance=0.005) == 'agrees'  # below chance is no better than it
+    assert evidence.verdict('at_chance', low, chance=0.004, tests=[dict(above_chance=True)]) == 'inconclusive'
     assert evidence.verdict('at_chance', high, chance=0.005) == 'differs'
     assert evidence.verdict('greater', high, low) == 'agrees'
     assert evidence.verdict('greater', low, high) == 'differs'

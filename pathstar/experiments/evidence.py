@@ -21,8 +21,9 @@ MIN_RUNS = 5          # fewer finished runs in an arm than this: the verdict is 
 VERDICT_RULE = (
     "A claim compares arms on one metric, over graphs (one run a graph). 'above chance' agrees when the lower "
     "end of the arm's 95% bootstrap interval is above chance and every run's one-sided binomial test against "
-    f"chance has p < {ALPHA}, and differs when the interval's upper end is at or below chance. 'at chance' "
-    "agrees when the interval holds chance and differs when it lies wholly above. 'a > b' agrees when the 95% "
+    f"chance has p < {ALPHA}, and differs when the interval's upper end is at or below chance. 'at chance' (no "
+    "better than chance) agrees when the interval's lower end is at or below chance and no run's test is below "
+    f"p = {ALPHA}, and differs when the lower end is above chance. 'a > b' agrees when the 95% "
     "interval of mean(a) - mean(b) is above 0 and differs when it is below 0. Anything else, or an arm with "
     f"fewer than {MIN_RUNS} finished runs, is inconclusive.")
 
@@ -102,8 +103,8 @@ def verdict(kind, first, second=None, chance=None, tests=()):
         if lo > chance and all(t['above_chance'] for t in tests):
             return 'agrees'
         return 'differs' if hi <= chance else 'inconclusive'
-    if kind == 'at_chance':
-        if lo <= chance <= hi:
-            return 'agrees'
-        return 'differs' if lo > chance else 'inconclusive'
+    if kind == 'at_chance':  # no better than chance: below it counts too (a model can be confidently wrong)
+        if lo > chance:
+            return 'differs'
+        return 'agrees' if not any(t['above_chance'] for t in tests) else 'inconclusive'
     raise ValueError(f"unknown claim kind {kind!r}")
