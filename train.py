@@ -79,6 +79,7 @@ class Run:
     lock: object = None             # out_dir/.lock, held while the run owns out_dir
     wandb: object = None
     wandb_id: Optional[str] = None
+    dataset: str = ''               # the cache folder's name: which graph and rows, hashed
     iter_num: int = 0
     last_eval: int = -1
     best: Optional[list] = None     # best_key() of the best evaluation so far
@@ -106,16 +107,16 @@ def train(config, hook=None):
     cfg, checkpoint = validate.build_config(config), None
     if cfg['init_from'] == 'resume':
         cfg, checkpoint = checkpoint_files.load_for_resume(cfg, set(config), RUN_KEYS)
-    r = setup(cfg, checkpoint, hook or (lambda event, run: None))
-    stop, summary = {}, None
+    stop, summary, r = {}, None, None
     handlers = install_signal_handlers(stop)
     try:
+        r = setup(cfg, checkpoint, hook or (lambda event, run: None))
         with machine.out_of_memory_as_training_error(cfg, r.batch_size):
             r.hook('start', r)
             if (due(r, cfg['eval_interval']) or cfg['eval_only']) and r.last_eval != r.iter_num:
                 evaluate_and_save(r)
             while r.iter_num < r.max_iters and not cfg['eval_only']:
-                train_step(r)
+                first_step(r, stop) if 'stepped' not in stop else train_step(r)
                 if due(r, cfg['log_interval']):
                     log_step(r)
                 if due(r, cfg['eval_interval']):
@@ -123,7 +124,7 @@ def train(config, hook=None):
                 if due(r, cfg['checkpoint_interval'] or cfg['eval_interval']) and r.iter_num < r.max_iters:
                     check_finite(r.loss.item(), r.iter_num, cfg)  # never save a diverged model
                     save(r, 'running')
-                if stop:
+                if 'signum' in stop:
                     save(r, 'interrupted')
                     raise Interrupted(stop['signum'], r.iter_num)
             earlier = None
@@ -134,10 +135,17 @@ def train(config, hook=None):
                 save(r, 'finished')
             summary = write_summary(r, earlier)
         return summary
+    except KeyboardInterrupt:
+        if 'signum' not in stop:
+            raise
+        if r is not None and cfg['init_from'] == 'scratch':
+            checkpoint_files.clear_run_files(cfg)  # the start-up's best.pt would turn a rerun away
+        raise Interrupted(stop['signum']) from None
     finally:
         restore_signal_handlers(handlers)
-        finish_wandb(r, summary)
-        r.lock.close()  # out_dir is free for the next run
+        if r is not None:
+            finish_wandb(r, summary)
+            r.lock.close()  # out_dir is free for the next run
 
 
 def setup(cfg, checkpoint, hook):
@@ -147,7 +155,10 @@ def setup(cfg, checkpoint, hook):
     dtype = machine.pick_dtype(cfg['dtype'], device)
     checkpoint_files.check_out_dir(cfg)
     checkpoint_files.check_path('data_dir', cfg['data_dir'], longest_child=100)  # a cache folder and its files
-    machine.check_memory(cfg)
+    if checkpoint is not None:
+        checkpoint_files.check_resumed_dataset(cfg, checkpoint, os.path.join(cfg['out_dir'], 'ckpt.pt'))
+    elif cfg['edge_checkpoint']:
+        checkpoint_files.check_edge_checkpoint(cfg)
     data = cache.load_or_build(cfg)
     meta = data.meta
     n_rows = meta['num_train_rows']
@@ -160,11 +171,12 @@ def setup(cfg, checkpoint, hook):
     with machine.out_of_memory_as_training_error(cfg, batch_size):
         model = models.build(cfg, meta['vocab_size'], meta['row_len'] - 1, device).to(device)
         rows = slots.training_targets(data, cfg['path_loss'], device)
-    if cfg['edge_checkpoint']:
+    if cfg['edge_checkpoint'] and checkpoint is None:  # a resumed run's weights are all in its ckpt.pt
         checkpoint_files.load_weights(model, cfg['edge_checkpoint'], 'edge_checkpoint')
     r = Run(cfg=cfg, device=device, dtype=dtype, ctx=machine.autocast_context(device, dtype), data=data, rows=rows,
             ev=slots.eval_sets(data, cfg['eval_samples'], cfg['seed'], device), plan=plan,
             max_iters=max_iters, batch_size=batch_size, model=model, step_model=model,
+            dataset=os.path.basename(data.path),
             optimizer=new_optimizer(model, cfg, device),
             scaler=torch.amp.GradScaler('cuda', enabled=(dtype == 'float16' and device.startswith('cuda'))),
             hook=hook)
@@ -248,7 +260,7 @@ def train_step(r):
     r.iter_num += 1
     r.loss = loss.detach()  # stays on the device until it is logged
     if stage.new_optimizer and len(r.plan) == 2 and r.iter_num == r.plan[1].first_iter:
-        save_weights(r, 'edges.pt')  # two_stage: the edge stage's model, for edge_checkpoint of later runs
+        save_weights(r, 'edges.pt', stage='edges')  # two_stage: the edge stage, for later runs' edge_checkpoint
 
 
 def micro_batches(r, stage, epoch, step):
@@ -342,11 +354,13 @@ def evaluate_and_save(r):
     r.t_log, r.tokens_since_log, r.flops_since_log = time.time(), 0, 0.0  # eval time is not training throughput
 
 
-def save_weights(r, name):
-    """out_dir/name: the model's weights and how to rebuild it (a third of a resume checkpoint)."""
+def save_weights(r, name, stage=None):
+    """out_dir/name: the model's weights, how to rebuild it and the dataset it learned (a third of a resume
+    checkpoint). stage='edges' marks the edge stage's model, the one file edge_checkpoint takes."""
     r.hook('save_start', r)
     checkpoint_files.atomic_save(dict(model=r.model.state_dict(), model_args=vars(r.model.config), config=r.cfg,
-                                      iter_num=r.iter_num, metrics=r.metrics), os.path.join(r.cfg['out_dir'], name))
+                                      iter_num=r.iter_num, metrics=r.metrics, dataset=r.dataset, stage=stage),
+                                 os.path.join(r.cfg['out_dir'], name))
     r.hook('save_end', r)
 
 
@@ -357,7 +371,8 @@ def save(r, status):
                      model_args=vars(r.model.config), config=r.cfg, iter_num=r.iter_num, last_eval=r.last_eval,
                      best=r.best, best_metrics=r.best_metrics, rng_cpu=torch.get_rng_state(),
                      rng_cuda=torch.cuda.get_rng_state() if r.device.startswith('cuda') else None,
-                     wandb_id=r.wandb.id if r.wandb is not None else r.wandb_id, status=status),
+                     wandb_id=r.wandb.id if r.wandb is not None else r.wandb_id, status=status,
+                     dataset=r.dataset),
                 os.path.join(r.cfg['out_dir'], 'ckpt.pt'))
     r.hook('save_end', r)
 
@@ -397,14 +412,30 @@ def check_finite(loss, iter_num, cfg):
                             f"(now {cfg['learning_rate']:g}) or set grad_clip (now {cfg['grad_clip']:g})")
 
 
+def first_step(r, stop):
+    """The call's first step, which may compile the model for minutes: a signal stops it at once (the
+    handler raises), and an error it causes there (compile workers get Ctrl-C too) is that signal's."""
+    try:
+        train_step(r)
+    except Exception:
+        if 'signum' in stop:
+            raise KeyboardInterrupt from None
+        raise
+    stop['stepped'] = True
+
+
 def install_signal_handlers(stop):
-    """SIGINT/SIGTERM finish the current step, then the loop saves and stops."""
+    """SIGINT/SIGTERM: before the first step of this call (start-up, the dataset build, compiling) the
+    run stops at once, with nothing trained to save; after it, the current step finishes, then the loop
+    saves and stops."""
     import threading
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum, frame):
         stop['signum'] = signum
+        if 'stepped' not in stop:
+            raise KeyboardInterrupt
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 

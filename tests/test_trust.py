@@ -12,6 +12,7 @@ import train
 from configurator import UserError, exit_on_user_error
 from conftest import ROOT, tiny_config
 from pathstar import validate
+from pathstar.data import cache
 
 
 def summary_of(cfg):
@@ -175,3 +176,15 @@ def test_a_key_the_run_would_ignore_is_refused_by_name(overrides, message):
 def test_the_official_mamba_preset_sets_no_key_it_ignores():
     presets = [f'{ROOT}/config/{name}.py' for name in ('official', 'official_g5000_l5', 'arch_mamba')]
     assert validate.parse_args(presets)['model_type'] == 'mamba'
+
+
+@pytest.mark.parametrize('overrides, key', [
+    (dict(graph_d=100000), 'graph_d'),
+    (dict(task='in_context', num_train_graphs=10 ** 7, graph_d=3), 'num_train_graphs')])
+def test_one_memory_estimate_refuses_any_dataset_too_big_before_building(tmp_path, monkeypatch, overrides, key):
+    real = os.sysconf
+    monkeypatch.setattr(os, 'sysconf', lambda name: 1000 if name == 'SC_PHYS_PAGES' else real(name))
+    cfg = validate.build_config(dict(overrides, data_dir=str(tmp_path / 'data')))
+    with pytest.raises(UserError, match=f"^{key}: .* GiB in memory, more than this machine's"):
+        cache.load_or_build(cfg)  # what pathstar_data.py and train.py both call
+    assert not (tmp_path / 'data').exists()

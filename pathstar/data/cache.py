@@ -74,6 +74,32 @@ def cache_dir(cfg):
     return os.path.join(cfg['data_dir'], f"{s.folder_name(dcfg)}_{digest}")
 
 
+def memory_need(dcfg):
+    """(bytes, rows, row length): what the dataset of a data config holds in memory while a run trains on
+    it, from the config alone (nothing is built): its rows and masks as stored, then the int64 inputs,
+    positions and target slots made from them. The one estimate: train.py, pathstar_data.py and sweep
+    dry runs all check it."""
+    m = scheme(dcfg).meta_scalars(dcfg)
+    rows, T, targets = m['num_train_rows'] + m['num_val_rows'], m['row_len'], len(m['path_target_nodes'])
+    return rows * (T * (np.dtype(m['dtype']).itemsize + 1) + (T - 1) * 8 + 2 * targets * 8), rows, T
+
+
+def check_memory(cfg):
+    """Refuse, before anything is built or written, a dataset that cannot fit in this machine's memory."""
+    s = scheme(cfg)
+    need, rows, T = memory_need(s.data_config(cfg))
+    have = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    if need > have:
+        raise UserError(f"{s.SIZE_KEY}: {rows:,} rows of {T} tokens need about {need / 2 ** 30:.1f} GiB in memory, "
+                        f"more than this machine's {have / 2 ** 30:.1f} GiB; {s.SMALLER}")
+
+
+def dataset_name(cfg):
+    """The name of the dataset a config trains on: its cache folder's, which hashes every data key (and
+    data_import's file bytes), so two configs share it exactly when they share the graph and rows."""
+    return os.path.basename(cache_dir(cfg))
+
+
 def is_built(folder, saved=()):
     """Every file is there (meta.json is written last, and the folder appears by rename). Whether
     they hold what they should is load()'s check."""
@@ -344,6 +370,7 @@ def load_or_build(cfg, verbose=True, mmap=False):
     s = scheme(cfg)
     dcfg, folder = s.data_config(cfg), cache_dir(cfg)
     check_place(folder)
+    check_memory(cfg)
     data = None
     if is_built(folder, s.SAVED):
         try:

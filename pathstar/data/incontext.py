@@ -35,6 +35,7 @@ from pathstar.tokens import DUMMY, EDGE, NODE_OFFSET, TOKENS
 
 IN_CONTEXT_KEYS = ('task', 'num_train_graphs', 'num_val_graphs')
 SAVED = ('train_graphs', 'val_graphs')  # meta arrays the cache keeps beside the rows (cache.py)
+SIZE_KEY, SMALLER = 'num_train_graphs', 'draw fewer graphs or smaller ones'  # a dataset too big for memory
 MAX_TRIES = 100  # rounds of redrawing validation graphs that equal a training graph
 
 

@@ -24,6 +24,7 @@ DATA_KEYS = ('graph', 'graph_d', 'graph_l', 'star_subtree_degree', 'subtree_hold
 # teacherless leaves the stored rows as they are; it is a data key so that meta['config'] carries it
 # to slots.py and evaluate.py, which put the DUMMY inputs in
 SAVED = ('paths',)  # the meta arrays kept as .npy files beside the rows (holdout_arms live in meta.json)
+SIZE_KEY, SMALLER = 'graph_d', 'use a smaller graph'  # what a dataset too big for memory is blamed on
 
 
 # -----------------------------------------------------------------------------

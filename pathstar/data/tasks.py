@@ -5,8 +5,9 @@ The tasks, one module each, and their registry TASKS (the key `task`):
     in_context   every row carries its own random star (incontext.py)
 
 A task module provides data_config(cfg), meta_scalars(cfg), build_arrays(cfg), folder_name(dcfg),
-layouts(meta), SAVED (the meta arrays the cache keeps as files), summary(data) and check(cfg) (its
-rules, raising UserError). Adding a task is one module and one line here, plus its keys in configurator.py.
+layouts(meta), SAVED (the meta arrays the cache keeps as files), SIZE_KEY and SMALLER (the key a dataset
+too big for memory is blamed on, and the advice), summary(data) and check(cfg) (its rules, raising
+UserError). Adding a task is one module and one line here, plus its keys in configurator.py.
 """
 from pathstar.data import incontext, inweights
 from pathstar.errors import UserError

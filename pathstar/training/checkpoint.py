@@ -23,7 +23,9 @@ import time
 import torch
 
 import configurator
+from pathstar.data import cache, tasks
 from pathstar.errors import UserError
+from pathstar.models import registry as models
 
 RUN_FILES = ('ckpt.pt', 'best.pt', 'edges.pt', 'summary.json')
 NAME_MAX = 255     # bytes in one path component on Linux and macOS file systems
@@ -130,17 +132,23 @@ def claim(cfg):
     try:
         check_no_earlier_run(cfg)  # again, now that no other run can start here
         if cfg['init_from'] == 'scratch':
-            keep = os.path.realpath(cfg['edge_checkpoint']) if cfg['edge_checkpoint'] else None
-            for name in RUN_FILES:  # but never the edge stage this run starts from
-                path = os.path.join(out_dir, name)
-                if os.path.isfile(path) and os.path.realpath(path) != keep:
-                    os.remove(path)
+            clear_run_files(cfg)
         for stale in glob.glob(glob.escape(out_dir) + '/*.tmp-*'):  # half-written by a killed run: never read
             os.remove(stale)
     except BaseException:
         lock.close()
         raise
     return lock
+
+
+def clear_run_files(cfg):
+    """Remove out_dir's run files (its owner's call: it holds the lock), but never the edge stage the run
+    starts from."""
+    keep = os.path.realpath(cfg['edge_checkpoint']) if cfg['edge_checkpoint'] else None
+    for name in RUN_FILES:
+        path = os.path.join(cfg['out_dir'], name)
+        if os.path.isfile(path) and os.path.realpath(path) != keep:
+            os.remove(path)
 
 
 def atomic_save(obj, path):
@@ -209,22 +217,71 @@ def restore_state(module, state, path, what):
         raise UserError(f"init_from: the {what} in {path} does not match its own config ({first[:200]})") from None
 
 
-def load_weights(model, path, key):
-    """Start a model from the weights file of another run (best.pt, edges.pt): same shapes or one line."""
+def read_weights(path, key):
+    """The dict a weights file (best.pt, edges.pt) holds, or one line saying what path is instead."""
+    if os.path.isdir(path):
+        raise UserError(f"{key}: {path} is a folder, not a weights file")
     if not os.path.isfile(path):
         raise UserError(f"{key}: {path} does not exist")
     try:
         saved = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise UserError(f"{key}: cannot read {path} ({type(e).__name__})") from None
-    if not isinstance(saved, dict) or 'model' not in saved or 'model_args' not in saved:
+    except Exception as e:  # truncated, text, foreign, or carrying pickled code: never unpickled
+        raise UserError(f"{key}: cannot read {path}: not a whole torch file (truncated, or another format; "
+                        f"{type(e).__name__})") from None
+    if not isinstance(saved, dict) or 'model' not in saved or not isinstance(saved.get('model_args'), dict):
         raise UserError(f"{key}: {path} is not a pathstar weights file (no model and model_args)")
-    ours, theirs = vars(model.config), saved['model_args']
-    # a file written before a model key existed was made with that key's default
-    defaults = {f.name: f.default for f in dataclasses.fields(model.config) if f.default is not dataclasses.MISSING}
+    return saved
+
+
+def check_edge_checkpoint(cfg):
+    """Before anything is written or built: edge_checkpoint is the edges.pt of a two_stage run on this
+    run's dataset, with this run's model (so the path stage starts from this graph's memory)."""
+    path, key = cfg['edge_checkpoint'], 'edge_checkpoint'
+    saved = read_weights(path, key)
+    if saved.get('stage') != 'edges':
+        raise UserError(f"{key}: {path} is not an edge stage's weights (the edges.pt a two_stage run writes, which "
+                        f"names its dataset): a model trained on paths too, or an edges.pt older than that")
+    theirs, ours = saved.get('dataset'), cache.dataset_name(cfg)
+    if theirs != ours:
+        old = saved.get('config', {})
+        differ = [f"{k}={old.get(k)!r}" for k in tasks.task(cfg).data_config(cfg) if k in cfg
+                  and old.get(k, cfg[k]) != cfg[k]]
+        why = (', '.join(differ) if differ else "data_import's files changed since" if cfg['data_import']
+               else 'another data format')
+        raise UserError(f"{key}: {path} memorised another dataset ({theirs}; this run's is {ours}): it was "
+                        f"trained with {why}")
+    f = models.family(cfg)
+    if models.family(saved['model_args']) is not f:
+        raise UserError(f"{key}: {path} holds a model_type={saved['model_args'].get('model_type', 'gpt')!r} "
+                        f"model; this run has model_type={cfg['model_type']!r}")
+    args = saved['model_args']
+    check_same_model(vars(f.config_from(cfg, args['vocab_size'], args['block_size'])), args, path, key)
+
+
+def check_same_model(ours, theirs, path, key):
+    """ours, theirs: model_args. A file written before a model key existed was made with its default."""
+    fields = dataclasses.fields(models.family(ours).Config)
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
     differ = [k for k in ours if theirs.get(k, defaults.get(k)) != ours[k]]
     if differ:
         there = ', '.join(f"{k}={theirs.get(k)!r}" for k in differ)
         here = ', '.join(f"{k}={ours[k]!r}" for k in differ)
         raise UserError(f"{key}: {path} holds a different model ({there}; this run has {here})")
+
+
+def check_resumed_dataset(cfg, checkpoint, path):
+    """Resuming trains on the dataset the run began with, or stops: an edited data_import folder (or a
+    change in how the graph is built) would otherwise switch graphs mid-run without a word."""
+    theirs, ours = checkpoint.get('dataset'), cache.dataset_name(cfg)
+    if theirs is not None and theirs != ours:
+        what = (f"the files in data_import={cfg['data_import']!r} changed since" if cfg['data_import']
+                else "this code builds another dataset from its config than when")
+        raise UserError(f"init_from: {path} trained on dataset {theirs}, but {what} it was written (now {ours}); "
+                        f"restore them, or start a new run")
+
+
+def load_weights(model, path, key):
+    """Start a model from the weights file of another run (best.pt, edges.pt): same shapes or one line."""
+    saved = read_weights(path, key)
+    check_same_model(vars(model.config), saved['model_args'], path, key)
     restore_state(model, saved['model'], path, 'model')

@@ -2,20 +2,21 @@
 The machine side of a run: which device, which precision, whether to compile, and what
 happens when memory runs out. train.py asks; nothing here knows about the task.
 """
-import os
 from contextlib import contextmanager, nullcontext
 
 import torch
 
-from pathstar.data import inweights
 from pathstar.errors import UserError
 
 
 class Interrupted(RuntimeError):
-    """SIGINT/SIGTERM arrived: the checkpoint is saved, the run can be resumed."""
+    """SIGINT/SIGTERM arrived: the checkpoint is saved and the run can be resumed, or (iter_num None) it
+    came before the first step, and nothing new was trained or saved."""
 
-    def __init__(self, signum, iter_num):
-        super().__init__(f"interrupted by signal {signum} at iter {iter_num}; resume with --init_from=resume")
+    def __init__(self, signum, iter_num=None):
+        super().__init__(f"interrupted by signal {signum} at iter {iter_num}; resume with --init_from=resume"
+                         if iter_num is not None else f"interrupted by signal {signum} before the first step: "
+                         f"nothing new was trained or saved; run the same command again to start it")
         self.signum = signum
 
 
@@ -98,16 +99,3 @@ def out_of_memory_as_training_error(cfg, batch_size):
 def oom_message(cfg, batch_size, where):
     return (f"out of {where} memory with batch_size={batch_size}, n_layer={cfg['n_layer']}, n_embd={cfg['n_embd']}: "
             f"lower batch_size (raise gradient_accumulation_steps to keep the rows per step) or the model size")
-
-
-def check_memory(cfg):
-    """Refuse, before building anything, a dataset that cannot fit in this machine's memory: its
-    rows and masks, and the int64 inputs and target slots made from them."""
-    counts = inweights.row_counts(inweights.data_config(cfg))
-    edge_len, _, path_len = inweights.row_lengths(cfg)
-    T, rows = max(edge_len, path_len), counts.train_rows + counts.held_out
-    need = rows * (T * 5 + (T - 1) * 8 + 2 * cfg['graph_l'] * 8)  # uint32 + mask, then x, pos, tgt
-    have = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    if need > have:
-        raise UserError(f"graph_d: {rows:,} rows of {T} tokens need about {need / 2 ** 30:.1f} GiB in memory, "
-                          f"more than this machine's {have / 2 ** 30:.1f} GiB; use a smaller graph")

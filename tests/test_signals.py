@@ -1,0 +1,56 @@
+"""Ctrl-C and SIGTERM before a run's first step (start-up, a compile, a long first step) stop it within
+seconds, with one line and exit 128 + signal, and leave an out_dir the same command can use again."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import train
+from conftest import ROOT, tiny_config
+from pathstar.training import checkpoint as checkpoint_files
+
+
+def argv(cfg):
+    return [f'--{k}={v}' for k, v in cfg.items()]
+
+
+@pytest.mark.parametrize('event, signum', [('start', signal.SIGTERM), ('step', signal.SIGINT)])
+def test_a_signal_before_the_first_step_stops_at_once_and_the_same_command_runs_again(tmp_path, event, signum):
+    cfg = tiny_config(tmp_path, epochs=4)
+    steps = []
+
+    def hook(name, run):
+        if name == 'step':
+            steps.append(run.iter_num)
+        if name == event and run.iter_num == 0:
+            os.kill(os.getpid(), signum)
+    with pytest.raises(train.Interrupted, match='before the first step: nothing new was trained') as e:
+        train.train(cfg, hook)
+    assert e.value.signum == signum and steps in ([], [0])
+    assert not any(os.path.exists(os.path.join(cfg['out_dir'], f)) for f in checkpoint_files.RUN_FILES)
+    summary = train.train(cfg)  # the same command: no "already holds an earlier run" in the way
+    assert summary['iter'] == summary['max_iters']
+
+
+def test_ctrl_c_while_torch_compile_builds_the_first_step_is_one_line_and_exit_130(tmp_path):
+    cfg = tiny_config(tmp_path, compile=True, epochs=2, eval_interval=1000)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen([sys.executable, 'train.py', *argv(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # the plan line: set up, the first step (and its compile) comes next
+        if line.startswith('training ('):
+            break
+    time.sleep(1.0)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert time.time() - sent < 30
+    if proc.returncode == 0:  # the compile and the run both finished inside the second: nothing to check
+        pytest.fail('the tiny compiled run ended before the signal; make it longer')
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert err.strip().splitlines() == [err.strip().splitlines()[-1]] and err.startswith('stopped: '), err
+    assert not any(os.path.exists(os.path.join(cfg['out_dir'], f)) for f in checkpoint_files.RUN_FILES)
+    checkpoint_files.check_out_dir(dict(cfg, init_from='scratch', overwrite_out_dir=False))  # a rerun is let in
