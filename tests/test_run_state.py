@@ -2,7 +2,6 @@
 damaged or foreign checkpoints as one line, every conflicting override reported on resume, and the
 late failures moved before anything is written."""
 import os
-import signal
 
 import pytest
 import torch
@@ -14,7 +13,6 @@ import train
 from configurator import UserError
 from conftest import tiny_config
 from pathstar import validate
-from pathstar.data import cache
 
 
 def argv(cfg):
@@ -159,16 +157,6 @@ def test_cpu_out_of_memory_at_model_build_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(model.GPT, 'to', fail)
     with pytest.raises(train.TrainingError, match='out of CPU memory with batch_size=31'):
         train.train(tiny_config(tmp_path))
-
-
-def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
-    def interrupted(*a, **k):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(cache, 'load_or_build', interrupted)  # the dataset build train() starts with
-    with pytest.raises(SystemExit) as stop:
-        train.main(argv(tiny_config(tmp_path)))
-    assert stop.value.code == 128 + signal.SIGINT
-    assert capsys.readouterr().err.strip() == 'stopped: interrupted during start-up'
 
 
 def test_wandb_project_names_wandb_refuses_are_config_errors():

@@ -54,3 +54,28 @@ def test_ctrl_c_while_torch_compile_builds_the_first_step_is_one_line_and_exit_1
     assert err.strip().splitlines() == [err.strip().splitlines()[-1]] and err.startswith('stopped: '), err
     assert not any(os.path.exists(os.path.join(cfg['out_dir'], f)) for f in checkpoint_files.RUN_FILES)
     checkpoint_files.check_out_dir(dict(cfg, init_from='scratch', overwrite_out_dir=False))  # a rerun is let in
+
+
+def test_ctrl_c_while_waiting_for_the_dataset_build_is_one_line_and_leaves_nothing(tmp_path):
+    """A real signal during start-up: the run waits for another builder's lock on its dataset."""
+    import fcntl
+    from pathstar import validate
+    from pathstar.data import cache
+    cfg = tiny_config(tmp_path)
+    folder = cache.cache_dir(validate.build_config(cfg))
+    os.makedirs(tmp_path / 'data')
+    with open(folder + '.lock', 'w') as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen([sys.executable, 'train.py', *argv(cfg)], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+        deadline = time.time() + 120
+        while not any(os.path.realpath(f'/proc/{proc.pid}/fd/{fd}') == folder + '.lock'
+                      for fd in os.listdir(f'/proc/{proc.pid}/fd')):  # it has opened the lock: it waits
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGINT
+    assert err.strip() == (f"stopped: interrupted by signal {signal.SIGINT} before the first step: nothing new "
+                           f"was trained or saved; run the same command again to start it")
+    assert not os.path.exists(cfg['out_dir']) and os.listdir(tmp_path / 'data') == [os.path.basename(folder) + '.lock']
