@@ -13,23 +13,31 @@ def t(*rows):
 
 def test_each_wrong_row_is_named_by_its_first_wrong_token():
     truth = t([10, 11, 12, 13], [10, 14, 15, 16], [10, 17, 18, 19], [10, 20, 21, 22], [10, 23, 24, 25],
-              [10, 26, 27, 28])
+              [10, 26, 27, 28], [10, 31, 32, 33], [10, 34, 35, 36])
     generated = t([10, 11, 12, 13],      # right
                   [10, 14, 3, 16],       # a PATH token: non_node
                   [10, 19, 18, 19],      # jumps to the prompt's own leaf
-                  [10, 20, 20, 22],      # its own path's node in the wrong place
+                  [10, 20, 20, 22],      # the node it just reached, again
                   [10, 23, 24, 40],      # a training path's leaf
-                  [10, 30, 27, 28])      # some other node
+                  [10, 30, 27, 28],      # some other node
+                  [10, 31, 32, 32],      # the leaf missed: the node before it again (the leaf's neighbour)
+                  [10, 34, 10, 36])      # back to the root: its own path, in the wrong place
     leaf = truth[:, -1]
     kinds = evaluate.first_error_kinds(generated, truth, leaf, OFF, training_leaves=t(40, 41))
     names = [evaluate.ERROR_KINDS[k] if k >= 0 else 'right' for k in kinds.tolist()]
-    assert names == ['right', 'non_node', 'prompt_leaf', 'own_path', 'training_leaf', 'other_node']
+    assert names == ['right', 'non_node', 'prompt_leaf', 'repeat', 'training_leaf', 'other_node', 'repeat',
+                     'own_path']
+
+
+def test_a_wrong_root_slot_is_never_a_repeat():
+    kinds = evaluate.first_error_kinds(t([11, 11, 12]), t([10, 11, 12]), t(12), OFF, training_leaves=t(40))
+    assert evaluate.ERROR_KINDS[kinds.item()] == 'own_path'
 
 
 def test_error_metrics_condition_on_a_right_prefix_and_split_the_wrong_rows():
     correct = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=torch.bool)
     tf_correct = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=torch.bool)
-    kinds = torch.tensor([-1, 1, 4, 1])
+    kinds = torch.tensor([-1, 1, 5, 1])
     m = evaluate.path_errors('val', correct, tf_correct, kinds)
     assert m['val/accuracy/token_1_given_prefix'] == pytest.approx(3 / 4)
     assert m['val/accuracy/token_2_given_prefix'] == pytest.approx(2 / 3)   # rows 0-2 had token 1 right

@@ -21,8 +21,11 @@ losses, the accuracies and first_hop_teacher_forced (= first_hop) alike.
 Where the held-out paths go wrong (path_errors): token_i_teacher_forced scores target i given the true
 targets before it; token_i_given_prefix is the greedy accuracy of target i over the rows whose greedy
 targets before it were all right (0 when none was); errors/<kind> splits the wrong rows by their first
-wrong token (all 0 when none is wrong): a non-node token, the leaf the prompt names, a node of the row's
-own path in the wrong place, a training path's leaf, or another node.
+wrong token (all 0 when none is wrong): a non-node token, the leaf the prompt names, the node just
+reached again (repeat), another node of the row's own path in the wrong place, a training path's leaf,
+or another node. 'repeat' is how held-out paths miss their leaf: the last node before it is the leaf's
+one neighbour, the answer of the leaf's own edge row, so a model that looks up the prompt's leaf in
+its edge memory returns that node instead of the leaf.
 
 Edges: edge is teacher-forced on a fixed sample of edge rows with one right answer;
 edge_all on every edge row (as the official code's edge accuracy: a prompt with
@@ -54,7 +57,7 @@ def path_metrics(split, token_loss, token_correct, first_hop_tf, first_hop_slot=
     return metrics
 
 
-ERROR_KINDS = ('non_node', 'prompt_leaf', 'own_path', 'training_leaf', 'other_node')
+ERROR_KINDS = ('non_node', 'prompt_leaf', 'repeat', 'own_path', 'training_leaf', 'other_node')
 
 
 def first_error_kinds(generated, truth, prompt_leaf, node_offset, training_leaves):
@@ -64,9 +67,11 @@ def first_error_kinds(generated, truth, prompt_leaf, node_offset, training_leave
     wrong = generated != truth
     first = wrong.int().argmax(dim=1, keepdim=True)
     token = generated.gather(1, first)[:, 0]
-    kind = torch.full_like(token, 4)
-    kind[torch.isin(token, training_leaves)] = 3
-    kind[(token[:, None] == truth).any(dim=1)] = 2
+    before = torch.where(first[:, 0] > 0, truth.gather(1, (first - 1).clamp(min=0))[:, 0], -1)  # the node it is at
+    kind = torch.full_like(token, 5)
+    kind[torch.isin(token, training_leaves)] = 4
+    kind[(token[:, None] == truth).any(dim=1)] = 3
+    kind[token == before] = 2
     kind[token == prompt_leaf] = 1
     kind[token < node_offset] = 0
     return torch.where(wrong.any(dim=1), kind, torch.full_like(kind, -1))
