@@ -1,7 +1,7 @@
 """
 Geometry diagnostics of a trained path-star model: does a leaf's embedding point at its own arm?
 
-    python3 analyze.py out/ckpt.pt                    # metrics table, PNGs and geometry.json next to ckpt.pt
+    python3 analyze.py out/ckpt.pt                    # metrics table, PNGs, geometry.json, graph.json next to ckpt.pt
     python3 analyze.py out/ckpt.pt --out_dir=plots --max_arms=64 --k=16
 
 The command line over pathstar.analysis: star.py (the star's closed-form metrics and plots) and
@@ -37,11 +37,14 @@ def parse_cli(argv):
     return p.parse_args(argv)
 
 
-def print_table(metrics, meta):
+def print_table(metrics, meta, laplacian_k=star.LAPLACIAN_K):
     chance = 1.0 / meta['d'] if meta['d'] else float('nan')
+    # two different k: the star's closed-form alignment (--k) and graph_spectrum.png's lowest quarter
     notes = {'nearest_first_hop_accuracy': f'chance {chance:.3f}',
              'model/val_first_hop_accuracy': f'chance {chance:.3f}',
-             'diagonal_margin': 'cosine, > 0 = own arm wins'}
+             'diagonal_margin': 'cosine, > 0 = own arm wins',
+             'laplacian_k': f'--k={laplacian_k} widened to whole eigenspaces',
+             'spectral_k': "lowest quarter widened; graph_spectrum.png's k"}
     print(f"{'metric':<46}{'value':>9}  note")
     for key, value in metrics.items():
         if key.endswith('_random'):
@@ -49,7 +52,8 @@ def print_table(metrics, meta):
         note = next((v for k, v in notes.items() if key.endswith(k)), '')
         if key + '_random' in metrics:
             note = f"random {metrics[key + '_random']:.3f}"
-        print(f"{key:<46}{value:>9.3f}  {note}".rstrip() if isinstance(value, float) else f"{key:<46}{value:>9}")
+        shown = f'{value:>9.3f}' if isinstance(value, float) else f'{value:>9}'
+        print(f"{key:<46}{shown}  {note}".rstrip())
 
 
 @torch.no_grad()
@@ -79,9 +83,11 @@ def main(argv):
     except OSError as e:
         raise UserError(f"cannot write into {out_dir!r}: {e.strerror or type(e).__name__}") from None
     print(f"{ckpt_path}: {title}")
-    print_table(metrics, meta)
+    print_table(metrics, meta, args.k)
     for name, path in pngs.items():
         print(f"wrote {path}")
+    if graph_pngs:
+        print(f"wrote {os.path.join(out_dir, 'graph.json')}")
     print(f"wrote {json_path}")
 
 

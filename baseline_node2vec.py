@@ -10,6 +10,7 @@ full batch with plain SGD (E -= lr * grad) on
     loss = sum over nodes u with a neighbour of  mean over neighbours v of  -log softmax(E[u] @ E.T)[v]
 (the softmax over all nodes; neighbours both ways; with add_self_edges a node is its own neighbour).
 Every --n2v_interval epochs the geometric top-k edge recovery is recorded for the dynamics plot.
+It writes graph.json and graph_*.png, the same files and names as analyze.py's report of any graph.
 The --n2v_* flags and --out_dir belong to this command; everything else is a config key.
 """
 import argparse
@@ -58,7 +59,7 @@ def split_flags(argv):
     p.add_argument('--n2v_seed', type=natural_int, default=SEED, help=f"(default {SEED})")
     p.add_argument('--n2v_interval', type=positive_int, default=INTERVAL,
                    help=f"epochs between history points (default {INTERVAL})")
-    p.add_argument('--out_dir', help="for geometry.json and the PNGs (default out/node2vec_<graph family>)")
+    p.add_argument('--out_dir', help="for graph.json and the graph_*.png (default out/node2vec_<graph family>)")
     return p.parse_known_args(argv)
 
 
@@ -92,7 +93,7 @@ def main(argv):
         raise UserError(f"cannot write into {out_dir!r}: {e.strerror or type(e).__name__}") from None
     print(f"{title}\ntrained in {seconds:.1f} s, final loss {history[-1]['loss']:.4f}")
     print_table(metrics)
-    for path in list(pngs.values()) + [os.path.join(out_dir, 'geometry.json')]:
+    for path in list(pngs.values()) + [os.path.join(out_dir, 'graph.json')]:
         print(f"wrote {path}")
 
 

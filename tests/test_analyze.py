@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -247,6 +248,33 @@ def test_cli_on_a_trained_checkpoint_writes_pngs_and_json(trained, tmp_path):
                 'geometry/laplacian_alignment_ratio', 'model/val_first_hop_accuracy', 'pngs', 'iter'):
         assert key in saved, key
     assert saved['model/val_first_hop_accuracy'] == summary['val/accuracy/first_hop_teacher_forced']
+
+
+def readme_analyze_files():
+    """The file names (`*.png`, `*.json`) README's analyze.py section lists."""
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        text = f.read()
+    start = text.index('## Geometry diagnostics (`analyze.py`)')
+    return set(re.findall(r'`(\w+\.(?:png|json))`', text[start:text.index('\n## ', start)]))
+
+
+def test_cli_writes_exactly_the_files_readme_lists_and_says_so(trained, tmp_path, capsys):
+    ckpt, _ = trained
+    assert run_main([str(ckpt), '--out_dir', str(tmp_path / 'geo')]) == 0
+    written = set(os.listdir(tmp_path / 'geo'))
+    assert written == readme_analyze_files() and 'graph.json' in written
+    printed = capsys.readouterr().out
+    assert {line.removeprefix(f'wrote {tmp_path / "geo"}{os.sep}') for line in printed.splitlines()
+            if line.startswith('wrote ')} == written
+
+
+def test_the_table_tells_the_two_ks_apart(trained, tmp_path, capsys):
+    """laplacian_k (the star's --k) and spectral_k (graph_spectrum.png's) stood side by side unexplained."""
+    ckpt, _ = trained
+    assert run_main([str(ckpt), '--out_dir', str(tmp_path / 'geo'), '--k=2']) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith('geometry/')}
+    assert rows['geometry/laplacian_k'].endswith('--k=2 widened to whole eigenspaces')
+    assert rows['geometry/spectral_k'].endswith("graph_spectrum.png's k")
 
 
 def test_cli_bad_checkpoint_path_is_one_line_and_exit_2():

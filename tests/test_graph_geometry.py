@@ -1,15 +1,20 @@
 """pathstar/analysis/geometry.py and node2vec.py on hand-built graphs whose answers are known."""
 import json
 import math
+import os
+import re
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_rgba
 
 import baseline_node2vec
 from pathstar.analysis import node2vec
 from pathstar.analysis import geometry as gg
+from pathstar.analysis.plots import pyplot
 from configurator import exit_on_user_error
 from pathstar import tokens
 
@@ -242,6 +247,124 @@ def test_plot_dynamics_draws_a_curve_measured_only_sometimes(tmp_path):
     assert (tmp_path / 'dyn.png').read_bytes()[:8] == PNG_MAGIC and path.endswith('dyn.png')
 
 
+def grid(side):
+    nodes = np.arange(side * side).reshape(side, side)
+    edges = np.concatenate([np.c_[nodes[:, :-1].ravel(), nodes[:, 1:].ravel()],
+                            np.c_[nodes[:-1].ravel(), nodes[1:].ravel()]])
+    layout = np.c_[(nodes % side).ravel(), (nodes // side).ravel()].astype(float)
+    return Graph('grid', side * side, edges, np.arange(side * side), np.zeros((0, 2), np.int64),
+                 np.zeros(0, np.int64), layout)
+
+
+def random_walks(n, dim=64, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, dim))  # noise: the hardest PNG to compress
+
+
+MAX_PNG = 300_000  # bytes
+
+
+@pytest.mark.parametrize('make', [lambda: star(200, 5), lambda: star(5, 4), lambda: grid(20)],
+                         ids=['star 801 nodes', 'star 16 nodes', 'grid 400 nodes'])
+def test_every_report_png_is_small(tmp_path, make):
+    """The demo star (G(200,5), 801 nodes) once drew 801 x 801 cosine cells (2.2 MB) and 800 edges."""
+    g = make()
+    history = [dict(step=s, geometric=min(1.0, s / 300), loss=1.0) for s in range(0, 10001, 25)]
+    _, pngs = gg.write_report(random_walks(g.n), g, str(tmp_path), 'a test', history=history)
+    sizes = {name: os.path.getsize(path) for name, path in pngs.items()}
+    assert set(sizes) == {'similarity', 'spectrum', 'fiedler', 'dynamics'}
+    assert max(sizes.values()) < MAX_PNG, sizes
+
+
+def test_report_is_named_graph_by_default(tmp_path):
+    g = star(3, 3)
+    _, pngs = gg.write_report(random_walks(g.n, 4), g, str(tmp_path), 'a test')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['graph.json', 'graph_fiedler.png', 'graph_similarity.png',
+                                                          'graph_spectrum.png']
+
+
+def test_a_small_graph_shows_every_node_in_path_order():
+    g = star(5, 4)
+    shown, caption = gg.shown_nodes(g)
+    assert shown.tolist() == gg.path_order(g).tolist() and caption == ''
+
+
+def test_a_big_star_shows_whole_arms_evenly_spaced():
+    g = star(200, 5)
+    shown, caption = gg.shown_nodes(g)
+    assert len(shown) <= gg.MAX_SHOWN and shown[0] == 0  # the root first, then arm by arm
+    arms = sorted({(int(v) - 1) // 4 for v in shown[1:]})
+    assert len(arms) == 24 and len(shown) == 1 + 4 * len(arms)  # whole arms only
+    assert set(np.diff(arms)) <= {8, 9} and arms[0] == 0 and arms[-1] >= 190  # spread over all 200
+    assert caption == '97 of 801 nodes: 24 of 200 paths, evenly spaced'
+
+
+def test_a_big_graph_without_paths_shows_a_connected_patch():
+    g = grid(20)
+    shown, caption = gg.shown_nodes(g)
+    assert len(shown) == gg.MAX_SHOWN and 'of 400 nodes' in caption
+    a = gg.adjacency(g.n, g.edges)[np.ix_(shown, shown)]
+    reach = np.linalg.matrix_power(a + np.eye(len(shown)), len(shown)) > 0
+    assert reach.all()  # every shown node reaches every other through shown nodes
+
+
+def test_the_fiedler_colour_lights_every_arm_of_a_star():
+    """The star's Fiedler eigenvalue has d - 1 eigenvectors; any one of them lit one arm of 200."""
+    g = star(200, 5)
+    c = gg.fiedler_colour(g.n, g.edges, g.layout)
+    values = gg.laplacian_eigen(g.n, g.edges)[0]
+    assert np.allclose(gg.laplacian(g.n, g.edges) @ c, values[1] * c)  # still in the Fiedler eigenspace
+    leaves = np.abs(c[g.paths[:, -1]])
+    assert (leaves > 0.1 * leaves.max()).mean() > 0.9 and math.isclose(np.linalg.norm(c), 1.0)
+    assert np.corrcoef(c, g.layout[:, 0])[0, 1] > 0  # signed to grow with x
+
+
+def test_the_fiedler_colour_of_a_path_is_its_fiedler_vector():
+    g = path_graph(6)
+    assert np.allclose(gg.fiedler_colour(g.n, g.edges, g.layout), gg.fiedler_vector(g.n, g.edges))
+
+
+def test_spectrum_bars_are_eigenspaces_or_runs_that_never_straddle_k():
+    g = star(200, 5)
+    values = gg.laplacian_eigen(g.n, g.edges)[0][1:]
+    starts, sizes = gg.spectrum_bins(values, 200)
+    assert sizes.tolist() == [199, 1, 199, 1, 199, 1, 199, 1] and sizes.sum() == 800
+    values = gg.laplacian_eigen(300, path_graph(300).edges)[0][1:]  # 299 distinct eigenvalues
+    starts, sizes = gg.spectrum_bins(values, 75)
+    assert len(starts) <= gg.MAX_BARS + 1 and 75 in starts.tolist() and sizes.sum() == 299
+
+
+@pytest.mark.parametrize('d, l', [(200, 5), (5, 4)])
+def test_the_spectrum_figure_draws_the_tables_k(d, l):
+    """The demo star's figure said k = 200 beside the table's laplacian_k 199: its k is spectral_k."""
+    g = star(d, l)
+    emb = random_walks(g.n, 16)
+    metrics = gg.graph_metrics(emb, g)
+    k, mass = metrics['geometry/spectral_k'], metrics['geometry/spectral_low_mass']
+    fig = gg.spectrum_figure(emb, g.n, g.edges, 'a test')
+    try:
+        left, right = fig.axes[:2]
+        assert f'k = {k} lowest' in left.get_title() and 'geometry/spectral_k' in left.get_title()
+        red = [p for p in left.patches if p.get_facecolor() == to_rgba('tab:red')]
+        sizes = gg.spectrum_bins(gg.laplacian_eigen(g.n, g.edges)[0][1:], k)[1]
+        assert 0 < len(red) < len(sizes) and sizes[:len(red)].sum() == k  # the red bars are the k lowest
+        curve, _, vline, dot = right.lines[:4]
+        assert vline.get_xdata()[0] == k and dot.get_ydata()[0] == pytest.approx(mass)
+        assert right.get_xlim() == (0, g.n - 1)  # the cumulative spans k = 0 .. n - 1, not the eigenvalue
+        assert curve.get_ydata()[k] == pytest.approx(mass)
+    finally:
+        pyplot().close(fig)
+
+
+@pytest.mark.parametrize('steps, scale', [(range(0, 10001, 25), 'symlog'), (range(0, 31, 15), 'linear')])
+def test_dynamics_over_two_decades_of_steps_get_a_log_axis(steps, scale):
+    """Node2Vec's 10,000 epochs, measured every 25, rise in the first few hundred: a linear axis hid it."""
+    fig = gg.dynamics_figure([dict(step=s, geometric=0.5) for s in steps])
+    try:
+        assert fig.axes[0].get_xscale() == scale
+    finally:
+        pyplot().close(fig)
+
+
 # -----------------------------------------------------------------------------
 # the command line
 
@@ -249,12 +372,27 @@ def test_plot_dynamics_draws_a_curve_measured_only_sometimes(tmp_path):
 def test_cli_trains_and_writes_the_report(tmp_path, capsys):
     out = tmp_path / 'n2v'
     baseline_node2vec.main(['--n2v_epochs=100', '--n2v_dim=16', f'--out_dir={out}', '--graph=cycle', '--cycle_n=6'])
-    saved = json.loads((out / 'geometry.json').read_text())
+    saved = json.loads((out / 'graph.json').read_text())
     assert saved['geometry/topk_edge_recovery'] == 1.0 and saved['history'][-1]['step'] == 100
-    assert {p.name for p in out.iterdir()} == {'geometry.json', 'geometry_similarity.png', 'geometry_spectrum.png',
-                                               'geometry_fiedler.png', 'geometry_dynamics.png'}
+    assert {p.name for p in out.iterdir()} == {'graph.json', 'graph_similarity.png', 'graph_spectrum.png',
+                                               'graph_fiedler.png', 'graph_dynamics.png'}
     printed = capsys.readouterr().out
     assert 'geometry/spectral_low_mass ' in printed and 'Node2Vec baseline | cycle, 6 nodes' in printed
+    assert f'wrote {out / "graph.json"}' in printed
+
+
+def readme_graph_report_files():
+    """The PNGs README's "Geometry of any graph" paragraph lists, and graph.json."""
+    text = (Path(__file__).parent.parent / 'README.md').read_text()
+    start = text.index('PNGs in `out_dir/geometry/`')
+    return set(re.findall(r'`(graph_\w+\.png)`', text[start:text.index('\n\n', start)])) | {'graph.json'}
+
+
+def test_node2vec_writes_the_files_readme_lists_under_the_names_analyze_uses(tmp_path):
+    out = tmp_path / 'n2v'
+    baseline_node2vec.main(['--n2v_epochs=30', '--n2v_dim=8', f'--out_dir={out}', '--graph=cycle', '--cycle_n=6'])
+    assert {p.name for p in out.iterdir()} == readme_graph_report_files()
+    assert len(readme_graph_report_files()) == 5  # similarity, spectrum, fiedler, dynamics and the json
 
 
 @pytest.mark.parametrize('flag, message', [
