@@ -124,3 +124,17 @@ def test_resuming_after_data_import_files_were_edited_is_refused(tmp_path):
     with pytest.raises(UserError, match='init_from: .*data_import=.* changed since it was written'):
         train.train(dict(cfg, init_from='resume'))
     assert sorted(os.listdir(tmp_path / 'data')) == caches  # no second cache built
+
+
+def test_analyze_refuses_a_checkpoint_whose_data_import_files_were_edited(tmp_path):
+    import analyze
+    folder = tmp_path / 'official'
+    shutil.copytree(FIXTURE, folder)
+    cfg = dict(data_import=str(folder), n_layer=1, n_head=2, n_embd=32, epochs=2, batch_size=4, eval_interval=1000,
+               log_interval=1000, device='cpu', data_dir=str(tmp_path / 'data'), out_dir=str(tmp_path / 'out'))
+    train.train(cfg)
+    pretrain = next(folder.glob('*_pretrain.txt'))
+    lines = pretrain.read_text().splitlines()
+    pretrain.write_text('\n'.join(lines[1:] + lines[:1]) + '\n')  # the same edges, another order: other bytes
+    with pytest.raises(UserError, match=r"checkpoint .*best.pt: it learned dataset .* data_import=.* changed since"):
+        analyze.main([os.path.join(cfg['out_dir'], 'best.pt')])

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import torch
 
-from pathstar.data import inweights, slots
+from pathstar.data import cache, inweights, slots
 from pathstar.errors import UserError
 from pathstar.models import registry as models
 from pathstar.analysis import report as graph_report
@@ -390,6 +390,12 @@ def load_checkpoint(path):
     if ckpt['config'].get('task') == 'in_context':
         raise UserError(f"checkpoint {path}: task='in_context' draws a new graph per row, so there is no one graph "
                         f"whose geometry its embedding could have; the diagnostics need task='in_weights'")
+    learned, now = ckpt.get('dataset'), cache.dataset_name(ckpt['config'])
+    if learned is not None and learned != now:  # files written before weights named their dataset have none
+        what = (f"the files in data_import={ckpt['config']['data_import']!r} changed since"
+                if ckpt['config'].get('data_import') else "this code builds another dataset from its config than when")
+        raise UserError(f"checkpoint {path}: it learned dataset {learned}, but {what} it was written (now {now}); "
+                        f"its geometry would be measured on another graph")
     if meta['vocab_size'] != ckpt['model_args']['vocab_size']:
         raise UserError(f"checkpoint {path}: vocab_size {ckpt['model_args']['vocab_size']} does not match its "
                           f"dataset's {meta['vocab_size']}")
