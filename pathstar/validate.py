@@ -209,9 +209,8 @@ def path_keys_need_paths(cfg):
 def vocab_holds_the_graph(cfg):
     n = graphs.graph_sizes(cfg).nodes
     v = resolve_vocab(cfg['graph_vocab_size'], n)
-    formula = graphs.family(cfg).nodes_formula(cfg) if hasattr(graphs.family(cfg), 'nodes_formula') else ''
-    require(v >= n, f"graph_vocab_size: vocab_size must be >= {formula} = {n}, got {v}" if formula else
-            f"graph_vocab_size: must be >= the graph's {n} nodes, got {v}")
+    require(v >= n, f"graph_vocab_size: vocab_size must be >= {graphs.family(cfg).nodes_formula(cfg)} = {n}, "
+                    f"got {v}")
     limit = MAX_VOCAB_SIZE - NODE_OFFSET  # else token ids wrap around in uint32
     require(v <= limit, f"graph_vocab_size: must be <= {limit} (token ids are stored as uint32), got {v}")
 

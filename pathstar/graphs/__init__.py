@@ -9,8 +9,9 @@ The graph families, one module each, and their registry GRAPHS (the key `graph`)
 
 A family module holds everything about its family: KEYS (its size keys), HAS_PATHS, BUILDERS (the
 graph_builder values it knows), IMPORTS (whether data_import's official files can hold it), sizes(cfg),
-check(cfg) (raises UserError), build(cfg, rng) -> (edges, paths, held_out, layout) and describe(meta);
-a path family also holdout_units(cfg), and any family may name its cache folder (folder_name(dcfg)).
+check(cfg) (raises UserError), build(cfg, rng) -> (edges, paths, held_out, layout), describe(meta),
+folder_name(dcfg) (its cache folders' readable name) and nodes_formula(cfg) (how its node count follows
+from its keys, for messages); a path family also holdout_units(cfg).
 Adding a family is one module and one line in GRAPHS, plus its keys in configurator.py.
 Node ids, labels and held-out paths all come from one generator seeded by data_seed.
 May import: pathstar.tokens, pathstar.errors; a family module only common.py of its siblings.
@@ -42,10 +43,7 @@ def graph_sizes(cfg):
 
 def folder_name(dcfg):
     """The readable part of an in-weights cache folder's name (the hash follows it)."""
-    f = family(dcfg)
-    if hasattr(f, 'folder_name'):
-        return f.folder_name(dcfg)
-    return f"{dcfg['graph']}_n{f.sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}"
+    return family(dcfg).folder_name(dcfg)
 
 
 def build(cfg):

@@ -24,5 +24,14 @@ def build(cfg, rng):
     return (edges, *no_paths(cfg), circle(n))
 
 
+def nodes_formula(cfg):
+    """How the node count follows from the keys, for an error message."""
+    return "cycle_n"
+
+
+def folder_name(dcfg):
+    return f"cycle_n{sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}"
+
+
 def describe(meta):
     return 'cycle'

@@ -31,5 +31,14 @@ def build(cfg, rng):
     return (edges, *no_paths(cfg), np.stack((c, -r), 1).astype(float))
 
 
+def nodes_formula(cfg):
+    """How the node count follows from the keys, for an error message."""
+    return f"grid_rows * grid_cols = {cfg['grid_rows']} * {cfg['grid_cols']}"
+
+
+def folder_name(dcfg):
+    return f"grid_n{sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}"
+
+
 def describe(meta):
     return f"grid {meta['config']['grid_rows']} x {meta['config']['grid_cols']}"

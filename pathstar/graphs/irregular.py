@@ -76,5 +76,14 @@ def build(cfg, rng):
     return (edges, *no_paths(cfg), layout)
 
 
+def nodes_formula(cfg):
+    """How the node count follows from the keys, for an error message."""
+    return "irregular_n"
+
+
+def folder_name(dcfg):
+    return f"irregular_n{sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}"
+
+
 def describe(meta):
     return f"irregular, {meta['config']['irregular_edges']} edges"

@@ -53,6 +53,12 @@ def folder_name(dcfg):
     return f"star_tree_n{sizes(dcfg).nodes}_v{dcfg['graph_vocab_size']}"
 
 
+def nodes_formula(cfg):
+    """How the node count follows from the keys, for an error message."""
+    return (f"1 + d * (k^(l-1) - 1) / (k-1) with d, l, k = graph_d, graph_l, star_subtree_degree = "
+            f"{cfg['graph_d']}, {cfg['graph_l']}, {cfg['star_subtree_degree']}")
+
+
 def describe(meta):
     c = meta['config']
     return f"{meta['d']} subtrees of degree {c['star_subtree_degree']}, {meta['num_paths']} paths of {meta['l']} nodes"
