@@ -73,6 +73,8 @@ def targets(builds, runs):
     by_d = {r['d']: r for r in builds}
     big = by_d.get(10 ** 6, {})
     a, b50, b100 = (runs.get(k, {}) for k in ('a d20 2x128', 'b d100 2x64 ev50', 'b d100 2x64 ev100'))
+    mamba = runs.get('a d20 2x128 mamba', {})
+    ratio = mamba['step_ms'] / a['step_ms'] if mamba.get('step_ms') and a.get('step_ms') else None
     return [
         ('build d=1e6: seconds', big.get('seconds'), 5.0, 's'),
         ('build d=1e6: peak RSS', big.get('peak_rss_mb'), 1430.0, 'MiB'),  # 1.5 GB
@@ -80,6 +82,7 @@ def targets(builds, runs):
         ('(b) eval overhead, eval every 100', b100.get('eval_pct'), 10.0, '%'),
         ('(a) start -> first step', a.get('start_to_first_step_s'), 3.0, 's'),
         ('(b) start -> first step', b50.get('start_to_first_step_s'), 3.0, 's'),
+        ('(a) Mamba step / GPT step', ratio, 2.0, 'x'),  # the scan in pathstar/models/scan.py, not a loop
     ]
 
 
