@@ -22,7 +22,7 @@ import time
 from configurator import exit_on_user_error
 from pathstar import graphs
 from pathstar.analysis import geometry as graph_geometry
-from pathstar.analysis.node2vec import DIM, EPOCHS, INTERVAL, LR, SEED, train_node2vec
+from pathstar.analysis.node2vec import DIM, EPOCHS, INTERVAL, LR, SEED, Diverged, train_node2vec
 from pathstar.analysis.plots import check_out_dir
 from pathstar.cli import ArgumentParser
 from pathstar.errors import UserError
@@ -81,8 +81,12 @@ def main(argv):
     check_out_dir(out_dir, given=True)  # before the training, not after
     self_edges = bool(cfg.get('add_self_edges', False))
     start = time.time()
-    emb, history = train_node2vec(graph, args.n2v_epochs, args.n2v_dim, args.n2v_lr, args.n2v_seed, self_edges,
-                                  args.n2v_interval)
+    try:
+        emb, history = train_node2vec(graph, args.n2v_epochs, args.n2v_dim, args.n2v_lr, args.n2v_seed, self_edges,
+                                      args.n2v_interval)
+    except Diverged as e:  # nothing is written: the report needs a finite embedding
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     seconds = time.time() - start
     title = (f"Node2Vec baseline | {graph.family}, {graph.n} nodes, {len(graph.edges)} edges | "
              f"{args.n2v_epochs} epochs, dim {args.n2v_dim}, lr {args.n2v_lr}, seed {args.n2v_seed}")

@@ -188,3 +188,22 @@ def test_one_memory_estimate_refuses_any_dataset_too_big_before_building(tmp_pat
     with pytest.raises(UserError, match=f"^{key}: .* GiB in memory, more than this machine's"):
         cache.load_or_build(cfg)  # what pathstar_data.py and train.py both call
     assert not (tmp_path / 'data').exists()
+
+
+def test_a_diverging_node2vec_is_one_line_exit_1_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    out = subprocess.run([sys.executable, 'baseline_node2vec.py', 'config/tiny_graph.py', 'config/tiny_grid.py',
+                          '--n2v_lr=1e6', '--n2v_epochs=100', f'--out_dir={tmp_path / "n2v"}'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr
+    assert 'diverged; lower --n2v_lr' in out.stderr and not (tmp_path / 'n2v').exists()
+
+
+def test_in_context_graphs_too_few_to_draw_unseen_ones_leave_no_data_dir(tmp_path):
+    cfg = validate.build_config(dict(task='in_context', graph_d=2, graph_l=2, num_train_graphs=100, num_val_graphs=50,
+                                     graph_vocab_size=4, data_dir=str(tmp_path / 'data')))
+    with pytest.raises(UserError, match='num_val_graphs: could not draw 50 graphs unlike every training graph'):
+        cache.load_or_build(cfg)
+    assert not (tmp_path / 'data').exists()

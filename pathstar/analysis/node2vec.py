@@ -14,6 +14,10 @@ EPOCHS, DIM, LR, SEED, INTERVAL = 10000, 100, 0.01, 7, 25  # the official notebo
 SMALL = 512  # nodes up to which one thread is fastest
 
 
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite: the step size is too large. One line for the user, exit code 1."""
+
+
 def neighbour_weights(n, edges, self_edges=False):
     """(n, n) float: row u is 1/deg(u) on u's neighbours (a mean over them), 0 for an isolated u."""
     a = graph_geometry.adjacency(n, edges)
@@ -59,6 +63,9 @@ def train_node2vec(graph, epochs=EPOCHS, dim=DIM, lr=LR, seed=SEED, self_edges=F
         for epoch in range(epochs + 1):
             loss, grad = node2vec_grad(emb, weights)
             if epoch % interval == 0 or epoch == epochs:
+                if not np.isfinite(loss.item()):  # before the geometry, which a NaN embedding breaks
+                    raise Diverged(f"the Node2Vec loss became {loss.item()} by epoch {epoch}: it diverged; lower "
+                                   f"--n2v_lr (now {lr:g})")
                 history.append(dict(step=epoch, geometric=geometric_recovery(emb, directed, k, self_edges),
                                     loss=loss.item()))
             if epoch < epochs:  # the last pass only measures

@@ -271,9 +271,11 @@ def build_lock(folder):
     """Hold {folder}.lock, waiting for whoever holds it (and saying so every WAIT_NOTICE_SECONDS).
 
     The kernel releases the lock when its holder closes the file or dies; while held, the file
-    names the holder (pid and host).
+    names the holder (pid and host). A build that finds its config bad (UserError) removes the lock
+    file and data_dir it made: bad input leaves nothing on disk.
     """
     data_dir = os.path.dirname(folder) or '.'
+    made_dir, made_lock = not os.path.isdir(data_dir), not os.path.lexists(folder + '.lock')
     try:
         os.makedirs(data_dir, exist_ok=True)
     except OSError as e:  # a user error (a file in the way, no permission): one line, exit code 2
@@ -302,6 +304,13 @@ def build_lock(folder):
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         try:
             yield
+        except UserError:
+            if made_lock:  # anyone waiting on it has the same config, and fails the same way
+                os.unlink(folder + '.lock')
+            if made_dir:
+                with contextlib.suppress(OSError):
+                    os.rmdir(data_dir)  # only if nothing else was put there meanwhile
+            raise
         finally:
             os.ftruncate(fd, 0)  # before the unlock: nobody reads a finished holder's name
     finally:
