@@ -69,18 +69,18 @@ def export_flag(argv):
 
 
 def export_official(cfg, folder):
-    """Write cfg's graph into folder as the official code's three files (no cache is built); returns the
-    lines to print. Only what the files would hold exactly: an in-weights plain star without self-edges."""
+    """Write cfg's graph into folder as the official code's three files (no cache is built), all three or
+    none; returns the lines to print. Only what the files hold exactly: an in-weights star or star-tree,
+    with or without self-edges (selfedge_1)."""
     given = {**configurator.DEFAULTS, **cfg}
-    unsupported = [f"{key}={given[key]!r}" for key, ok in (('task', 'in_weights'), ('graph', 'star'),
-                                                           ('add_self_edges', False)) if given[key] != ok]
-    if unsupported:
-        raise UserError(f"--export_official writes an in-weights plain star without self-edges; "
-                                     f"{', '.join(unsupported)} is not written yet (the files would hold another "
-                                     f"graph)")
+    for key, allowed in (('task', ('in_weights',)), ('graph', ('star', 'star_tree'))):
+        if given[key] not in allowed:
+            raise UserError(f"--export_official: {key}={given[key]!r} is not written; the official files hold "
+                            f"one in-weights graph={' or '.join(map(repr, ('star', 'star_tree')))}")
     dcfg = inweights.data_config(cfg)
     paths, held_out = inweights.draw_graph(dcfg)[:2]
-    return official.write(folder, paths - NODE_OFFSET, held_out, dcfg['use_undirected'])
+    k = dcfg['star_subtree_degree'] if dcfg['graph'] == 'star_tree' else 1
+    return official.write(folder, paths - NODE_OFFSET, held_out, dcfg['use_undirected'], k, dcfg['add_self_edges'])
 
 
 def main():

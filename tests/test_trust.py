@@ -113,19 +113,6 @@ def test_booleans_are_true_false_1_or_0_only(word):
     assert parse_overrides(['--compile=1', '--bias=False']) == dict(compile=True, bias=False)
 
 
-@pytest.mark.parametrize('args', [['--graph=star_tree', '--graph_d=3', '--graph_l=3'], ['--graph=grid'],
-                                  ['--task=in_context', '--graph_d=3'], ['--add_self_edges=True', '--graph_d=3']])
-def test_export_official_refuses_what_its_files_would_not_hold_in_one_line(tmp_path, args):
-    import subprocess
-    import sys
-    from conftest import ROOT
-    out = subprocess.run([sys.executable, 'pathstar_data.py', *args, f'--data_dir={tmp_path / "data"}',
-                          '--export_official', str(tmp_path / 'ex')], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and 'export_official' in out.stderr
-    assert not (tmp_path / 'ex').exists()
-
-
 @pytest.mark.parametrize('storage, joining, message', [
     ('', False, "--storage '': name a journal file"),
     ('sqlite://', False, 'in memory'),

@@ -91,7 +91,8 @@ def draw_graph(cfg):
         if (graph.d, graph.l, graph.vocab_size) != (cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size']):
             raise UserError(f"data_import: the files in {cfg['data_import']} changed while in use; "
                                          f"run again")
-        return star_parts(graph.paths + NODE_OFFSET, graph.held_out.copy())
+        edges, nodes = graph.edges_and_nodes()  # a star's as star_parts makes them; a star-tree's too
+        return graph.paths + NODE_OFFSET, graph.held_out.copy(), edges + NODE_OFFSET, nodes + NODE_OFFSET
     if cfg['graph_builder'] == 'official' and cfg['graph'] == 'star':
         return star_parts(*draw_official_graph(cfg))
     g = graphs.build(cfg)

@@ -1,28 +1,32 @@
 """
-The official code's dataset files: one path-star graph as the in-weights star builder of
-Geometric_Memory (data/build_in_weights_datasets.py) writes it, three text files in one folder:
+The official code's dataset files: one graph as the in-weights star builder of Geometric_Memory
+(data/build_in_weights_datasets.py) writes it, three text files in one folder:
 
-    star_deg_{d}_deg_tree_1_path_{l}_nodes_{N}_sd_00_fb_11_selfedge_0_pretrain.txt
-        u=v                     one directed edge a line: every edge parent=child, then every
-                                edge child=parent in the same order (fb_11); or parent=child only (fb_10)
+    star_deg_{d}_deg_tree_{k}_path_{l}_nodes_{N}_sd_00_fb_11_selfedge_{0|1}_pretrain.txt
+        u=v                     one directed edge a line: every edge parent=child sorted, then every
+                                edge child=parent in the same order (fb_11); or parent=child only (fb_10);
+                                then v=v for every node v (selfedge_1)
     ..._train_{n}.txt           leaf=root,n2,..,leaf    the n training paths
     ..._test_{m}.txt            leaf=root,n2,..,leaf    the m held-out paths
 
+deg_tree_1 is the path-star (graph='star'); deg_tree_k > 1 a star-tree (graph='star_tree'): the root's
+d children each root a full k-ary tree, one path per leaf, path_l counting the root as our graph_l does.
 Node ids are the plain integers of the files, from range(N). read() checks a folder's three files to
 the last line and returns the graph (the data_import key); write() writes one of our graphs so
-(pathstar_data.py --export_official DIR). A fault is a UserError of one line naming the
-file, the line and what is wrong.
+(pathstar_data.py --export_official DIR), all three files or none. A fault is a UserError of one line
+naming the file, the line and what is wrong.
 """
 import hashlib
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from pathstar.errors import UserError, require
 from pathstar.graphs.common import holdout_count, resolve_vocab
+from pathstar.graphs.official_parse import (check_self_edges, edge_direction, fail, parse_edges, parse_paths,
+                                            parse_star, parse_tree)
 
 KINDS = ('pretrain', 'train', 'test')
 FILE_NAME = re.compile(r'(?P<stem>.+)_(?:(?P<pretrain>pretrain)|train_(?P<train>\d+)|test_(?P<test>\d+))\.txt')
@@ -33,34 +37,69 @@ NAME_FIELDS = dict(star_deg=r'star_deg_(\d+)', deg_tree=r'deg_tree_(\d+)', path=
 MEMO_SIZE = 8   # read() keeps this many parsed folders, keyed by the files' names, sizes and mtimes
 
 
-def fail(where, what, line=None):
-    at = f"{where}, line {line}" if line else where
-    raise UserError(f"data_import: {at}: {what}")
-
-
 @dataclass(frozen=True)
 class OfficialGraph:
     files: dict             # kind ('pretrain', 'train', 'test') -> the file's path
-    paths: np.ndarray       # (d, l) int64 official ids root..leaf of every arm, the arms sorted by their first hop
-    held_out: np.ndarray    # the sorted arms whose paths are in the test file
+    paths: np.ndarray       # (P, l) int64 official ids root..leaf of every path, sorted (so arm by arm)
+    held_out: np.ndarray    # the sorted paths whose lines are in the test file
     vocab_size: int         # N: nodes_N of the names, else the largest id + 1
     undirected: bool        # every edge listed both ways (fb_11), else parent=child only (fb_10)
     digest: str             # sha256 of the three files' bytes
-
-    @property
-    def d(self):
-        return self.paths.shape[0]
+    subtree_degree: int = 1  # k of deg_tree_k: 1 is the path-star, else a star-tree
+    self_edges: bool = False  # v=v for every node (selfedge_1)
 
     @property
     def l(self):  # noqa: E743 (the paper's name for the path length)
         return self.paths.shape[1]
 
+    @property
+    def per_arm(self):
+        """Paths (leaves) below each of the root's children."""
+        return self.subtree_degree ** (self.l - 2)
+
+    @property
+    def d(self):
+        return self.paths.shape[0] // self.per_arm
+
+    @property
+    def nodes(self):
+        return 1 + self.d * sum(self.subtree_degree ** j for j in range(self.l - 1))
+
+    def whole_subtrees(self):
+        """Whether the held-out paths are every leaf of some of the root's children (subtree_holdout)."""
+        counts = np.bincount(self.held_out // self.per_arm, minlength=self.d)
+        return self.subtree_degree > 1 and len(self.held_out) > 0 and set(counts.tolist()) <= {0, self.per_arm}
+
     def config_keys(self):
         """The graph keys these files decide, with the file each comes from."""
         pretrain, test = self.files['pretrain'], self.files['test']
-        return dict(graph_d=(self.d, pretrain), graph_l=(self.l, pretrain),
-                    graph_vocab_size=(self.vocab_size, pretrain), use_undirected=(self.undirected, pretrain),
-                    graph_holdout_percentage=(len(self.held_out) / self.d, test))
+        tree = self.subtree_degree > 1
+        keys = dict(graph=('star_tree' if tree else 'star', pretrain), graph_d=(self.d, pretrain),
+                    graph_l=(self.l, pretrain))
+        if tree:
+            keys.update(star_subtree_degree=(self.subtree_degree, pretrain),
+                        subtree_holdout=(self.whole_subtrees(), test))
+        return dict(keys, graph_vocab_size=(self.vocab_size, pretrain), use_undirected=(self.undirected, pretrain),
+                    add_self_edges=(self.self_edges, pretrain),
+                    graph_holdout_percentage=(len(self.held_out) / len(self.paths), test))
+
+    def held_count(self, percentage, subtree_holdout, builder):
+        """The held-out paths that percentage makes here, as the star or star_tree family counts them."""
+        if self.subtree_degree == 1:
+            return holdout_count(self.d, percentage, builder)
+        if subtree_holdout:
+            return holdout_count(self.d, percentage) * self.per_arm
+        return holdout_count(len(self.paths), percentage)
+
+    def edges_and_nodes(self):
+        """((E, 2) parent, child ids and (n,) ids of every node): the root, then arm by arm, each arm
+        breadth first, as pathstar/graphs numbers a star and a star-tree."""
+        l, k = self.l, self.subtree_degree
+        arms = self.paths.reshape(self.d, self.per_arm, l)  # sorted paths: an arm's leaves are adjacent
+        # the node at depth j of a full k-ary subtree changes every k^(l-1-j) leaves
+        child = np.concatenate([arms[:, ::k ** (l - 1 - j), j] for j in range(1, l)], 1).ravel()
+        parent = np.concatenate([arms[:, ::k ** (l - 1 - j), j - 1] for j in range(1, l)], 1).ravel()
+        return np.stack((parent, child), 1), np.concatenate([self.paths[:1, 0], child])
 
 
 # -----------------------------------------------------------------------------
@@ -134,12 +173,11 @@ def name_fields(path):
 
 
 def check_supported(path, fields):
-    """The name's variants that pathstar cannot train: star-trees, self-edges, the root in the prompt."""
-    if fields.get('deg_tree', '1') != '1':
-        fail(path, f"deg_tree_{fields['deg_tree']}: star-trees (deg_tree > 1) are not supported; pathstar trains "
-                   f"path-stars (deg_tree_1)")
-    if fields.get('selfedge', '0') != '0':
-        fail(path, f"selfedge_{fields['selfedge']}: self-edges are not supported; use the selfedge_0 files")
+    """The name's variants that pathstar cannot train: the root in the prompt, no forward edges."""
+    if fields.get('deg_tree', '1') == '0':
+        fail(path, "deg_tree_0: a subtree degree is 1 (a path-star) or more (a star-tree)")
+    if fields.get('selfedge', '0') not in ('0', '1'):
+        fail(path, f"selfedge_{fields['selfedge']}: expected selfedge_0 or selfedge_1")
     if fields.get('sd', '00')[0] != '0':
         fail(path, f"sd_{fields['sd']}: paths prompted with the root as well as the leaf (sd_1x) are not "
                    f"supported; use the sd_0x files")
@@ -165,154 +203,6 @@ def read_lines(path):
     return data, lines
 
 
-def is_id(text):
-    return text.isdigit()  # ASCII only (read_lines): no sign, no spaces, not empty
-
-
-def check_range(path, ids, vocab, line_no):
-    for node in ids:
-        if vocab is not None and node >= vocab:
-            fail(path, f"node id {node} is out of range({vocab}) (nodes_{vocab} in the file names)", line_no)
-
-
-def parse_edges(path, lines, vocab):
-    """{(u, v): line number} of the pretrain file's edges, each line checked."""
-    if not lines:
-        fail(path, "no edges")
-    edges = {}
-    for i, line in enumerate(lines, 1):
-        u, sep, v = line.partition('=')
-        if not (sep and is_id(u) and is_id(v)):
-            fail(path, f"expected an edge u=v of two node ids, got {line!r}", i)
-        u, v = int(u), int(v)
-        check_range(path, (u, v), vocab, i)
-        if u == v:
-            fail(path, f"{u}={v} is a self-edge; self-edges are not supported", i)
-        if (u, v) in edges:
-            fail(path, f"{u}={v} repeats line {edges[(u, v)]}", i)
-        edges[(u, v)] = i
-    return edges
-
-
-def find_root(path, nbrs):
-    """The star's root: its one node of more than 2 neighbours, or, with 2 arms, the middle of the path."""
-    branching = sorted((sorted(lines.values())[2], node) for node, lines in nbrs.items() if len(lines) > 2)
-    if len(branching) > 1:
-        (_, a), (line, b) = branching[:2]
-        fail(path, f"nodes {a} and {b} both have more than 2 neighbours; a path-star has one root", line)
-    if branching:
-        return branching[0][1]
-    ends = sorted(node for node, lines in nbrs.items() if len(lines) == 1)
-    if not ends:
-        fail(path, "the edges form a cycle, not a path-star", max(max(lines.values()) for lines in nbrs.values()))
-    order, prev = [ends[0]], None
-    while True:
-        step = [node for node in nbrs[order[-1]] if node != prev]
-        if not step:
-            break
-        prev = order[-1]
-        order.append(step[0])
-    if len(order) < len(nbrs):
-        stray = min(min(lines.values()) for node, lines in nbrs.items() if node not in set(order))
-        fail(path, f"the edges are not connected: this one is not on the path from {order[0]} to {order[-1]}", stray)
-    if len(order) % 2 == 0:
-        fail(path, f"the edges make one path of {len(order)} nodes, which has no middle node to be the root of two "
-                   f"equal arms")
-    return order[len(order) // 2]
-
-
-def parse_star(path, edges):
-    """(root, arms, parent) of the star the edges make: arms are lists of nodes below the root, sorted by
-    their first node, and parent maps every node but the root to its parent."""
-    nbrs = {}  # node -> {neighbour: first line listing the edge}
-    for (u, v), i in edges.items():
-        nbrs.setdefault(u, {}).setdefault(v, i)
-        nbrs.setdefault(v, {}).setdefault(u, i)
-    root = find_root(path, nbrs)
-    parent, arms = {root: None}, []
-    for first in sorted(nbrs[root]):
-        arm, prev = [first], root
-        parent[first] = root
-        while True:
-            step = [node for node in nbrs[arm[-1]] if node != prev]
-            if not step:
-                break
-            node = step[0]  # find_root saw to it that no node but the root has more than 2 neighbours
-            if node in parent:
-                fail(path, f"the edge {arm[-1]}-{node} closes a cycle; a path-star has none", nbrs[arm[-1]][node])
-            parent[node], prev = arm[-1], arm[-1]
-            arm.append(node)
-        arms.append(arm)
-    stray = [min(lines.values()) for node, lines in nbrs.items() if node not in parent]
-    if stray:
-        fail(path, f"this edge is not connected to the root {root}'s arms", min(stray))
-    lengths = Counter(len(arm) for arm in arms)
-    usual = lengths.most_common(1)[0][0]
-    for arm in arms:
-        if len(arm) != usual:
-            fail(path, f"the arm through {arm[0]} has {len(arm)} nodes below the root {root}, most arms have {usual}; "
-                       f"a path-star's arms are equally long", nbrs[root][arm[0]])
-    return root, arms, parent
-
-
-def edge_direction(path, edges, root, parent, fields):
-    """True when every edge is listed both ways, False when all are parent=child; anything else is refused."""
-    one_way = [(i, u, v) for (u, v), i in edges.items() if (v, u) not in edges]
-    if not one_way:
-        undirected = True
-    elif len(one_way) < len(edges):
-        i, u, v = min(one_way)
-        fail(path, f"{u}={v} has no reverse {v}={u}, though other edges are listed both ways; list every edge both "
-                   f"ways (fb_11) or parent=child only (fb_10)", i)
-    else:
-        backwards = [(i, u, v) for (u, v), i in edges.items() if parent[v] != u]
-        if backwards:
-            i, u, v = min(backwards)
-            fail(path, f"{u}={v} points towards the root {root}; edges listed one way must go parent=child (fb_10)", i)
-        undirected = False
-    said = fields.get('fb')
-    if said == '11' and not undirected:
-        fail(path, "the name says fb_11 (every edge both ways) but the file lists each edge parent=child only")
-    if said == '10' and undirected:
-        fail(path, "the name says fb_10 (edges parent=child only) but the file lists every edge both ways")
-    return undirected
-
-
-def parse_paths(path, lines, star, vocab, leaves):
-    """The arm of each path line, in order; leaves ({leaf: 'file line k'}) gains this file's leaves."""
-    root, arms, parent = star
-    l = len(arms[0]) + 1
-    arm_of = {arm[0]: index for index, arm in enumerate(arms)}
-    found = []
-    for i, line in enumerate(lines, 1):
-        prompt, sep, target = line.partition('=')
-        nodes = target.split(',')
-        if not sep or not all(is_id(node) for node in nodes):
-            fail(path, f"expected a path leaf=root,..,leaf of node ids, got {line!r}", i)
-        if ',' in prompt and all(is_id(node) for node in prompt.split(',')):
-            fail(path, f"the prompt {prompt} holds the root as well as the leaf (sd_1x); that is not supported", i)
-        if not is_id(prompt):
-            fail(path, f"expected a path leaf=root,..,leaf of node ids, got {line!r}", i)
-        prompt, nodes = int(prompt), [int(node) for node in nodes]
-        check_range(path, [prompt, *nodes], vocab, i)
-        if nodes[0] != root:
-            fail(path, f"the path starts at {nodes[0]}, not at the root {root} of the pretrain file's star", i)
-        if len(nodes) != l:
-            fail(path, f"the path has {len(nodes)} nodes; the pretrain file's root-to-leaf paths have {l}", i)
-        for a, b in zip(nodes, nodes[1:]):
-            if b not in parent:
-                fail(path, f"{b} is not a node of the pretrain file's star", i)
-            if parent[b] != a:
-                fail(path, f"{a} to {b} is not a step from parent to child along the pretrain file's edges", i)
-        if prompt != nodes[-1]:
-            fail(path, f"the prompt {prompt} is not the path's leaf {nodes[-1]}", i)
-        if nodes[-1] in leaves:
-            fail(path, f"leaf {nodes[-1]} already has a path ({leaves[nodes[-1]]})", i)
-        leaves[nodes[-1]] = f"{os.path.basename(path)} line {i}"
-        found.append(arm_of[nodes[1]])
-    return found
-
-
 def check_count(path, kind, lines):
     said = int(FILE_NAME.fullmatch(os.path.basename(path))[kind])
     if len(lines) > said:
@@ -334,30 +224,35 @@ def parse_files(files):
         digest.update(f"{kind} {len(data)}\n".encode())
         digest.update(data)
 
-    edges = parse_edges(pretrain, contents['pretrain'], vocab)
-    star = root, arms, parent = parse_star(pretrain, edges)
+    self_edges, k = fields.get('selfedge') == '1', int(fields.get('deg_tree', '1'))
+    edges, loops = parse_edges(pretrain, contents['pretrain'], vocab, self_edges)
+    star = root, below, parent = parse_star(pretrain, edges) if k == 1 else parse_tree(pretrain, edges, k)
     undirected = edge_direction(pretrain, edges, root, parent, fields)
-    d, l = len(arms), len(arms[0]) + 1
+    d, l = len({nodes[0] for nodes in below}), len(below[0]) + 1
     for field, value in (('star_deg', d), ('path', l)):
         if field in fields and int(fields[field]) != value:
-            fail(pretrain, f"the name says {field}_{fields[field]} but the edges make a star of {d} arms with "
-                           f"{l} nodes on a root-to-leaf path")
+            fail(pretrain, f"the name says {field}_{fields[field]} but the edges make a star{'-tree' if k > 1 else ''} "
+                           f"of {d} {'arms' if k == 1 else 'subtrees'} with {l} nodes on a root-to-leaf path")
+    if self_edges:
+        check_self_edges(pretrain, loops, parent)
 
     leaves = {}
-    arm_lists = {}
+    found = {}
     for kind in ('train', 'test'):
-        arm_lists[kind] = parse_paths(files[kind], contents[kind], star, vocab, leaves)
+        found[kind] = parse_paths(files[kind], contents[kind], star, vocab, leaves)
         check_count(files[kind], kind, contents[kind])
-    if not arm_lists['train']:
+    if not found['train']:
         fail(files['train'], "no training paths; pathstar trains at least one")
-    if len(leaves) < d:
-        missing = next(arm[-1] for arm in arms if arm[-1] not in leaves)
-        fail(files['test'], f"the arm to leaf {missing} has no path in the train or test file; the {d} arms need "
-                            f"{d} paths, the files hold {len(arm_lists['train'])} + {len(arm_lists['test'])}")
-    paths = np.array([[root, *arm] for arm in arms], np.int64)
-    return OfficialGraph(files=dict(files), paths=paths, held_out=np.array(sorted(arm_lists['test']), np.int64),
+    if len(leaves) < len(below):
+        missing = next(nodes[-1] for nodes in below if nodes[-1] not in leaves)
+        what = 'arms' if k == 1 else 'leaves'
+        fail(files['test'], f"the {what[:-1] if k == 1 else 'branch'} to leaf {missing} has no path in the train or "
+                            f"test file; the {len(below)} {what} need {len(below)} paths, the files hold "
+                            f"{len(found['train'])} + {len(found['test'])}")
+    paths = np.array([[root, *nodes] for nodes in below], np.int64)
+    return OfficialGraph(files=dict(files), paths=paths, held_out=np.array(sorted(found['test']), np.int64),
                          vocab_size=vocab if vocab is not None else int(paths.max()) + 1, undirected=undirected,
-                         digest=digest.hexdigest())
+                         digest=digest.hexdigest(), subtree_degree=k, self_edges=self_edges)
 
 
 # -----------------------------------------------------------------------------
@@ -366,103 +261,164 @@ def parse_files(files):
 def official_ids(labels):
     """(ids, note): node labels as the official code numbers nodes, a permutation of range(node count). Labels
     drawn from a larger range are replaced by their ranks (note says so), else kept (note is None)."""
-    n = labels.size - labels.shape[0] + 1
-    if int(labels.max()) == n - 1:  # n distinct labels below n: already a permutation
+    distinct = np.unique(labels)
+    n = len(distinct)
+    if int(distinct[-1]) == n - 1:  # n distinct labels below n: already a permutation
         return labels, None
-    ranks = np.searchsorted(np.unique(labels), labels)
-    return ranks, (f"node labels relabelled to their ranks 0..{n - 1} (the official files number the {n:,} nodes "
-                   f"from 0; these labels come from a larger range)")
+    return np.searchsorted(distinct, labels), (f"node labels relabelled to their ranks 0..{n - 1} (the official "
+                                               f"files number the {n:,} nodes from 0; these labels come from a "
+                                               f"larger range)")
 
 
-def file_texts(ids, held_out, undirected):
-    """{file name: text} of the three files for a graph of (d, l) official ids root..leaf, held_out the
-    arms in the test file. The edges go as the official builder writes them: sorted parent=child, then each
-    reversed in the same order (undirected only)."""
-    d, l = ids.shape
+def file_texts(ids, held_out, undirected, subtree_degree=1, self_edges=False):
+    """{file name: lines} of the three files for a graph of (P, l) official ids root..leaf, held_out the
+    paths in the test file, as the official builder names and writes them: the edges sorted parent=child,
+    then each reversed in the same order (undirected), then v=v for every node v (self_edges)."""
+    paths, l = ids.shape
     parents, children = ids[:, :-1].ravel(), ids[:, 1:].ravel()
+    _, first = np.unique(children, return_index=True)  # a tree: each child's one parent, once
+    parents, children = parents[first], children[first]
     order = np.lexsort((children, parents))
     forward = list(zip(parents[order].tolist(), children[order].tolist()))
-    pretrain = [f"{u}={v}" for u, v in forward] + ([f"{v}={u}" for u, v in forward] if undirected else [])
+    n = len(forward) + 1
+    pretrain = ([f"{u}={v}" for u, v in forward] + ([f"{v}={u}" for u, v in forward] if undirected else [])
+                + ([f"{v}={v}" for v in range(n)] if self_edges else []))
     test = set(np.asarray(held_out).tolist())
 
-    def path_lines(arms):
-        return [f"{row[-1]}=" + ','.join(map(str, row)) for row in ids[arms].tolist()]
+    def path_lines(rows):
+        return [f"{row[-1]}=" + ','.join(map(str, row)) for row in ids[rows].tolist()]
 
-    train_lines = path_lines([a for a in range(d) if a not in test])
+    train_lines = path_lines([p for p in range(paths) if p not in test])
     test_lines = path_lines(sorted(test))
-    stem = (f"star_deg_{d}_deg_tree_1_path_{l}_nodes_{ids.size - d + 1}_sd_00_fb_{'11' if undirected else '10'}"
-            f"_selfedge_0")
+    d = paths // subtree_degree ** (l - 2)  # the root's children
+    stem = (f"star_deg_{d}_deg_tree_{subtree_degree}_path_{l}_nodes_{n}_sd_00_fb_{'11' if undirected else '10'}"
+            f"_selfedge_{int(self_edges)}")
     return {f"{stem}_pretrain.txt": pretrain, f"{stem}_train_{len(train_lines)}.txt": train_lines,
             f"{stem}_test_{len(test_lines)}.txt": test_lines}
 
 
-def write(folder, labels, held_out, undirected):
-    """Write a graph ((d, l) node labels root..leaf of every arm, the held-out arms) into folder as the
-    official code's three files, each atomically; a file already there is refused (UserError) before
-    anything is written. Returns the lines to print."""
+def write(folder, labels, held_out, undirected, subtree_degree=1, self_edges=False):
+    """Write a graph ((P, l) node labels root..leaf of every path, the held-out paths) into folder as the
+    official code's three files, all three or none. A file already there, or another graph's files in
+    folder, is refused (UserError) before anything is written. Returns the lines to print."""
     ids, note = official_ids(np.asarray(labels, np.int64))
-    texts = file_texts(ids, held_out, undirected)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UserError(f"export_official: {folder} is a file, not a folder")
-    for name in texts:
-        target = os.path.join(folder, name)
-        if os.path.lexists(target):
-            raise UserError(f"export_official: {target} exists already; delete it or export to "
-                                         f"another folder")
+    texts = file_texts(ids, held_out, undirected, subtree_degree, self_edges)
+    check_target(folder, texts)
+    made = not os.path.exists(folder)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise UserError(f"export_official: cannot make the folder {folder}: "
-                                     f"{e.strerror or type(e).__name__}") from None
-    printed = [note] if note else []
-    for name, lines in texts.items():
-        target = os.path.join(folder, name)
-        write_new(target, ''.join(line + '\n' for line in lines))
-        printed.append(f"wrote {target} ({len(lines):,} line{'' if len(lines) == 1 else 's'})")
-    return printed
-
-
-def write_new(target, text):
-    """Write text to a temp name, then link it into place: target appears whole, and is never replaced."""
-    temp = f"{target}.tmp-{os.getpid()}"
+        raise UserError(f"export_official: cannot make the folder {folder}: {e.strerror or type(e).__name__}") from None
     try:
-        with open(temp, 'w', encoding='ascii', newline='\n') as f:
-            f.write(text)
-        try:
-            os.link(temp, target)  # fails if target appeared meanwhile
-        except FileExistsError:
-            raise UserError(f"export_official: {target} exists already; delete it or export to "
-                                         f"another folder") from None
-        except OSError:  # a file system without hard links
-            if os.path.lexists(target):
-                raise UserError(f"export_official: {target} exists already") from None
-            os.rename(temp, target)
+        place_all(folder, texts)
+    except UserError:
+        if made:
+            try:
+                os.rmdir(folder)  # only if empty: nothing of ours is left in it
+            except OSError:
+                pass
+        raise
+    return ([note] if note else []) + [f"wrote {os.path.join(folder, name)} ({len(lines):,} "
+                                       f"line{'' if len(lines) == 1 else 's'})" for name, lines in texts.items()]
+
+
+def check_target(folder, texts):
+    """The export's folder holds none of its files and no other graph's (data_import reads one a folder)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"export_official: {folder} is a file, not a folder")
+    for name in texts:
+        if os.path.lexists(os.path.join(folder, name)):
+            raise UserError(f"export_official: {os.path.join(folder, name)} exists already; delete it or export to "
+                            f"another folder")
+    try:
+        others = sorted(name for name in os.listdir(folder) if FILE_NAME.fullmatch(name)) if os.path.isdir(
+            folder) else []
     except OSError as e:
-        raise UserError(f"export_official: cannot write {target}: "
-                                     f"{e.strerror or type(e).__name__}") from None
+        raise UserError(f"export_official: cannot read the folder {folder}: {e.strerror or type(e).__name__}") from None
+    if others:
+        raise UserError(f"export_official: {folder} holds another graph's official files ({others[0]}); data_import "
+                        f"reads one graph a folder, so export to another folder")
+
+
+def place_all(folder, texts):
+    """Write every file to a temp name beside its target, then link each into place; on any failure remove
+    what was placed and every temp file, so the folder gains all the files or none."""
+    temps, placed = [], []
+    try:
+        for name, lines in texts.items():
+            temp = os.path.join(folder, f"{name}.tmp-{os.getpid()}")
+            with open(temp, 'w', encoding='ascii', newline='\n') as f:
+                temps.append(temp)
+                f.write(''.join(line + '\n' for line in lines))
+        for temp, name in zip(temps, texts):
+            link_new(temp, os.path.join(folder, name))
+            placed.append(os.path.join(folder, name))
+    except OSError as e:
+        for target in placed:
+            os.unlink(target)
+        raise UserError(f"export_official: cannot write {e.filename or folder}: {e.strerror or type(e).__name__}; "
+                        f"nothing was written") from None
+    except UserError:
+        for target in placed:
+            os.unlink(target)
+        raise
     finally:
-        if os.path.lexists(temp):
-            os.unlink(temp)
+        for temp in temps:
+            if os.path.lexists(temp):
+                os.unlink(temp)
+
+
+def link_new(temp, target):
+    """Link temp to target, which must not exist: a file that appeared meanwhile is never replaced."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise UserError(f"export_official: {target} exists already; delete it or export to another folder; "
+                        f"nothing was written") from None
+    except OSError:  # a file system without hard links
+        if os.path.lexists(target):
+            raise UserError(f"export_official: {target} exists already; nothing was written") from None
+        os.rename(temp, target)
+
+
+# -----------------------------------------------------------------------------
+# the config keys of data_import
+
+KEEP_GIVEN = ('subtree_holdout', 'add_self_edges')  # an explicit value these files allow stays as given
+
+
+def agrees(graph, cfg, key, value):
+    """Whether cfg's explicitly set key may stand beside the files' value for it."""
+    given = cfg[key]
+    if key == 'graph_vocab_size':  # '1max' is N here
+        return resolve_vocab(given, graph.nodes) == value
+    if key == 'graph_holdout_percentage':
+        return graph.held_count(given, cfg['subtree_holdout'], cfg['graph_builder']) == len(graph.held_out)
+    if key == 'subtree_holdout':  # single leaves may happen to fill whole subtrees
+        return given == value or not given
+    if key == 'add_self_edges':  # self-edge rows on top of a selfedge_0 graph, as without data_import
+        return given == value or given
+    return given == value
 
 
 def apply_graph_keys(cfg, overrides):
-    """data_import: graph_d, graph_l, graph_vocab_size, graph_holdout_percentage and use_undirected come
-    from the official files (read() checks them), and path_replication is 1 (each training
-    path once) unless set. A key set explicitly to another value is an error naming both and the file."""
+    """data_import: graph (star for deg_tree_1, else star_tree), graph_d, graph_l, star_subtree_degree,
+    subtree_holdout, graph_vocab_size, use_undirected, add_self_edges and graph_holdout_percentage come
+    from the official files (read() checks them), and path_replication is 1 (each training path once)
+    unless set. A key set explicitly to a value the files contradict is an error naming both and the file."""
     graph = read(cfg['data_import'])
-    d, l, held_out = graph.d, graph.l, len(graph.held_out)
-    nodes = d * (l - 1) + 1
-    same = dict(graph_vocab_size=lambda v: resolve_vocab(v, nodes) == graph.vocab_size,  # '1max' is N here
-                graph_holdout_percentage=lambda p: holdout_count(d, p, cfg['graph_builder']) == held_out)
+    held, paths = len(graph.held_out), len(graph.paths)
     for key, (value, source) in graph.config_keys().items():
-        if key in overrides and not same.get(key, lambda v: v == value)(cfg[key]):
-            held = f" ({held_out} of {d} paths held out)" if key == 'graph_holdout_percentage' else ''
-            raise UserError(f"{key}: data_import's {source} makes {key}={value!r}{held}, but "
-                                         f"{key}={cfg[key]!r} was set; leave {key} out when importing")
-        cfg[key] = value
+        if key not in overrides:
+            cfg[key] = value
+        elif not agrees(graph, cfg, key, value):
+            also = f" ({held} of {paths} paths held out)" if key == 'graph_holdout_percentage' else ''
+            raise UserError(f"{key}: data_import's {source} makes {key}={value!r}{also}, but {key}={cfg[key]!r} was "
+                            f"set; leave {key} out when importing")
+        elif key not in KEEP_GIVEN:
+            cfg[key] = value
     if 'path_replication' not in overrides:
         cfg['path_replication'] = 1
-    got = holdout_count(d, cfg['graph_holdout_percentage'], cfg['graph_builder'])
-    require(got == held_out, f"graph_holdout_percentage: {held_out}/{d} of data_import's "
-                                          f"{graph.files['test']} rounds back to {got} held-out paths here, "
-                                          f"not {held_out}")
+    got = graph.held_count(cfg['graph_holdout_percentage'], cfg['subtree_holdout'], cfg['graph_builder'])
+    require(got == held, f"graph_holdout_percentage: {held}/{paths} of data_import's {graph.files['test']} rounds "
+                         f"back to {got} held-out paths here, not {held}")

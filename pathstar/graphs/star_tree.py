@@ -2,6 +2,8 @@
 graph='star_tree': a root with graph_d children, each the root of a full star_subtree_degree-ary tree,
 so every root->leaf path has graph_l nodes (the official star with a subtree degree above 1).
 subtree_holdout holds out whole subtrees, else single leaves.
+The official builder's star_deg, deg_tree and path_length are graph_d, star_subtree_degree and graph_l
+exactly (its path_length counts the root too), so its deg_tree_k files import and export as they are.
 """
 import numpy as np
 
@@ -12,7 +14,7 @@ from pathstar.graphs.common import (MAX_GRAPH_NODES, GraphSizes, holdout_count, 
 KEYS = ('graph_d', 'graph_l', 'star_subtree_degree', 'subtree_holdout')
 HAS_PATHS = True
 BUILDERS = ('pathstar',)
-IMPORTS = False
+IMPORTS = True   # data_import: the official deg_tree_k files (k > 1) hold a star-tree
 
 
 def sizes(cfg):
