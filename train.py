@@ -84,6 +84,7 @@ class Run:
     last_eval: int = -1
     best: Optional[list] = None     # best_key() of the best evaluation so far
     best_metrics: dict = field(default_factory=dict)
+    curve: list = field(default_factory=list)       # every evaluation so far: its iter, epoch and metrics
     metrics: dict = field(default_factory=dict)     # the last evaluation
     last_line: dict = field(default_factory=dict)   # the last logged training line
     loss: Optional[torch.Tensor] = None             # the last step's loss, on the device
@@ -212,6 +213,7 @@ def restore(r, checkpoint):
     checkpoint_files.restore_state(r.optimizer, checkpoint['optimizer'], path, 'optimizer state')
     r.iter_num, r.last_eval = checkpoint['iter_num'], checkpoint['last_eval']
     r.best, r.best_metrics, r.wandb_id = checkpoint['best'], checkpoint['best_metrics'], checkpoint['wandb_id']
+    r.curve = list(checkpoint.get('curve', []))  # a checkpoint from before curves: the curve starts here
     torch.set_rng_state(checkpoint['rng_cpu'])
     if r.device.startswith('cuda') and checkpoint.get('rng_cuda') is not None:
         torch.cuda.set_rng_state(checkpoint['rng_cuda'])
@@ -342,6 +344,10 @@ def evaluate_and_save(r):
     check_finite(r.metrics.get('train/loss/overall', r.metrics.get('train/loss/edge_all')), r.iter_num, cfg)
     print_eval(r.metrics, r.iter_num, r.metrics['epoch'], meta['l'], 1 / meta['d'] if meta['d'] else None)
     r.last_eval = r.iter_num
+    if r.curve and r.curve[-1]['iter'] == r.iter_num:  # a finished run resumed: the same evaluation again
+        r.curve.pop()
+    r.curve.append({k: v for k, v in r.metrics.items() if isinstance(v, (int, float))})
+    checkpoint_files.atomic_write_json(r.curve, os.path.join(cfg['out_dir'], 'curve.json'))
     improved = r.best is None or best_key(r.metrics) > tuple(r.best)
     if improved:
         r.best = list(best_key(r.metrics))
@@ -369,7 +375,7 @@ def save(r, status):
     r.hook('save_start', r)
     checkpoint_files.atomic_save(dict(model=r.model.state_dict(), optimizer=r.optimizer.state_dict(),
                      model_args=vars(r.model.config), config=r.cfg, iter_num=r.iter_num, last_eval=r.last_eval,
-                     best=r.best, best_metrics=r.best_metrics, rng_cpu=torch.get_rng_state(),
+                     best=r.best, best_metrics=r.best_metrics, curve=r.curve, rng_cpu=torch.get_rng_state(),
                      rng_cuda=torch.cuda.get_rng_state() if r.device.startswith('cuda') else None,
                      wandb_id=r.wandb.id if r.wandb is not None else r.wandb_id, status=status,
                      dataset=r.dataset),

@@ -138,3 +138,30 @@ def test_analyze_refuses_a_checkpoint_whose_data_import_files_were_edited(tmp_pa
     pretrain.write_text('\n'.join(lines[1:] + lines[:1]) + '\n')  # the same edges, another order: other bytes
     with pytest.raises(UserError, match=r"checkpoint .*best.pt: it learned dataset .* data_import=.* changed since"):
         analyze.main([os.path.join(cfg['out_dir'], 'best.pt')])
+
+
+def test_a_run_writes_its_learning_curve_and_a_resumed_run_continues_it_exactly(tmp_path):
+    from conftest import tiny_config
+    full = tiny_config(tmp_path / 'full', epochs=12, eval_interval=3, log_interval=100)
+    train.train(full)
+    cut = tiny_config(tmp_path / 'cut', epochs=12, eval_interval=3, log_interval=100, checkpoint_interval=1)
+
+    def stop(event, run):
+        if event == 'step' and run.iter_num == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(train.Interrupted):
+        train.train(cut, stop)
+    train.train(dict(cut, init_from='resume'))
+    train.train(dict(cut, init_from='resume'))  # a finished run again: no point twice
+
+    def curve(cfg):
+        import json
+        with open(os.path.join(cfg['out_dir'], 'curve.json')) as f:
+            return json.load(f)
+    assert [p['iter'] for p in curve(full)] == [0, 3, 6, 9, 12]
+    assert [p['epoch'] for p in curve(full)] == [0, 3, 6, 9, 12]
+    ours, theirs = curve(cut), curve(full)
+    assert [p['iter'] for p in ours] == [0, 3, 6, 9, 12]
+    for a, b in zip(ours, theirs):
+        assert a['val/accuracy/first_hop'] == b['val/accuracy/first_hop']
+        assert a['train/loss/overall'] == pytest.approx(b['train/loss/overall'], abs=1e-6)

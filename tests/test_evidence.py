@@ -59,7 +59,44 @@ def test_verdicts_follow_the_written_rule():
     assert evidence.verdict('greater', low, high) == 'differs'
     assert evidence.verdict('greater', [0.5, 0.1, 0.9, 0.3, 0.7], [0.4, 0.6, 0.2, 0.8, 0.5]) == 'inconclusive'
     with pytest.raises(ValueError):
-        evidence.verdict('sooner', high, low)
+        evidence.verdict('faster', high, low)
+
+
+def test_epochs_to_a_level_is_the_first_evaluation_at_or_above_it():
+    epochs, values = [0, 5, 10, 15], [0.0, 0.2, 0.6, 0.9]
+    assert evidence.epochs_to(epochs, values, 0.5) == 10.0
+    assert evidence.epochs_to(epochs, values, 0.6) == 10.0          # at the level counts
+    assert evidence.epochs_to(epochs, values, 0.0) == 0.0
+    assert evidence.epochs_to(epochs, values, 0.95) == 15.0         # never: its last epoch, a lower bound
+    # half the larger of the arms' mean best: bests 0.9 and 0.7 in one arm (mean 0.8), 0.6 in the other
+    assert evidence.sooner_level([(epochs, values), (epochs, [0.7] * 4)], [(epochs, [0.6] * 4)]) == pytest.approx(0.4)
+
+
+def test_a_learning_curve_band_is_the_mean_and_its_interval_at_shared_epochs():
+    curves = [([0, 5, 10], [0.0, 0.5, 1.0]), ([0, 5, 10, 15], [0.0, 0.3, 0.9, 0.9])]
+    b = evidence.band(curves)
+    assert b['epochs'] == [0.0, 5.0, 10.0] and b['n'] == 2       # epoch 15: one run only
+    assert b['mean'] == pytest.approx([0.0, 0.4, 0.95])
+    assert b['ci95'][0][0] == b['ci95'][1][0] == 0.0 and b['ci95'][0][1] == 0.3 and b['ci95'][1][1] == 0.5
+    assert evidence.band([]) is None
+    summary = {'curve': [{'epoch': 0.0, 'x': 0.1}, {'epoch': 5.0}, {'epoch': 10.0, 'x': 0.7}]}
+    assert evidence.learning_curve(summary, 'x') == ([0.0, 10.0], [0.1, 0.7])
+    assert evidence.learning_curve({}, 'x') is None
+
+
+def ramp(reach, epochs=range(0, 101, 5), top=0.9):
+    """A curve that is 0 until epoch reach and top from there."""
+    return list(epochs), [top if e >= reach else 0.0 for e in epochs]
+
+
+def test_sooner_agrees_when_the_first_arm_gets_there_in_fewer_epochs():
+    fast, slow = [ramp(r) for r in (10, 15, 10, 20, 5)], [ramp(r) for r in (40, 55, 35, 50, 45)]
+    assert evidence.verdict('sooner', fast, slow) == 'agrees'
+    assert evidence.verdict('sooner', slow, fast) == 'differs'
+    assert evidence.verdict('sooner', fast, fast) == 'inconclusive'      # the difference's interval is [0, 0]
+    assert evidence.verdict('sooner', fast[:4], slow) == 'inconclusive'  # fewer than MIN_RUNS graphs
+    never = [ramp(r, top=0.9 if r < 200 else 0.0) for r in (200,) * 5]  # never gets anywhere: its last epoch
+    assert evidence.verdict('sooner', fast, never) == 'agrees'
 
 
 def fake_runs(first_hops, chance=0.005, held_out=50):
@@ -83,3 +120,33 @@ def test_a_contrast_record_scores_each_claim_and_keeps_the_schema():
                                               'forward edges only': fake_runs([0.8] * 5)})
     assert flipped['verdict'] == 'differs'
     assert '| edge_directions | **agrees** |' in verdicts.verdict_table([record])
+
+
+def curve_runs(reaches, chance=0.005):
+    """fake_runs whose summaries carry a learning curve that jumps to 0.8 at each reach epoch."""
+    runs = fake_runs([0.8] * len(reaches), chance)
+    for (_, summary), reach in zip(runs, reaches):
+        epochs, values = ramp(reach, top=0.8)
+        summary['curve'] = [{'epoch': e, 'iter': 10 * e, 'val/accuracy/first_hop': v} for e, v in zip(epochs, values)]
+    return runs
+
+
+def test_the_pause_contrast_is_scored_on_learning_curves():
+    from pathstar.experiments import contrasts, verdicts
+    pause = next(c for c in contrasts.CONTRASTS if c.name == 'pause_tokens')
+    l_arm, zero = 'l pause tokens (one per path node)', '0 pause tokens'
+    runs = {l_arm: curve_runs([10, 10, 15, 5, 10]), zero: curve_runs([30, 40, 35, 30, 45]),
+            '1 pause token': curve_runs([20] * 5)}
+    record = verdicts.contrast_record(pause, runs)
+    sooner = next(c for c in record['claims'] if c['kind'] == 'sooner')
+    assert sooner['verdict'] == 'agrees' and sooner['level'] == pytest.approx(0.4)
+    assert sooner['epochs_to_level'] == [[10.0, 10.0, 15.0, 5.0, 10.0], [30.0, 40.0, 35.0, 30.0, 45.0]]
+    assert 'epochs to 0.400: mean 10.0 against 36.0' in sooner['why'] and record['verdict'] == 'agrees'
+    arm = next(a for a in record['arms'] if a['arm'] == l_arm)
+    assert arm['curve']['epochs'][:3] == [0.0, 5.0, 10.0] and arm['curve']['mean'][:3] == [0.0, 0.16, 0.64]
+    assert len(arm['curve']['ci95']) == 2 and arm['curve']['n'] == 5
+    assert 'sooner l pause tokens (one per path node) than 0 pause tokens: agrees' in verdicts.verdict_table([record])
+    for _, summary in runs[zero][:2]:
+        del summary['curve']
+    missing = next(c for c in verdicts.contrast_record(pause, runs)['claims'] if c['kind'] == 'sooner')
+    assert missing['verdict'] == 'inconclusive' and '2 runs have none' in missing['why']

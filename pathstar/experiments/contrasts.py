@@ -21,6 +21,8 @@ import torch
 import configurator
 from configurator import DEFAULTS
 from pathstar import graphs, validate
+from pathstar.data import inweights
+from pathstar.experiments import evidence
 from pathstar.analysis import geometry as graph_geometry
 from pathstar.analysis.node2vec import train_node2vec
 from pathstar.sweeps import local as sweep_local
@@ -71,6 +73,17 @@ def pause_l(cfg):  # the paper's setting: as many pause tokens as path nodes
     return dict(num_pause_tokens=cfg['graph_l'])
 
 
+CURVE_POINTS = 20  # evaluations over a run whose claim is about speed: its learning curve
+
+
+def curve_evals(cfg):
+    """eval_interval for about CURVE_POINTS evaluations, a whole number of epochs apart: what a claim about
+    speed is scored on. A layer of the arms of such a contrast (the others evaluate at the end only)."""
+    rows = inweights.row_counts(cfg).train_rows
+    per_epoch = -(-rows // (validate.batch_rows(cfg, rows) * cfg['gradient_accumulation_steps']))
+    return dict(eval_interval=per_epoch * max(1, cfg['epochs'] // CURVE_POINTS))
+
+
 # the data-format keys of the official preset; its model and optimiser are a GPU run's, so our model trains
 # on either format and only the format differs
 OFFICIAL_FORMAT = ('graph_builder', 'data_seed', 'graph_vocab_size', 'use_directional_tokens', 'use_task_tokens',
@@ -87,9 +100,10 @@ CONTRASTS = (
                      Claim('greater', 'both directions', 'forward edges only'))),
     Contrast('pause_tokens', 'Pause tokens between the queried leaf and the path',
              "every setting with pause tokens gets there, more pause tokens sooner; 0 is the slowest",
-             (Arm('0 pause tokens', (dict(num_pause_tokens=0),)), Arm('1 pause token', (dict(num_pause_tokens=1),)),
-              Arm('3 pause tokens', (dict(num_pause_tokens=3),)), Arm('l pause tokens (one per path node)',
-                                                                       (pause_l,))),
+             (Arm('0 pause tokens', (dict(num_pause_tokens=0), curve_evals)),
+              Arm('1 pause token', (dict(num_pause_tokens=1), curve_evals)),
+              Arm('3 pause tokens', (dict(num_pause_tokens=3), curve_evals)),
+              Arm('l pause tokens (one per path node)', (pause_l, curve_evals))),
              claims=(Claim('above_chance', '1 pause token'),
                      Claim('above_chance', 'l pause tokens (one per path node)'),
                      Claim('sooner', 'l pause tokens (one per path node)', '0 pause tokens'))),
@@ -276,14 +290,20 @@ def run_all(sweep_ids, train):
 
 def completed_runs(sweep_id):
     """{params of a finished trial as a sorted tuple: (its summary, its machine)}; the last finished trial
-    of each grid point counts (a retried trial has two)."""
+    of each grid point counts (a retried trial has two). A run's learning curve (its curve.json) is its
+    summary's 'curve'."""
     study, _, _ = sweep_local.open_local_sweep(sweep_id, None)
     runs = {}
     for t in study.get_trials(deepcopy=False):
-        path = os.path.join(t.user_attrs.get('out_dir', ''), 'summary.json')
+        out_dir = t.user_attrs.get('out_dir', '')
+        path, curve = os.path.join(out_dir, 'summary.json'), os.path.join(out_dir, 'curve.json')
         if t.state.name == 'COMPLETE' and os.path.isfile(path):
             with open(path) as f:
-                runs[tuple(sorted(t.params.items()))] = (json.load(f), t.user_attrs.get('machine', '?'))
+                summary = json.load(f)
+            if os.path.isfile(curve):
+                with open(curve) as f:
+                    summary['curve'] = json.load(f)
+            runs[tuple(sorted(t.params.items()))] = (summary, t.user_attrs.get('machine', '?'))
     return runs
 
 
@@ -321,7 +341,8 @@ def per_run(values):
 def arm_row(label, runs, metrics, seeds):
     """The numbers of one arm over its finished runs."""
     summaries = [s for s, _ in runs]
-    return dict(label=label, values={k: [s[k] for s in summaries if k in s] for k, _ in metrics},
+    curves = {k: [c for c in (evidence.learning_curve(s, k) for s in summaries) if c] for k, _ in metrics}
+    return dict(label=label, values={k: [s[k] for s in summaries if k in s] for k, _ in metrics}, curves=curves,
                 chance=sorted({round(s['chance/first_hop'], 4) for s in summaries if 'chance/first_hop' in s}),
                 held_out=[s['val_rows'] for s in summaries], runs=f"{len(runs)}/{len(seeds)}",
                 wall=sum(s['wall_time_s'] for s in summaries), machine=sorted({m for _, m in runs}))
@@ -350,11 +371,19 @@ def write_text(path, text):
     atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
 
 
+def about_time(contrast):
+    """Whether a claim of the contrast is about speed: its figure is learning curves."""
+    return any(c.kind == 'sooner' for c in contrast.claims)
+
+
 def plot_contrast(path, contrast, rows):
-    """Bars of the mean over seeds, a dot per seed, the first hop's chance as a dashed line."""
+    """Bars of the mean over seeds, a dot per seed, the first hop's chance as a dashed line; or, for a
+    claim about speed, each arm's mean learning curve with its 95% bootstrap band over graphs."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    if about_time(contrast):
+        return plot_curves(path, contrast, rows, plt)
     fig, axes = plt.subplots(1, len(contrast.metrics), figsize=(len(contrast.metrics) * (1.5 + 0.8 * len(rows)), 4),
                              squeeze=False)
     for ax, (key, title) in zip(axes[0], contrast.metrics):
@@ -377,6 +406,27 @@ def plot_contrast(path, contrast, rows):
     plt.close(fig)
 
 
+def plot_curves(path, contrast, rows, plt):
+    fig, axes = plt.subplots(1, len(contrast.metrics), figsize=(5 * len(contrast.metrics), 4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], contrast.metrics):
+        for i, r in enumerate(rows):
+            b = evidence.band(r['curves'][key])
+            if b:
+                ax.plot(b['epochs'], b['mean'], color=f'C{i}', label=f"{r['label']} ({b['n']} graphs)")
+                ax.fill_between(b['epochs'], *b['ci95'], color=f'C{i}', alpha=0.2, linewidth=0)
+        chances = sorted({c for r in rows for c in r['chance']})
+        if key == 'val/accuracy/first_hop' and chances:
+            ax.axhline(chances[0], color='r', linestyle='--', linewidth=1, label='chance')
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel('epoch')
+        ax.set_title(f"{title}: mean, 95% band over graphs", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(contrast.title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110))
+    plt.close(fig)
+
+
 def describe(scale_name, scale):
     """What the in-weights and in-context bases are, in one line each."""
     lines = []
@@ -391,10 +441,22 @@ def describe(scale_name, scale):
             + '\n'.join(lines))
 
 
-def write_contrast(contrast, rows, scale_name, scale):
-    """results/<name>.md and .png; returns the markdown table."""
+def claim_name(claim):
+    """A claim's record as words: 'above_chance 1 pause token', 'sooner a than b', 'greater a > b'."""
+    join = ' than ' if claim['kind'] == 'sooner' else ' > '
+    return f"{claim['kind']} {claim['arm']}{join + claim['other'] if claim['other'] else ''}"
+
+
+def claim_lines(record):
+    """The contrast's verdict and each claim's verdict with why (verdicts.contrast_record)."""
+    return f"Verdict: **{record['verdict']}**\n\n" + ''.join(f"- {claim_name(c)}: {c['verdict']} ({c['why']})\n"
+                                                            for c in record['claims'])
+
+
+def write_contrast(contrast, rows, scale_name, scale, record):
+    """results/<name>.md and .png; returns the verdict, its claims and the markdown table."""
     os.makedirs(scale.results, exist_ok=True)
-    table = markdown_table(rows, contrast.metrics)
+    table = claim_lines(record) + '\n' + markdown_table(rows, contrast.metrics)
     text = (f"# {contrast.title}\n\nThe paper: {contrast.paper}.\n\n{describe(scale_name, scale)}\n\n{table}\n"
             f"Final evaluation of each run: mean ± sample standard deviation over seeds (each run's value); held-out "
             f"= held-out paths of each run (in-context: held-out graphs); wall time = all runs together. Written by "

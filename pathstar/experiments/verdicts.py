@@ -4,15 +4,18 @@ results/reproduction.json:
 
     [{"name", "claim" (the paper's words), "verdict", "claims": [{"kind", "arm", "other", "metric", "verdict",
       "why"}], "arms": [{"arm", "task", "chance", "runs": [{"data_seed", "seed", "first_hop", "path",
-      "held_out", "p_value", "above_chance"}], "first_hop": {"mean", "ci95", "n"}, "path": {...}}]}]
+      "held_out", "p_value", "above_chance"}], "first_hop": {"mean", "ci95", "n"}, "path": {...},
+      "curve": {"epochs", "mean", "ci95": [los, his], "n"} (the first hop's learning curve, where runs have one)}]}]
 
 A contrast agrees when every claim agrees, differs when any claim differs, and is inconclusive otherwise.
 """
 import json
 import os
 
+import numpy as np
+
 from pathstar.experiments import evidence
-from pathstar.experiments.contrasts import CONTRASTS
+from pathstar.experiments.contrasts import CONTRASTS, claim_name
 
 FIRST_HOP, PATH = 'val/accuracy/first_hop', 'val/accuracy/path'
 
@@ -30,12 +33,13 @@ def run_record(params, summary):
 def arm_record(arm, runs):
     """runs: [(params dict, summary)] of the arm's finished runs."""
     summaries = [s for _, s in runs]
+    curves = [c for c in (evidence.learning_curve(s, FIRST_HOP) for s in summaries) if c]
     chances = sorted({s['chance/first_hop'] for s in summaries if 'chance/first_hop' in s})
     return dict(arm=arm.label, task=arm.task, chance=chances[0] if len(chances) == 1 else chances or None,
                 runs=[run_record(p, s) for p, s in runs],
                 first_hop=evidence.summary([s[FIRST_HOP] for s in summaries if FIRST_HOP in s]),
                 path=evidence.summary([s[PATH] for s in summaries if PATH in s]),
-                _summaries=summaries)
+                **(dict(curve=evidence.band(curves)) if curves else {}), _summaries=summaries)
 
 
 def claim_record(claim, arms):
@@ -46,8 +50,7 @@ def claim_record(claim, arms):
     if first is None or (claim.other and other is None):
         return dict(record, verdict='inconclusive', why='an arm of the claim has no runs')
     if claim.kind == 'sooner':
-        return dict(record, verdict='inconclusive', why='a claim about speed needs learning curves, and the runs '
-                                                        'record their final evaluation only')
+        return sooner_record(record, first, other, claim.metric)
     values = [s[claim.metric] for s in first['_summaries'] if claim.metric in s]
     if claim.kind == 'greater':
         others = [s[claim.metric] for s in other['_summaries'] if claim.metric in s]
@@ -60,6 +63,20 @@ def claim_record(claim, arms):
     return dict(record, verdict=verdict, why=f"{len(values)} runs; mean {fmt(ci)} against chance "
                                              f"{first['chance']:.3f}; {sum(t['above_chance'] for t in tests)} "
                                              f"of {len(tests)} runs above chance (p < {evidence.ALPHA})")
+
+
+def sooner_record(record, first, other, metric):
+    """'first sooner than second', from every run's learning curve of metric (evidence.epochs_to)."""
+    a, b = ([evidence.learning_curve(s, metric) for s in arm['_summaries']] for arm in (first, other))
+    if not all(a + b):
+        return dict(record, verdict='inconclusive', why='a claim about speed needs every run\'s learning curve; '
+                                                        f'{sum(not c for c in a + b)} runs have none')
+    level = evidence.sooner_level(a, b)
+    ea, eb = ([evidence.epochs_to(e, v, level) for e, v in curves] for curves in (a, b))
+    ci = evidence.difference_ci(eb, ea)
+    return dict(record, verdict=evidence.verdict('sooner', a, b), level=level, epochs_to_level=[ea, eb],
+                difference_ci95=ci, why=f"{len(a)} and {len(b)} runs; epochs to {level:.3f}: mean {np.mean(ea):.1f} "
+                                        f"against {np.mean(eb):.1f}, 95% interval of the difference {fmt(ci)}")
 
 
 def fmt(ci):
@@ -80,8 +97,7 @@ def verdict_table(records):
     """The verdict table README and reproduction.md lead with."""
     lines = ['| contrast | verdict | claims (verdict: why) |', '| --- | --- | --- |']
     for r in records:
-        claims = '; '.join(f"{c['kind']} {c['arm']}{' > ' + c['other'] if c['other'] else ''}: {c['verdict']}"
-                           for c in r['claims'])
+        claims = '; '.join(f"{claim_name(c)}: {c['verdict']}" for c in r['claims'])
         lines.append(f"| {r['name']} | **{r['verdict']}** | {claims} |")
     return '\n'.join(lines) + f"\n\nThe rule: {evidence.VERDICT_RULE}\n"
 

@@ -4,6 +4,7 @@ A run's folder (out_dir) and the files in it, kept trustworthy:
     ckpt.pt        the resume checkpoint: model, optimizer, RNG state, config, progress
     best.pt        the weights of the best evaluation so far
     summary.json   the final metrics, written when the run finishes
+    curve.json     every evaluation so far (its iter, epoch and metrics): the learning curve
     .lock          held while a run owns the folder: who it is
 
 Every file is written to a temporary name and renamed, so a reader sees the old file or the
@@ -27,7 +28,7 @@ from pathstar.data import cache, tasks
 from pathstar.errors import UserError
 from pathstar.models import registry as models
 
-RUN_FILES = ('ckpt.pt', 'best.pt', 'edges.pt', 'summary.json')
+RUN_FILES = ('ckpt.pt', 'best.pt', 'edges.pt', 'summary.json', 'curve.json')
 NAME_MAX = 255     # bytes in one path component on Linux and macOS file systems
 PATH_MAX = 4096    # bytes in a whole path on Linux
 TMP_SUFFIX_LEN = 20  # '.tmp-<pid>' and the longest file name we add
