@@ -83,12 +83,12 @@ def export_official(cfg, folder):
     return official.write(folder, paths - NODE_OFFSET, held_out, dcfg['use_undirected'], k, dcfg['add_self_edges'])
 
 
-def main():
-    if set(sys.argv[1:]) & set(configurator.HELP_FLAGS):
+def main(argv):
+    if set(argv) & set(configurator.HELP_FLAGS):
         print(configurator.help_text('pathstar_data.py', ' [--export_official <folder>]'))
         print("\nPrints the dataset's summary (built and cached if new), or writes the official code's files.")
         return
-    argv, export = export_flag(sys.argv[1:])
+    argv, export = export_flag(argv)
     cfg = validate.parse_args(argv)
     if export is not None:
         print('\n'.join(export_official(cfg, export)))
@@ -97,4 +97,4 @@ def main():
 
 
 if __name__ == '__main__':
-    configurator.exit_on_user_error(main)
+    configurator.exit_on_user_error(lambda: main(sys.argv[1:]))

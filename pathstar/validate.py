@@ -17,7 +17,8 @@ import re
 
 import configurator
 from pathstar import graphs
-from pathstar.data import inweights, tasks
+from pathstar.data import cache, inweights, tasks
+from pathstar.data.incontext import IN_CONTEXT_KEYS
 from pathstar.errors import UserError, require
 from pathstar.graphs import official
 from pathstar.graphs.common import resolve_vocab
@@ -256,6 +257,11 @@ def batch_fits_the_rows(cfg):
     if cfg['batch_size'] != 'auto':
         require(cfg['batch_size'] <= n_rows, f"batch_size: {cfg['batch_size']} is more than the {n_rows} {what}; "
                                              f"use 'auto' or <= {n_rows}")
+
+
+@rule(*inweights.DATA_KEYS, *IN_CONTEXT_KEYS)
+def dataset_fits_in_memory(cfg):  # the one estimate (cache.memory_need), before anything is built
+    cache.check_memory(cfg)
 
 
 @rule('task', *tasks.TASK_READS)

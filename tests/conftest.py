@@ -1,5 +1,8 @@
 """Shared test setup: wandb offline in temp folders, the repo on sys.path, a tiny config."""
+import contextlib
+import io
 import os
+import subprocess
 import sys
 
 import pytest
@@ -52,3 +55,32 @@ def forwards():
 def checked(cfg):
     """A whole checked config from the keys a test sets (the library's data functions take only those)."""
     return validate.build_config(cfg)
+
+
+def run_cli(main, args, cwd, env=None):
+    """`python3 <script>.py args` in cwd, run in this process so the torch import is paid once: the script's
+    main(argv) behind configurator.exit_on_user_error, as its __main__ block calls it, with env's variables
+    set for the call. Returns (exit code, stdout, stderr); an unexpected exception propagates, as a
+    traceback would end the real process."""
+    import configurator
+    old_cwd, old_env = os.getcwd(), dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    os.chdir(cwd)
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = configurator.exit_on_user_error(lambda: main(list(args))) or 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+    return code, out.getvalue(), err.getvalue()
+
+
+def cli_result(main, args, cwd, env=None):
+    """run_cli as a subprocess.CompletedProcess (returncode, stdout, stderr), for tests written against one."""
+    code, out, err = run_cli(main, args, cwd, env)
+    return subprocess.CompletedProcess(list(args), code, out, err)

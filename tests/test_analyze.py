@@ -16,7 +16,7 @@ from pathstar.analysis import plots, star
 import pathstar_data
 import train
 from model import GPT, GPTConfig
-from conftest import ROOT, tiny_config
+from conftest import ROOT, cli_result, tiny_config
 from conftest import checked
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -216,8 +216,8 @@ def test_importing_analyze_imports_neither_wandb_nor_matplotlib():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, 'analyze.py', *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    """python3 analyze.py args in the repo, in this process (conftest.run_cli)."""
+    return cli_result(analyze.main, [str(a) for a in args], ROOT)
 
 
 @pytest.fixture(scope='module')

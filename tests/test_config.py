@@ -1,13 +1,12 @@
 """configurator.py: typed parsing of overrides and config files, and the checks on whole configs."""
 import os
-import subprocess
-import sys
 
 import pytest
 
 from configurator import UserError
 from pathstar.validate import parse_args
-from conftest import ROOT
+from conftest import ROOT, cli_result
+import train
 from pathstar.graphs import common
 from pathstar import validate
 
@@ -130,10 +129,8 @@ def test_a_config_file_that_exits_is_an_error_not_a_silent_exit(tmp_path):
     (['missing_config.py'], 'config file not found: missing_config.py'),
 ])
 def test_train_cli_exits_2_with_one_line_and_writes_nothing(tmp_path, argv, message):
-    out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *argv,
-                          f'--data_dir={tmp_path}/data', f'--out_dir={tmp_path}/out'] if argv[0].startswith('--')
-                         else [sys.executable, os.path.join(ROOT, 'train.py'), *argv],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    paths = [f'--data_dir={tmp_path}/data', f'--out_dir={tmp_path}/out'] if argv[0].startswith('--') else []
+    out = cli_result(train.main, [*argv, *paths], tmp_path)  # python3 train.py ..., in this process
     assert out.returncode == 2
     assert out.stderr.strip().startswith('error:') and message in out.stderr
     assert 'Traceback' not in out.stderr and len(out.stderr.strip().splitlines()) == 1

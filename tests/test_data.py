@@ -27,7 +27,7 @@ import pathstar_data as ps  # noqa: E402
 from configurator import UserError  # noqa: E402
 from pathstar.tokens import BWD, EDGE, FWD, NODE_OFFSET, PAD, PATH, PAUSE  # noqa: E402
 from pathstar import tokens as token_ids  # noqa: E402
-from conftest import checked  # noqa: E402
+from conftest import checked, cli_result  # noqa: E402
 from pathstar.graphs import common  # noqa: E402
 from pathstar.data import inweights  # noqa: E402
 
@@ -73,6 +73,11 @@ def split_train(arrays, meta):
 
 
 def run_cli(args, cwd):
+    """python3 pathstar_data.py args in cwd, in this process (conftest.run_cli)."""
+    return cli_result(ps.main, args, cwd)
+
+
+def run_process(args, cwd):
     return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
@@ -743,7 +748,7 @@ def test_a_builder_waiting_behind_a_stopped_lock_holder_says_whom_it_waits_for(t
 
 def test_cli_builds_then_reuses_and_prints_a_few_decoded_rows(tmp_path):
     args = ['--graph_d=5', '--graph_l=4', f'--data_dir={tmp_path / "data"}']
-    first = run_cli(args, tmp_path)
+    first = run_process(args, tmp_path)  # once as its own process; the other cases run in this one
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert len(lines) < 20 and 'built in' in first.stdout

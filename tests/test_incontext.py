@@ -184,7 +184,8 @@ def test_a_damaged_array_is_never_used_but_rebuilt(tmp_path, capsys, victim):
 
 
 def test_the_hashed_check_for_seen_graphs_agrees_with_the_exact_one():
-    cfg = incontext_data.data_config(checked(dict(task='in_context', graph_d=2, graph_l=3, graph_vocab_size=6)))
+    cfg = incontext_data.data_config(checked(dict(task='in_context', graph_d=2, graph_l=3, graph_vocab_size=6,
+                                                  num_train_graphs=300)))
     rng = np.random.default_rng(0)
     train, fresh = incontext_data.draw_graphs(rng, 300, cfg), incontext_data.draw_graphs(rng, 300, cfg)
     hashes = incontext_data.graph_hashes(train)

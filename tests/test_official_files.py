@@ -19,7 +19,7 @@ from pathstar.graphs import official as official_files
 import pathstar_data as ps
 import train
 from configurator import UserError
-from conftest import ROOT
+from conftest import ROOT, cli_result
 from pathstar.tokens import NODE_OFFSET
 from conftest import checked
 from pathstar.data import inweights
@@ -178,8 +178,8 @@ def test_the_sample_fixture_imports_trains_exports_and_reimports_to_identical_ro
 
 
 def run_data_cli(args, cwd):
-    return subprocess.run([sys.executable, str(Path(ROOT) / 'pathstar_data.py'), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    """python3 pathstar_data.py args in cwd, in this process (conftest.run_cli)."""
+    return cli_result(ps.main, args, cwd)
 
 
 def test_the_official_builder_config_exports_exactly_the_fixtures_files(tmp_path):

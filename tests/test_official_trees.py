@@ -4,8 +4,6 @@ The official code's files beyond the plain star (official.py, official_parse.py)
 --export_official writing all three files or none.
 """
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 
 import pathstar_data as ps
 from configurator import UserError
-from conftest import ROOT, checked
+from conftest import ROOT, checked, cli_result
 from pathstar import validate
 from pathstar.data import inweights
 from pathstar.graphs import official as official_files
@@ -29,8 +27,8 @@ def lines(path):
 
 
 def run_data_cli(args, cwd):
-    return subprocess.run([sys.executable, str(Path(ROOT) / 'pathstar_data.py'), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    """python3 pathstar_data.py args in cwd, in this process (conftest.run_cli)."""
+    return cli_result(ps.main, args, cwd)
 
 
 def relabelled_rows(data, labels):

@@ -19,7 +19,7 @@ from pathstar.sweeps import local as sweep_local
 from pathstar.sweeps import space as sweep_space
 from pathstar.sweeps import storage as sweep_storage
 import train
-from conftest import ROOT
+from conftest import ROOT, run_cli
 from pathstar import validate
 
 RUN_SWEEP = os.path.join(ROOT, 'run_sweep.py')
@@ -132,10 +132,10 @@ def test_bad_files_and_flags_are_one_line_and_exit_2(args, message, tmp_path):
 
 
 def check_user_error(args, message, cwd, allowed=('bad.yaml',)):
-    result = run(args, cwd, cwd)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
-    assert message in result.stderr
+    code, _, err = run_cli(run_sweep.main, args, cwd, dict(HOME=str(cwd)))  # HOME: no wandb login
+    assert code == 2, err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    assert message in err
     assert sorted(os.listdir(cwd)) == sorted(allowed)  # no sweeps/, no data/
 
 
@@ -309,11 +309,16 @@ def test_an_agent_killed_mid_trial_leaves_a_trial_that_the_next_agent_fails_and_
     agent.wait()
     assert states(study) == ['RUNNING', 'WAITING']
 
-    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1']) == 0  # rejoin: runs trial 1 (2 epochs)
+    seen = []
+
+    def fake_train(cfg):
+        return seen.append(cfg['epochs']) or {'val/loss/overall': 0.5}
+    # rejoin: trial 0 is failed and queued again, and its retry runs before grid point 1
+    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1'], train_fn=fake_train) == 0
     trials = study.get_trials()
-    assert [t.state.name for t in trials] == ['FAIL', 'COMPLETE', 'WAITING']
+    assert [t.state.name for t in trials] == ['FAIL', 'WAITING', 'COMPLETE'] and seen == [2000]
     assert trials[0].user_attrs['error'] == 'its agent died (no heartbeat)'
-    assert trials[2].system_attrs['fixed_params'] == {'epochs': 2000}
+    assert trials[2].params == {'epochs': 2000}
     assert trials[2].user_attrs['retry_of'] == 0 and trials[2].user_attrs['attempt'] == 2
 
 
@@ -334,7 +339,7 @@ def test_a_silent_heartbeat_on_another_machine_counts_as_a_dead_agent(tmp_path, 
 
 def test_a_signal_fails_the_trial_stops_the_agent_and_the_retry_resumes_its_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    path = write_sweep(tmp_path / 'grid.yaml', n_layer={'values': [1]})
+    path = write_sweep(tmp_path / 'grid.yaml', n_layer={'values': [1, 2]})
     seen = []
 
     def interrupted(cfg):  # what train does on SIGTERM: save a checkpoint, raise
@@ -348,11 +353,13 @@ def test_a_signal_fails_the_trial_stops_the_agent_and_the_retry_resumes_its_chec
 
     def fake_train(cfg):
         return seen.append(cfg) or {'val/loss/overall': 0.25}
-    assert run_sweep.main(['--sweep_id', sweep_id], train_fn=fake_train) == 0
+    # --count 1: the interrupted trial, resumed, comes before the grid's next point (n_layer=2)
+    assert run_sweep.main(['--sweep_id', sweep_id, '--count', '1'], train_fn=fake_train) == 0
     study, _ = load(tmp_path, sweep_id)
-    assert states(study) == ['FAIL', 'COMPLETE'] and study.trials[1].value == 0.25
+    assert states(study) == ['FAIL', 'WAITING', 'COMPLETE'] and study.trials[2].value == 0.25
     assert study.trials[0].user_attrs['error'] == 'interrupted by signal 15'
-    assert seen[0]['init_from'] == 'resume' and seen[0]['out_dir'] == os.path.join('sweeps', sweep_id, 'trial_1')
+    assert study.trials[2].params == {'n_layer': 1}
+    assert seen[0]['init_from'] == 'resume' and seen[0]['out_dir'] == os.path.join('sweeps', sweep_id, 'trial_2')
     assert open(os.path.join(seen[0]['out_dir'], 'ckpt.pt')).read() == 'weights'
 
 
@@ -608,3 +615,35 @@ def test_an_empty_cuda_visible_devices_runs_one_agent_on_the_cpu(tmp_path):
     assert result.returncode == 0, result.stderr
     assert [call.split()[0] for call in calls[1:]] == ['CUDA=']
     assert 'CUDA_VISIBLE_DEVICES is empty: running one agent on the CPU' in result.stdout
+
+
+FIXTURE = os.path.join(ROOT, 'tests', 'fixtures', 'official')
+# sweeps whose trials would each fail, that the dry run must refuse as the trial would: (swept keys, message)
+DOOMED = {
+    'data_import-batch': (dict(data_import={'value': FIXTURE}, batch_size={'values': [4, 100000]}),
+                          "batch_size: 100000 is more than the 33 training rows"),
+    'missing-edge-checkpoint': (dict(recipe={'value': 'two_stage'}, edge_checkpoint={'value': '/nonexistent/edges.pt'},
+                                     seed={'values': [1, 2]}), "edge_checkpoint: /nonexistent/edges.pt does not exist"),
+    'in-context-space': (dict(task={'value': 'in_context'}, graph_d={'value': 2}, graph_l={'value': 2},
+                              graph_vocab_size={'value': 5}, num_train_graphs={'values': [10, 50]},
+                              n_embd={'value': 16}, n_head={'value': 2}),
+                         "num_train_graphs: 50 draws from the only 30 distinct stars"),
+    'too-big-for-memory': (dict(graph_d={'values': [10, 300000000]}, graph_vocab_size={'value': 2000000000}),
+                           "graph_d: 2,400,000,000 rows of 6 tokens need about 263.8 GiB in memory"),
+}
+
+
+@pytest.mark.parametrize('name', DOOMED)
+def test_the_dry_run_refuses_what_every_trial_would_refuse(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    swept, message = DOOMED[name]
+    params = {key: {'value': value} for key, value in TINY.items() if key not in swept and not (
+        name == 'data_import-batch' and key.startswith('graph'))}
+    params.update(swept)
+    path = tmp_path / 'sweep.yaml'
+    path.write_text(yaml.safe_dump(dict(method='grid', metric=dict(name='val/loss/overall', goal='minimize'),
+                                        parameters=params)))
+    with pytest.raises(run_sweep.UserError) as e:
+        run_sweep.main(['--sweep_config', str(path), '--dry_run'])
+    assert message in str(e.value) and '(in the combination ' in str(e.value) and '\n' not in str(e.value)
+    assert sorted(os.listdir(tmp_path)) == ['sweep.yaml']

@@ -16,7 +16,7 @@ import run_sweep
 from pathstar.sweeps import local as sweep_local
 from pathstar.sweeps import space as sweep_space
 import train
-from conftest import ROOT
+from conftest import ROOT, cli_result
 
 RUN_SWEEP = os.path.join(ROOT, 'run_sweep.py')
 TINY = dict(graph_d=4, graph_l=3, num_pause_tokens=1, graph_holdout_percentage=0.25, n_layer=1, n_head=2, n_embd=32,
@@ -31,12 +31,16 @@ def write_sweep(path, **swept):
     return str(path)
 
 
-def run(args, cwd, timeout=120):
-    env = dict(os.environ, WANDB_MODE='offline', WANDB_SILENT='true', WANDB_DIR=str(cwd / 'wandb_home'),
-               HOME=str(cwd), OMP_NUM_THREADS='1')
-    env.pop('WANDB_API_KEY', None)
+def run(args, cwd):
+    """python3 run_sweep.py args in cwd (in this process: conftest.run_cli), not logged in to wandb."""
+    return cli_result(run_sweep.main, args, cwd, dict(HOME=str(cwd)))
+
+
+def run_process(args, cwd):
+    """The same as a process of its own, for an agent that must be gone afterwards."""
+    env = dict(os.environ, HOME=str(cwd), OMP_NUM_THREADS='1')
     return subprocess.run([sys.executable, RUN_SWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=120)
 
 
 def create(tmp_path, monkeypatch, **swept):
@@ -73,7 +77,7 @@ def assert_one_error_line(result, *texts):
 def test_a_cut_off_last_record_is_set_aside_and_the_sweep_goes_on(tmp_path):
     """The issue, step by step: truncate the last 40 bytes of a journal with a finished trial, run
     --results, join with --count 1, run --results again."""
-    first = run(['--sweep_config', write_sweep(tmp_path / 'grid.yaml'), '--backend', 'local'], tmp_path)
+    first = run_process(['--sweep_config', write_sweep(tmp_path / 'grid.yaml'), '--backend', 'local'], tmp_path)
     assert first.returncode == 0, first.stderr
     (sweep_id,) = os.listdir(tmp_path / 'sweeps')
     journal = tmp_path / 'sweeps' / sweep_id / 'journal.log'

@@ -4,8 +4,6 @@ sweep schema), numbers read as strings warn, the file checks
 import glob
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import sweeps  # wandb's sweep-schema validator: README's test command installs it
@@ -13,7 +11,8 @@ import yaml
 
 from pathstar.sweeps import space as sweep_space
 import train
-from conftest import ROOT, tiny_config
+from conftest import ROOT, cli_result, tiny_config
+import run_sweep as run_sweep_script
 
 SHIPPED = ['sweep_config.yaml', 'sweep_config_minimal.yaml'] + sorted(
     os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, 'config', '*.yaml')))
@@ -142,10 +141,8 @@ BAD = {
 
 
 def run_sweep(args, cwd):
-    env = dict(os.environ, HOME=str(cwd), OMP_NUM_THREADS='1')
-    env.pop('WANDB_API_KEY', None)
-    return subprocess.run([sys.executable, os.path.join(ROOT, 'run_sweep.py'), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    """python3 run_sweep.py args in cwd (in this process: conftest.run_cli), not logged in to wandb."""
+    return cli_result(run_sweep_script.main, args, cwd, dict(HOME=str(cwd)))
 
 
 @pytest.mark.parametrize('case', sorted(BAD))

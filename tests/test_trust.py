@@ -170,10 +170,13 @@ def test_the_official_mamba_preset_sets_no_key_it_ignores():
     (dict(task='in_context', num_train_graphs=10 ** 7, graph_d=3), 'num_train_graphs')])
 def test_one_memory_estimate_refuses_any_dataset_too_big_before_building(tmp_path, monkeypatch, overrides, key):
     real = os.sysconf
-    monkeypatch.setattr(os, 'sysconf', lambda name: 1000 if name == 'SC_PHYS_PAGES' else real(name))
     cfg = validate.build_config(dict(overrides, data_dir=str(tmp_path / 'data')))
-    with pytest.raises(UserError, match=f"^{key}: .* GiB in memory, more than this machine's"):
-        cache.load_or_build(cfg)  # what pathstar_data.py and train.py both call
+    monkeypatch.setattr(os, 'sysconf', lambda name: 1000 if name == 'SC_PHYS_PAGES' else real(name))
+    message = f"^{key}: .* GiB in memory, more than this machine's"
+    with pytest.raises(UserError, match=message):  # the config check: train.py, sweeps' dry runs
+        validate.build_config(dict(overrides, data_dir=str(tmp_path / 'data')))
+    with pytest.raises(UserError, match=message):
+        cache.load_or_build(cfg)  # and the build, which pathstar_data.py and train.py both call
     assert not (tmp_path / 'data').exists()
 
 
@@ -188,9 +191,21 @@ def test_a_diverging_node2vec_is_one_line_exit_1_and_writes_nothing(tmp_path):
     assert 'diverged; lower --n2v_lr' in out.stderr and not (tmp_path / 'n2v').exists()
 
 
-def test_in_context_graphs_too_few_to_draw_unseen_ones_leave_no_data_dir(tmp_path):
-    cfg = validate.build_config(dict(task='in_context', graph_d=2, graph_l=2, num_train_graphs=100, num_val_graphs=50,
+def test_in_context_graph_spaces_too_small_to_hold_out_a_graph_are_a_config_error(tmp_path):
+    small = dict(task='in_context', graph_d=2, graph_l=2, num_val_graphs=50, graph_vocab_size=4,
+                 data_dir=str(tmp_path / 'data'))   # 4 * 3 * 2 / 2! = 12 distinct stars
+    with pytest.raises(UserError, match=r"^num_train_graphs: 12 draws from the only 12 distinct stars of graph_d=2, "
+                                        r"graph_l=2 and graph_vocab_size=4 .* num_train_graphs < 12$"):
+        validate.build_config(dict(small, num_train_graphs=12))
+    cfg = validate.build_config(dict(small, num_train_graphs=11))
+    assert cache.load_or_build(cfg, verbose=False).meta['num_val_rows'] == 50
+    assert validate.build_config(dict(small, graph_vocab_size=5, num_train_graphs=12))  # 30 stars
+
+
+def test_an_in_context_build_that_cannot_draw_its_validation_graphs_leaves_no_data_dir(tmp_path):
+    cfg = validate.build_config(dict(task='in_context', graph_d=2, graph_l=2, num_train_graphs=11, num_val_graphs=50,
                                      graph_vocab_size=4, data_dir=str(tmp_path / 'data')))
+    cfg['num_train_graphs'] = 1000  # past the check (which refuses it), so the build itself fails
     with pytest.raises(UserError, match='num_val_graphs: could not draw 50 graphs unlike every training graph'):
         cache.load_or_build(cfg)
     assert not (tmp_path / 'data').exists()

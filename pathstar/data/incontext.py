@@ -26,6 +26,8 @@ is vectorised over rows: a million rows of G(5,5) take about 2.5 CPU seconds (be
 
     python3 pathstar_data.py --task=in_context --graph_d=2 --graph_l=5   # build (or reuse), show two rows
 """
+import math
+
 import numpy as np
 
 import configurator
@@ -48,7 +50,8 @@ IN_WEIGHTS_ONLY = dict(
     graph_holdout_percentage="in-context validation holds out whole graphs, num_val_graphs of them, not arms",
     path_replication="each in-context graph is one row; num_train_graphs sets how many",
 )
-READS = ('graph', 'geometry_interval', 'recipe', 'graph_builder', 'data_import', *IN_WEIGHTS_ONLY)  # check's keys
+READS = ('graph', 'geometry_interval', 'recipe', 'graph_builder', 'data_import', 'graph_d', 'graph_l',
+         'graph_vocab_size', 'num_train_graphs', *IN_WEIGHTS_ONLY)  # check's keys
 
 
 def check(cfg):
@@ -67,6 +70,29 @@ def check(cfg):
         default = configurator.DEFAULTS[key]
         require(cfg[key] == default, f"{key}: applies to task='in_weights' only, not task='in_context' ({why}); "
                                      f"leave it at {default!r}, got {cfg[key]!r}")
+    check_graph_space(cfg)
+
+
+def log_graph_count(d, l, vocab):
+    """log of the number of distinct stars: 1 + d(l-1) distinct labels of range(vocab) in order, the d
+    arms unordered (canonical() sorts them)."""
+    n = d * (l - 1) + 1
+    return math.lgamma(vocab + 1) - math.lgamma(vocab - n + 1) - math.lgamma(d + 1) if vocab >= n else -math.inf
+
+
+def check_graph_space(cfg):
+    """Validation graphs must be unlike every training graph: refused when the num_train_graphs draws could
+    cover the whole space of stars (at fewer draws than stars, a fresh draw is unseen with probability at
+    least 1/e, so the build always finds its validation graphs)."""
+    d, l, vocab, n = cfg['graph_d'], cfg['graph_l'], cfg['graph_vocab_size'], cfg['num_train_graphs']
+    if not isinstance(vocab, int) or vocab < d * (l - 1) + 1:
+        return  # the vocabulary rule names this
+    log_count = log_graph_count(d, l, vocab)
+    if log_count < math.log(n) + 1e-9:
+        count = round(math.exp(log_count))
+        raise UserError(f"num_train_graphs: {n:,} draws from the only {count:,} distinct stars of graph_d={d}, "
+                        f"graph_l={l} and graph_vocab_size={vocab} leave no graph unseen to validate on; use a "
+                        f"larger graph_vocab_size or num_train_graphs < {count:,}")
 
 
 def data_config(cfg):

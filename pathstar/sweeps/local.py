@@ -143,10 +143,12 @@ def trial_id(storage, study, number):
 
 
 def claim_queued(study, storage):
-    """The first queued trial (a grid point or a retry) that this agent wins, or None."""
+    """The first queued trial that this agent wins, or None: retries of interrupted or abandoned trials
+    first (they resume a checkpoint, and a rejoined agent finishes what was stopped), then grid points."""
     import optuna
     from optuna.trial import TrialState
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    for frozen in sorted(waiting, key=lambda t: ('retry_of' not in t.user_attrs, t.number)):
         tid = trial_id(storage, study, frozen.number)
         if optuna_heartbeat(storage):  # beat first: optuna never ages a RUNNING trial that has no beat
             storage.record_heartbeat(tid)

@@ -332,9 +332,9 @@ def linked_groups(names):
 
 def check_combinations(parameters):
     """Every combination of the values of keys that validate.check reads together (the rest
-    of the config fixed at the sweep's values, else the defaults), so no trial can fail a rule the
-    checker knows. Returns how many configs were checked."""
-    fixed = {name: spec['value'] for name, spec in parameters.items() if 'value' in spec}
+    of the config at the sweep's values, a swept key at its first one, the others at their defaults),
+    so no trial can fail a rule the checker knows. Returns how many configs were checked."""
+    fixed = {name: candidates(spec)[0] for name, spec in parameters.items()}
     checked = 0
     for group in linked_groups(list(parameters)):
         for combo in itertools.product(*(candidates(parameters[key]) for key in group)):
