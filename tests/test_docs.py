@@ -75,6 +75,19 @@ def test_the_phase_diagrams_run_count_and_time_are_what_its_table_records():
     assert quoted and quoted.group(1) == runs and int(quoted.group(2)) == round(float(minutes))
 
 
+def test_the_sweep_guides_sample_output_is_the_committed_run_of_the_minimal_config():
+    guide = read('SWEEP_GUIDE.md')
+    block = guide.split('**No wandb account.**', 1)[1].split('```text\n', 1)[1].split('```', 1)[0]
+    committed = read(os.path.join('results', 'sweep_config_minimal.txt')).splitlines()
+    assert committed[0] == '# python3 run_sweep.py --sweep_config sweep_config_minimal.yaml --project pathstar_sweep'
+    assert block.splitlines() == [line for line in committed if not line.startswith('# ')]
+    table = [line.split() for line in block.splitlines() if line.split()[1:2] == ['FINISHED']]
+    swept = yaml.safe_load(read('sweep_config_minimal.yaml'))['parameters']
+    # the table's learning rates and weight decays are the grid the file sweeps, each pair once
+    assert sorted((float(t[3]), float(t[4])) for t in table) == sorted(
+        (lr, wd) for lr in swept['learning_rate']['values'] for wd in swept['weight_decay']['values'])
+
+
 def test_sample_configs_quote_no_timings_that_no_run_backs():
     for path in ('sweep_config.yaml', 'sweep_config_minimal.yaml'):
         comments = ' '.join(line for line in read(path).splitlines() if line.lstrip().startswith('#'))
