@@ -166,12 +166,13 @@ def test_the_official_mamba_preset_sets_no_key_it_ignores():
 
 
 @pytest.mark.parametrize('overrides, key', [
-    (dict(graph_d=100000), 'graph_d'),
+    (dict(graph_d=100000, n_embd=16), 'graph_d'),   # rows of 303 MiB; its embedding, 49 MiB, would fit
     (dict(task='in_context', num_train_graphs=10 ** 7, graph_d=3), 'num_train_graphs')])
 def test_one_memory_estimate_refuses_any_dataset_too_big_before_building(tmp_path, monkeypatch, overrides, key):
     real = os.sysconf
     cfg = validate.build_config(dict(overrides, data_dir=str(tmp_path / 'data')))
-    monkeypatch.setattr(os, 'sysconf', lambda name: 1000 if name == 'SC_PHYS_PAGES' else real(name))
+    pages = 100 * 2 ** 20 // real('SC_PAGE_SIZE')  # a machine of 100 MiB
+    monkeypatch.setattr(os, 'sysconf', lambda name: pages if name == 'SC_PHYS_PAGES' else real(name))
     message = f"^{key}: .* GiB in memory, more than this machine's"
     with pytest.raises(UserError, match=message):  # the config check: train.py, sweeps' dry runs
         validate.build_config(dict(overrides, data_dir=str(tmp_path / 'data')))
@@ -208,4 +209,32 @@ def test_an_in_context_build_that_cannot_draw_its_validation_graphs_leaves_no_da
     cfg['num_train_graphs'] = 1000  # past the check (which refuses it), so the build itself fails
     with pytest.raises(UserError, match='num_val_graphs: could not draw 50 graphs unlike every training graph'):
         cache.load_or_build(cfg)
+    assert not (tmp_path / 'data').exists()
+
+
+def official_with_id(tmp_path, big):
+    """The fixture's graph with node 15 renamed big, in files whose names give no nodes_N."""
+    folder = tmp_path / f'id_{big}'
+    folder.mkdir()
+    fixture = os.path.join(ROOT, 'tests', 'fixtures', 'official')
+    for name in os.listdir(fixture):
+        if name.endswith('.txt'):
+            text = open(os.path.join(fixture, name)).read()
+            (folder / name.replace('nodes_16_', '')).write_text(re.sub(r'\b15\b', str(big), text))
+    return folder
+
+
+def test_a_huge_id_in_an_imported_file_is_named_where_it_is(tmp_path):
+    folder = official_with_id(tmp_path, 5 * 10 ** 9)  # beyond uint32 token ids
+    with pytest.raises(UserError, match=r"^data_import: .*_pretrain\.txt, line \d+: node id 5000000000 is too large: "
+                                        r"pathstar stores token ids as uint32, so ids go up to 4,294,967,288$"):
+        validate.build_config(dict(data_import=str(folder)))
+
+
+def test_an_imported_id_too_large_for_an_embedding_in_memory_is_a_config_error(tmp_path):
+    folder = official_with_id(tmp_path, 3 * 10 ** 9)  # fits uint32, but 3e9 x 128 floats do not fit in memory
+    with pytest.raises(UserError, match=rf"^graph_vocab_size: 3,000,000,001 \(set by data_import's files in "
+                                        rf"{re.escape(str(folder))}\) labels make a 3,000,000,008 x 128 embedding of "
+                                        rf"1,430\.5 GiB, more than this machine's"):
+        validate.build_config(dict(data_import=str(folder), data_dir=str(tmp_path / 'data')))
     assert not (tmp_path / 'data').exists()

@@ -7,6 +7,7 @@ import os
 from collections import Counter
 
 from pathstar.errors import UserError
+from pathstar.tokens import MAX_VOCAB_SIZE, NODE_OFFSET
 
 
 def fail(where, what, line=None):
@@ -18,10 +19,16 @@ def is_id(text):
     return text.isdigit()  # ASCII only (read_lines): no sign, no spaces, not empty
 
 
+MAX_ID = MAX_VOCAB_SIZE - NODE_OFFSET - 1  # the largest id whose token id fits in uint32
+
+
 def check_range(path, ids, vocab, line_no):
     for node in ids:
         if vocab is not None and node >= vocab:
             fail(path, f"node id {node} is out of range({vocab}) (nodes_{vocab} in the file names)", line_no)
+        if node > MAX_ID:
+            fail(path, f"node id {node} is too large: pathstar stores token ids as uint32, so ids go up to "
+                       f"{MAX_ID:,}", line_no)
 
 
 def parse_edges(path, lines, vocab, self_edges):
