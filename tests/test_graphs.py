@@ -3,8 +3,6 @@ construction here, the rows built from it, the validator's one-line errors, and 
 family through training, evaluation and analysis."""
 import json
 import os
-import subprocess
-import sys
 from collections import deque
 
 import numpy as np
@@ -17,7 +15,7 @@ from pathstar.training import evaluate
 from pathstar import graphs
 from pathstar.graphs import irregular
 import train
-from conftest import checked
+from conftest import checked, cli_result
 from pathstar.data import inweights
 from pathstar import tokens
 from pathstar import validate
@@ -211,8 +209,7 @@ def test_bad_family_keys_are_one_line_errors(overrides, words):
 
 
 def test_a_bad_family_on_the_command_line_exits_2_with_one_line(tmp_path):
-    out = subprocess.run([sys.executable, 'train.py', '--graph=cycle', '--grid_cols=3', f'--out_dir={tmp_path}'],
-                         cwd=ROOT, capture_output=True, text=True)
+    out = cli_result(train.main, ['--graph=cycle', '--grid_cols=3', f'--out_dir={tmp_path}'], ROOT)
     assert out.returncode == 2 and out.stderr.strip().count('\n') == 0 and 'grid_cols' in out.stderr
     assert 'Traceback' not in out.stderr and not os.listdir(tmp_path)
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 import analyze
+import baseline_node2vec
+import pathstar_data
 import reproduce
 import train
 from configurator import UserError, exit_on_user_error
-from conftest import ROOT, tiny_config
+from conftest import ROOT, cli_result, tiny_config
 from pathstar import validate
 from pathstar.data import cache
 
@@ -65,11 +67,9 @@ def analyze_main(argv):
 
 @pytest.mark.parametrize('script', ['train.py', 'pathstar_data.py'])
 def test_help_lists_every_key_with_its_default_and_comment(script):
-    import subprocess
-    import sys
-    from conftest import ROOT
     from configurator import DEFAULTS
-    out = subprocess.run([sys.executable, script, '--help'], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    main = train.main if script == 'train.py' else pathstar_data.main
+    out = cli_result(main, ['--help'], ROOT)  # python3 <script> --help, in this process
     assert out.returncode == 0 and out.stderr == ''
     keys = [line.split('=')[0].strip()[2:] for line in out.stdout.splitlines() if line.startswith('  --')]
     assert keys == list(DEFAULTS)
@@ -182,12 +182,8 @@ def test_one_memory_estimate_refuses_any_dataset_too_big_before_building(tmp_pat
 
 
 def test_a_diverging_node2vec_is_one_line_exit_1_and_writes_nothing(tmp_path):
-    import subprocess
-    import sys
-    from conftest import ROOT
-    out = subprocess.run([sys.executable, 'baseline_node2vec.py', 'config/tiny_graph.py', 'config/tiny_grid.py',
-                          '--n2v_lr=1e6', '--n2v_epochs=100', f'--out_dir={tmp_path / "n2v"}'], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    out = cli_result(baseline_node2vec.main, ['config/tiny_graph.py', 'config/tiny_grid.py', '--n2v_lr=1e6',
+                                              '--n2v_epochs=100', f'--out_dir={tmp_path / "n2v"}'], ROOT)
     assert out.returncode == 1 and out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr
     assert 'diverged; lower --n2v_lr' in out.stderr and not (tmp_path / 'n2v').exists()
 
