@@ -150,3 +150,24 @@ def test_the_pause_contrast_is_scored_on_learning_curves():
         del summary['curve']
     missing = next(c for c in verdicts.contrast_record(pause, runs)['claims'] if c['kind'] == 'sooner')
     assert missing['verdict'] == 'inconclusive' and '2 runs have none' in missing['why']
+
+
+def test_a_claim_on_a_later_hop_tests_each_run_on_that_metric():
+    from pathstar.experiments import contrasts, verdicts
+    in_context = next(c for c in contrasts.CONTRASTS if c.name == 'in_context')
+    # Clever Hans: the first hop at its 1/2 chance, the second hop learned (teacher-forced), over 500 graphs
+    clever_hans = fake_runs([0.49, 0.47, 0.51, 0.48, 0.50], chance=0.5, held_out=500)
+    for _, summary in clever_hans:
+        summary['val/accuracy/token_3_teacher_forced'] = 0.99
+    record = verdicts.contrast_record(in_context, {'in-context, teacher-forced': clever_hans})
+    claims = {(c['kind'], c['metric']): c for c in record['claims'] if c['arm'] == 'in-context, teacher-forced'}
+    assert claims[('at_chance', 'val/accuracy/first_hop')]['verdict'] == 'agrees'
+    later = claims[('above_chance', 'val/accuracy/token_3_teacher_forced')]
+    assert later['verdict'] == 'agrees' and '5 of 5 runs above chance' in later['why']
+    table = verdicts.verdict_table([record])
+    assert 'above_chance in-context, teacher-forced (token_3_teacher_forced): agrees' in table
+    for _, summary in clever_hans:  # 0.52 of 500 against 1/2 is no evidence: each run tested on its own metric
+        summary['val/accuracy/token_3_teacher_forced'] = 0.52
+    later = next(c for c in verdicts.contrast_record(in_context, {'in-context, teacher-forced': clever_hans})['claims']
+                 if c['metric'] == 'val/accuracy/token_3_teacher_forced')
+    assert later['verdict'] == 'inconclusive' and '0 of 5 runs above chance' in later['why']

@@ -18,8 +18,8 @@ def toy(tmp_path, monkeypatch):
     """--quick at a toy size (one iteration a run), in tmp_path."""
     monkeypatch.chdir(tmp_path)
     scale = contrasts.Scale('toy', (1,), (TINY,), ('config/in_context_cpu.py', dict(
-        graph_l=3, n_embd=16, num_train_graphs=16, num_val_graphs=8, epochs=1, eval_interval=1000, eval_samples=4)),
-        'results/quick')
+        graph_l=3, n_embd=16, num_train_graphs=16, batch_size='auto', num_val_graphs=8, epochs=1, eval_interval=1000,
+        eval_samples=4)), 'results/quick')
     monkeypatch.setitem(contrasts.SCALES, 'quick', scale)
     monkeypatch.setitem(contrasts.TINY, 'epochs', 2)  # the tiny-graph arms' own 500 epochs, cut
     return tmp_path

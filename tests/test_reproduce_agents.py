@@ -21,7 +21,8 @@ from pathstar.experiments import contrasts
 tiny = dict(graph_d=8, graph_l=3, graph_holdout_percentage=0.25, n_layer=1, n_head=2, n_embd=16, epochs=30,
             eval_interval=1000, log_interval=1000, eval_samples=4, device='cpu')
 contrasts.SCALES['quick'] = contrasts.Scale('toy', (1, 2), (tiny,), ('config/in_context_cpu.py', dict(
-    graph_l=3, n_embd=16, num_train_graphs=16, num_val_graphs=8, epochs=1, eval_interval=1000, eval_samples=4)),
+    graph_l=3, n_embd=16, num_train_graphs=16, batch_size='auto', num_val_graphs=8, epochs=1, eval_interval=1000,
+    eval_samples=4)),
     'results/quick')
 sys.exit(reproduce.stoppable(sys.argv[1:]))
 """

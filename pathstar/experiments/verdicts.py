@@ -57,7 +57,9 @@ def claim_record(claim, arms):
         ci = evidence.difference_ci(values, others)
         return dict(record, verdict=evidence.verdict('greater', values, others), difference_ci95=ci,
                     why=f"{len(values)} and {len(others)} runs; 95% interval of the difference {fmt(ci)}")
-    tests = [dict(above_chance=r.get('above_chance', False)) for r in first['runs']]
+    # each run's binomial test on the claim's metric, against the first hop's chance (1/d)
+    tests = [evidence.run_test(s[claim.metric], s.get('val_rows', 0), first['chance'])
+             if claim.metric in s and s.get('val_rows') else dict(above_chance=False) for s in first['_summaries']]
     ci = evidence.bootstrap_ci(values)
     verdict = evidence.verdict(claim.kind, values, chance=first['chance'], tests=tests)
     return dict(record, verdict=verdict, why=f"{len(values)} runs; mean {fmt(ci)} against chance "
