@@ -216,18 +216,6 @@ def vocab_holds_the_graph(cfg):
     require(v <= limit, f"graph_vocab_size: must be <= {limit} (token ids are stored as uint32), got {v}")
 
 
-@rule(*GRAPH_KEYS, 'graph_vocab_size', 'n_embd', 'data_import')
-def embedding_fits_in_memory(cfg):
-    """The token embedding alone, in float32, must fit in this machine's memory (the model is built on the
-    CPU): else the first allocation fails, far from the cause."""
-    v = resolve_vocab(cfg['graph_vocab_size'], graphs.graph_sizes(cfg).nodes) + NODE_OFFSET
-    need, have = 4 * v * cfg['n_embd'], os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    source = f" (set by data_import's files in {cfg['data_import']})" if cfg['data_import'] else ''
-    require(need <= have, f"graph_vocab_size: {v - NODE_OFFSET:,}{source} labels make a {v:,} x {cfg['n_embd']} "
-                          f"embedding of {need / 2 ** 30:,.1f} GiB, more than this machine's {have / 2 ** 30:.1f} GiB "
-                          f"of memory; use fewer labels (renumber the files' ids) or a smaller n_embd")
-
-
 @rule(*GRAPH_KEYS)
 def holdout_rounds_to_some_leaves(cfg):
     family = graphs.family(cfg)
@@ -274,6 +262,18 @@ def batch_fits_the_rows(cfg):
 @rule(*inweights.DATA_KEYS, *IN_CONTEXT_KEYS)
 def dataset_fits_in_memory(cfg):  # the one estimate (cache.memory_need), before anything is built
     cache.check_memory(cfg)
+
+
+@rule(*GRAPH_KEYS, 'graph_vocab_size', 'n_embd', 'data_import')
+def embedding_fits_in_memory(cfg):  # after the dataset's rule: a too-big graph is named by its rows first
+    """The token embedding alone, in float32, must fit in this machine's memory (the model is built on the
+    CPU): else the first allocation fails, far from the cause."""
+    v = resolve_vocab(cfg['graph_vocab_size'], graphs.graph_sizes(cfg).nodes) + NODE_OFFSET
+    need, have = 4 * v * cfg['n_embd'], os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    source = f" (set by data_import's files in {cfg['data_import']})" if cfg['data_import'] else ''
+    require(need <= have, f"graph_vocab_size: {v - NODE_OFFSET:,}{source} labels make a {v:,} x {cfg['n_embd']} "
+                          f"embedding of {need / 2 ** 30:,.1f} GiB, more than this machine's {have / 2 ** 30:.1f} GiB "
+                          f"of memory; use fewer labels (renumber the files' ids) or a smaller n_embd")
 
 
 @rule('task', *tasks.TASK_READS)
