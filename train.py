@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -420,14 +421,24 @@ def check_finite(loss, iter_num, cfg):
 
 def first_step(r, stop):
     """The call's first step, which may compile the model for minutes: a signal stops it at once (the
-    handler raises), and an error it causes there (compile workers get Ctrl-C too) is that signal's."""
-    try:
-        train_step(r)
-    except Exception:
-        if 'signum' in stop:
-            raise KeyboardInterrupt from None
-        raise
+    handler raises), and an error it causes there (compile workers get Ctrl-C too) is that signal's. Its
+    warnings are held until it ends: a signal inside the compiler's traced backward makes torch warn with
+    the whole forward trace, which a stop drops; any other ending shows them as usual."""
+    with warnings.catch_warnings(record=True) as held:  # the filters in force stay as they are
+        try:
+            train_step(r)
+        except BaseException:
+            if 'signum' in stop:
+                raise KeyboardInterrupt from None
+            show(held)
+            raise
+    show(held)
     stop['stepped'] = True
+
+
+def show(held):
+    for w in held:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
 
 
 def install_signal_handlers(stop):
