@@ -76,7 +76,7 @@ def sooner_record(record, first, other, metric):
     level = evidence.sooner_level(a, b)
     ea, eb = ([evidence.epochs_to(e, v, level) for e, v in curves] for curves in (a, b))
     ci = evidence.difference_ci(eb, ea)
-    return dict(record, verdict=evidence.verdict('sooner', a, b), level=level, epochs_to_level=[ea, eb],
+    return dict(record, verdict=evidence.verdict('greater', eb, ea), level=level, epochs_to_level=[ea, eb],
                 difference_ci95=ci, why=f"{len(a)} and {len(b)} runs; epochs to {level:.3f}: mean {np.mean(ea):.1f} "
                                         f"against {np.mean(eb):.1f}, 95% interval of the difference {fmt(ci)}")
 
