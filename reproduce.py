@@ -3,11 +3,13 @@ The paper's findings (Noroozizadeh et al., arXiv 2510.26745) as contrasts that f
 is a few arms (configs that differ in one thing), each arm trained with several seeds and summarised as a
 markdown table and a figure.
 
-    python3 reproduce.py                          # every contrast at the CPU scale, 3 seeds an arm (42 runs)
+    python3 reproduce.py                          # every contrast at the CPU scale, 5 graphs an arm
     python3 reproduce.py --quick                  # one seed of every contrast at a toy size: the plumbing (< 1 min)
     python3 reproduce.py --scale paper            # the paper's graph and model (GPUs)
     python3 reproduce.py --only pause_tokens,architecture
     python3 reproduce.py --phase_diagram          # graph_d x width, learning rate, epochs: where planning appears
+    python3 reproduce.py --phase_diagram mamba    # the same for Mamba (learning rate, epochs), with the embedding
+                                                  #   statistic; --phase_diagram gpt for the GPT's alone
     python3 reproduce.py --tables_only            # rewrite the tables and figures from the runs so far
 
 Every arm is a grid sweep over its seeds on the local sweep backend (pathstar/sweeps/local.py), created on first use
@@ -44,7 +46,9 @@ def parse_args(argv):
     p.add_argument('--quick', action='store_true', help="the same as --scale quick")
     p.add_argument('--only', help="comma-separated contrast names (default: all)")
     p.add_argument('--tables_only', action='store_true', help="train nothing; write tables from the runs so far")
-    p.add_argument('--phase_diagram', action='store_true', help="graph_d x width, lr and epochs; the demo on 5 seeds")
+    p.add_argument('--phase_diagram', nargs='?', const='all', choices=('all', *phase_diagram.DIAGRAMS),
+                   help="graph_d x width, lr and epochs, the demo on 5 seeds (gpt); graph_d x lr and epochs for "
+                        "Mamba (mamba); all: both (the default)")
     args = p.parse_args(argv)
     if args.quick:
         args.scale = 'quick'
@@ -64,7 +68,8 @@ def parse_args(argv):
 def main(argv):
     args = parse_args(argv)
     if args.phase_diagram:
-        return phase_diagram.main(args.tables_only, train.train)
+        which = tuple(phase_diagram.DIAGRAMS) if args.phase_diagram == 'all' else (args.phase_diagram,)
+        return phase_diagram.main(args.tables_only, train.train, which)
     scale, plans, tables, slow = SCALES[args.scale], [], {}, set()   # plans: (contrast, [(arm, sweep id)])
     for c in (c for c in CONTRASTS if c.name in args.only):
         arms = []

@@ -118,6 +118,8 @@ def main():
     ap.add_argument('--epochs', type=int, default=200)
     ap.add_argument('--seeds', default='1,2,3')
     ap.add_argument('--eval_every', type=int, default=10, help='our eval interval, epochs (the official: every epoch)')
+    ap.add_argument('--warmup_iters', type=int, help="both trainers' warmup steps (default: config/official.py's "
+                                                     "1000, more than a few hundred epochs of one step each)")
     ap.add_argument('--out', default=os.path.join(HERE, 'results', 'official_yardstick'))
     ap.add_argument('--from_json', action='store_true', help='no training: redo the .md and .png from OUT.json')
     a = ap.parse_args()
@@ -140,6 +142,7 @@ def train_both(a):
     seeds = [int(s) for s in a.seeds.split(',')]
     cfg = runpy.run_path(os.path.join(HERE, 'config', 'official.py'))  # plain assignments: the recipe's keys
     assert abs(cfg['min_lr'] - cfg['learning_rate'] / 10) < 1e-12, 'the official cosine always ends at lr / 10'
+    cfg['warmup_iters'] = cfg['warmup_iters'] if a.warmup_iters is None else a.warmup_iters
     t_start = time.time()
     work = tempfile.mkdtemp(prefix='yardstick_')
     try:
@@ -170,7 +173,8 @@ def train_both(a):
             '--path_finetuning_epochs', a.epochs, '--path_finetuning_eval_interval_epochs', 1,
             '--checkpoint_interval_epochs', a.epochs + 1, '--dataset_root', root)]
         ours_flags = ['config/official.py', f'--data_import={export}', '--device=cpu', f'--epochs={a.epochs}',
-                      f'--batch_size={rows}', f'--eval_interval={a.eval_every}', '--checkpoint_interval=1000000000']
+                      f'--batch_size={rows}', f'--eval_interval={a.eval_every}', '--checkpoint_interval=1000000000',
+                      f"--warmup_iters={cfg['warmup_iters']}"]
         runs = {'official': {}, 'ours': {}}
         for s in seeds:
             out, err, wall = sh([a.official_python, '-c', SEEDED, str(s)] + official_flags +
@@ -260,8 +264,11 @@ def report(runs, c):
            f"vocabulary N + 9 tokens (ours {up['vocab_size']}).",
            "- The official code seeds nothing; torch's global RNG is seeded before it starts, so its runs repeat. "
            "Seed S draws differently in the two trainers: seeds pair nothing across them.",
-           f"- {c['epochs']} steps against {k['warmup_iters']} warmup steps: both stay in the linear warmup (LR at "
-           f"most {k['learning_rate'] * c['epochs'] / k['warmup_iters']:.1e}); this compares early training only.",
+           (f"- {c['epochs']} steps against {k['warmup_iters']} warmup steps: both stay in the linear warmup (LR at "
+            f"most {k['learning_rate'] * c['epochs'] / k['warmup_iters']:.1e}); this compares early training only."
+            if c['epochs'] <= k['warmup_iters'] else
+            f"- {c['epochs']} steps, the first {k['warmup_iters']} of them the linear warmup to lr "
+            f"{k['learning_rate']}, then the cosine (to lr / 10 at the last step)."),
            '- The official evaluates every epoch, ours at the `--eval_interval` below (one step an epoch); '
            'the table keeps the epochs both have.',
            '', '## Commands (seed S)', '',

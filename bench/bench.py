@@ -7,7 +7,7 @@ overhead, memory, the paper-scale configs' FLOPs and GPU memory computed without
     python3 bench/bench.py --quick             # smoke run: under 1 min (skips G(5000,5) on CPU)
     python3 bench/bench.py --agents 1,2,4      # also: trials/hour with 1, 2, 4 concurrent agents
     python3 bench/bench.py --json out.json     # results as JSON (default bench/results.json)
-    python3 bench/bench.py --only ab --threads 1   # some configs only; 1 torch thread (a busy machine)
+    python3 bench/bench.py --only ad --threads 1   # some configs only; 1 torch thread (a busy machine)
 
 Every measurement runs in a fresh subprocess with a temp data_dir and out_dir (cold
 dataset build, wandb off, device 'auto'). Training goes through train.train(cfg); inside
@@ -57,6 +57,10 @@ def train_configs(quick, cuda):
         'a d20 2x128 mamba': (dict(SMALL, epochs=50 if quick else 300, model_type='mamba'), {}),  # a row per model
         'b d100 2x64 ev50': (dict(b, eval_interval=50), dict(warm_probe=True)),
         'b d100 2x64 ev100': (dict(b, eval_interval=100), {}),
+        # (d): the demo itself (python3 train.py: G(200, 5), 2 x 128, batch 1024), GPT and Mamba, steps only
+        'd demo G(200,5) 2x128': (dict(max_iters=10 if quick else 30, eval_interval=10 ** 6), {}),
+        'd demo G(200,5) 2x128 mamba': (dict(max_iters=10 if quick else 30, eval_interval=10 ** 6, model_type='mamba'),
+                                        {}),
     }
     c = 'c G(5000,5) 12x384'
     if cuda:
@@ -73,8 +77,8 @@ def targets(builds, runs):
     by_d = {r['d']: r for r in builds}
     big = by_d.get(10 ** 6, {})
     a, b50, b100 = (runs.get(k, {}) for k in ('a d20 2x128', 'b d100 2x64 ev50', 'b d100 2x64 ev100'))
-    mamba = runs.get('a d20 2x128 mamba', {})
-    ratio = mamba['step_ms'] / a['step_ms'] if mamba.get('step_ms') and a.get('step_ms') else None
+    gpt, mamba = (runs.get(k, {}) for k in ('d demo G(200,5) 2x128', 'd demo G(200,5) 2x128 mamba'))
+    ratio = mamba['step_ms'] / gpt['step_ms'] if mamba.get('step_ms') and gpt.get('step_ms') else None
     return [
         ('build d=1e6: seconds', big.get('seconds'), 5.0, 's'),
         ('build d=1e6: peak RSS', big.get('peak_rss_mb'), 1430.0, 'MiB'),  # 1.5 GB
@@ -82,7 +86,7 @@ def targets(builds, runs):
         ('(b) eval overhead, eval every 100', b100.get('eval_pct'), 10.0, '%'),
         ('(a) start -> first step', a.get('start_to_first_step_s'), 3.0, 's'),
         ('(b) start -> first step', b50.get('start_to_first_step_s'), 3.0, 's'),
-        ('(a) Mamba step / GPT step', ratio, 2.0, 'x'),  # the scan in pathstar/models/scan.py, not a loop
+        ('(d) demo: Mamba step / GPT step', ratio, 2.0, 'x'),  # the scan in pathstar/models/scan.py, not a loop
     ]
 
 
@@ -492,7 +496,7 @@ def main():
     parser.add_argument('--threads', type=int, default=0,
                         help="torch threads in each training child (default: torch's own, one per core); "
                              "1 gives steadier numbers on a machine that others are using")
-    parser.add_argument('--only', metavar='LETTERS', default='abc', help='training configs to run, e.g. ab')
+    parser.add_argument('--only', metavar='LETTERS', default='abcd', help='training configs to run, e.g. ad')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -38,7 +38,7 @@ def assert_close(ref, got, rtol, names):
 
 
 NAMES = ['y', 'dx', 'ddt', 'dA', 'dB', 'dC', 'dD']
-# b above scan.CHUNK (4 rows) gives several chunks; b=11 a ragged last one of 3 rows
+# at T=9, b above 4 rows (scan.CHUNK_STEPS // T) gives several chunks; b=11 a ragged last one of 3 rows
 SHAPES = [(3, 1, 8, 4), (5, 9, 16, 16), (2, 40, 8, 4), (11, 9, 12, 3)]
 
 

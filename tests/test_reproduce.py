@@ -87,7 +87,8 @@ def test_the_phase_diagram_writes_its_tables_and_heatmaps_and_trains_a_shared_ce
                                                            learning_rate=1e-3))
     monkeypatch.setitem(phase_diagram.PHASE, 'demos', [TINY])
     monkeypatch.setitem(phase_diagram.PHASE, 'demo_seeds', [1])
-    assert reproduce.main(['--phase_diagram']) == 0
+    assert reproduce.main(['--phase_diagram', 'gpt']) == 0
+    assert not (toy / 'results' / 'phase_diagram_mamba.md').exists()
     text = (toy / 'results' / 'phase_diagram.md').read_text()
     assert text.count('| 4 (2, 0.250) |') == 6 and text.count('| 8 (4, 0.125) |') == 6  # 3 panels x 2 metrics
     assert '| graph_d (held-out leaves, chance) | learning_rate=0.001 | learning_rate=0.01 |' in text
@@ -97,6 +98,31 @@ def test_the_phase_diagram_writes_its_tables_and_heatmaps_and_trains_a_shared_ce
     # n_embd=16 at lr 1e-3 and 1 epoch is one cell of all three panels: 2 + 2 + 1 + 1 demo seed = 6 runs
     assert len(trial_dirs(toy)) == 6 and '5 runs on' in text
     assert (toy / 'results' / 'phase_diagram.png').stat().st_size > 0
+
+
+def test_the_mamba_phase_diagram_measures_the_embedding_and_tests_each_run_against_chance(toy, monkeypatch):
+    ph = phase_diagram.MAMBA_PHASE
+    monkeypatch.setitem(ph, 'graph_d', [4, 8])
+    monkeypatch.setitem(ph, 'data_seed', [1])
+    monkeypatch.setitem(ph, 'panels', [dict(key='learning_rate', values=[1e-2], rows=[4], at=dict(epochs=1)),
+                                       dict(key='epochs', values=[1, 2], rows=[4])])
+    fixed = {k: v for k, v in TINY.items() if k != 'n_head'}
+    monkeypatch.setitem(ph, 'fixed', dict(fixed, graph_l=3, graph_holdout_percentage=0.5, learning_rate=1e-2,
+                                          model_type='mamba', geometry_interval=1000))
+    assert reproduce.main(['--phase_diagram', 'mamba']) == 0
+    assert not (toy / 'results' / 'phase_diagram.md').exists()
+    text = (toy / 'results' / 'phase_diagram_mamba.md').read_text()
+    assert text.startswith('# Phase diagram: where planning from memory appears (Mamba)')
+    assert text.count('Held-out leaves nearest (cosine) their own first hop:') == 2  # one table a panel
+    runs = trial_dirs(toy)
+    assert len(runs) == 2  # (4, lr 1e-2, 1 epoch) is a cell of both panels: trained once
+    assert text.count('| 8 (chance 0.125) | - |') == 6  # no panel trains graph_d=8: 2 panels x 3 tables
+    summaries = [json.loads(open(os.path.join(d, 'summary.json')).read()) for d in runs]
+    assert all('geometry/nearest_first_hop_accuracy' in s for s in summaries) and 'model_type=mamba' in text
+    above = sum(phase_diagram.evidence.run_test(s['val/accuracy/first_hop'], s['val_rows'],
+                                                s['chance/first_hop'])['above_chance'] for s in summaries)
+    assert f"{above} of 2 runs above chance" in text and 'Wall time:' in text and '2 runs on' in text
+    assert (toy / 'results' / 'phase_diagram_mamba.png').stat().st_size > 0
 
 
 def test_mean_and_spread():

@@ -4,7 +4,7 @@ The selective scan of a Mamba block, and its causal convolution, fast on a CPU i
 selective_scan_loop is the definition (a loop over time, autograd through every step):
     h_t = exp(dt_t A) * h_{t-1} + dt_t B_t x_t,   y_t = C_t . h_t + D x_t
 x, dt (b, T, d); A (d, n); B, C (b, T, n); D (d,). selective_scan computes the same with a
-torch.autograd.Function: it saves only the inputs for backward, works on CHUNK rows of the batch at a
+torch.autograd.Function: it saves only the inputs for backward, works on a few rows of the batch at a
 time in reused (c, T, n, d) buffers that stay in cache (a fresh large buffer per op page-faults), keeps the
 state d-innermost, and in backward recomputes each chunk's states and runs the adjoint recurrence back in
 time. On the CPU demo a Mamba step costs 1.7-1.9x a GPT step this way, against 14x with the loop.
@@ -16,8 +16,9 @@ import contextlib
 
 import torch
 
-CHUNK = 4  # rows of the batch per chunk: a (CHUNK, T, n, d) float32 buffer is ~0.6 MB at the demo size, the
-#            4 of backward ~ one core's L2 (2 MB here); smaller chunks cost more Python per row (best: 3-4)
+CHUNK_STEPS = 36  # rows x time steps per chunk: 4 rows of the demo's 9-step path rows, whose (4, 9, n, d) float32
+#                  buffer is ~0.6 MB and the 4 of backward ~ one core's L2 (2 MB here); 12 rows of its 3-step edge
+#                  rows. Smaller chunks cost more Python per row, larger ones fall out of cache.
 
 
 SCAN_THREADS = 1  # intra-op threads for the chunk loop on CPU: its ops are small (~150k elements); measured with
@@ -38,8 +39,8 @@ def _threads(x):
 
 
 def _chunk(x):
-    """Chunking pays on CPU (cache); on a GPU one chunk, the whole batch, is best."""
-    return CHUNK if x.device.type == 'cpu' else max(x.size(0), 1)
+    """Rows per chunk: chunking pays on CPU (cache); on a GPU one chunk, the whole batch, is best."""
+    return max(1, CHUNK_STEPS // x.size(1)) if x.device.type == 'cpu' else max(x.size(0), 1)
 
 
 class _Buffers:
@@ -121,8 +122,9 @@ def _backward(saved, gy):
     dB, dC = torch.empty_like(B), torch.empty_like(C)
     gA_acc = x.new_zeros(c, max(T - 1, 1), n, d)  # p dt, summed over b and t once at the end
     cache = {}
+    dt1 = dt[:, 1:].contiguous().unsqueeze(2)  # contiguous per chunk: a strided broadcast in addcmul_ is slower
     chunks = zip(*_split(c, dt.unsqueeze(2), dtx.unsqueeze(2), B.unsqueeze(-1), C.unsqueeze(-1), gy.unsqueeze(2),
-                         ddt[:, 1:], dt[:, 1:].unsqueeze(2)),
+                         ddt[:, 1:], dt1),
                  *_split(c * T, gy.view(bT, d, 1), dC.view(bT, n, 1), B.view(bT, 1, n), ddtx.view(bT, 1, d),
                          dtx.view(bT, d, 1), dB.view(bT, n, 1)))
     for dtu, dtxu, Bu, Cu, gu, ddt1, dtu1, gm, dCm, Bm, ddtxm, dtxm, dBm in chunks:
