@@ -109,7 +109,7 @@ def main(argv):
                          for label, done in baselines.items()})
         records.append(verdicts.contrast_record(c, arm_runs))
         tables[c.name] = (f"## {c.title}\n\nThe paper: {c.paper}. Figure: [{c.name}.png]({c.name}.png)\n\n"
-                          + write_contrast(c, rows, args.scale, scale, records[-1]))
+                          + write_contrast(c, rows, args.scale, scale, records[-1], verdicts.errors_table(arm_runs)))
     if records:  # the contrasts of this call replace theirs; the others' records stay as they were
         write_text(os.path.join(scale.results, 'reproduction.json'),
                    verdicts.to_json(verdicts.merged(os.path.join(scale.results, 'reproduction.json'), records)))

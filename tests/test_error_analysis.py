@@ -45,6 +45,9 @@ def test_error_metrics_condition_on_a_right_prefix_and_split_the_wrong_rows():
     assert m['val/accuracy/token_3_teacher_forced'] == pytest.approx(3 / 4)
     assert m['val/errors/prompt_leaf'] == pytest.approx(2 / 3) and m['val/errors/other_node'] == pytest.approx(1 / 3)
     assert sum(m[f'val/errors/{k}'] for k in evaluate.ERROR_KINDS) == pytest.approx(1)
+    # row 1 alone first goes wrong at the last target (row 3 at the first, row 2 at the second)
+    assert m['val/errors/last_target/prompt_leaf'] == 1
+    assert sum(m[f'val/errors/last_target/{k}'] for k in evaluate.ERROR_KINDS) == 1
 
 
 def test_the_keys_are_the_same_when_no_row_is_wrong_or_none_got_far():
@@ -53,3 +56,4 @@ def test_the_keys_are_the_same_when_no_row_is_wrong_or_none_got_far():
     assert m['val/accuracy/token_2_given_prefix'] == 0  # no row got token 1 right
     right = evaluate.path_errors('val', correct | True, correct, torch.tensor([-1, -1]))
     assert set(right) == set(m) and all(right[f'val/errors/{k}'] == 0 for k in evaluate.ERROR_KINDS)
+    assert all(right[f'val/errors/last_target/{k}'] == 0 for k in evaluate.ERROR_KINDS)

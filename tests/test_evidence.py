@@ -171,3 +171,32 @@ def test_a_claim_on_a_later_hop_tests_each_run_on_that_metric():
     later = next(c for c in verdicts.contrast_record(in_context, {'in-context, teacher-forced': clever_hans})['claims']
                  if c['metric'] == 'val/accuracy/token_3_teacher_forced')
     assert later['verdict'] == 'inconclusive' and '0 of 5 runs above chance' in later['why']
+
+
+def test_the_error_table_counts_every_runs_rows_and_marks_what_older_runs_lack():
+    from pathstar.experiments import verdicts
+    kinds = dict(non_node=0.0, prompt_leaf=0.0, own_path=0.5, training_leaf=0.0, other_node=0.5)
+    # 100 rows, 50 with a right target 1, 25 of them with a right target 2; 75 wrong rows
+    new = {'val_rows': 100, 'val/accuracy/path': 0.25, 'val/accuracy/token_1_given_prefix': 0.5,
+           'val/accuracy/token_2_given_prefix': 0.5,
+           **{f'val/errors/{k}': v for k, v in dict(kinds, own_path=0.2, repeat=0.4, other_node=0.4).items()}}
+    # 20 rows, none with a right target 1 (its target 2 rate is 0 by convention, over no rows); 20 wrong
+    old = {'val_rows': 20, 'val/accuracy/path': 0.0, 'val/accuracy/token_1_given_prefix': 0.0,
+           'val/accuracy/token_2_given_prefix': 0.0,
+           **{f'val/errors/{k}': v for k, v in kinds.items()}}   # before 'repeat' was a kind of its own
+    text = verdicts.errors_table({'a': [({}, new), ({}, old)], 'b': [({}, old)], 'baseline': [({}, {'x': 1})]})
+    rows = [line for line in text.splitlines() if line.startswith('| ') and not line.startswith('| ---')]
+    assert rows[0] == ('| arm | target 1 given a right prefix | target 2 given a right prefix | wrong: non node | '
+                       'wrong: prompt leaf | wrong: repeat | wrong: own path | wrong: training leaf | '
+                       'wrong: other node |')
+    # target 1: 50 of 120 rows; target 2: 25 of the 50; own path (75 x 0.2 + 20 x 0.5) / 95; repeat: 30 of 75
+    assert rows[1] == f'| a | 0.42 | 0.50 | 0.00 | 0.00 | 0.40 | {25 / 95:.2f} | 0.00 | {40 / 95:.2f} |'
+    assert rows[2] == '| b | 0.00 | - | 0.00 | 0.00 | - | 0.50 | 0.00 | 0.50 |'
+    assert len(rows) == 3  # an arm without error metrics (a baseline) has no row
+    assert 'first wrong token is the last target' not in text  # no run measured it
+    new.update({f'val/errors/last_target/{k}': v for k, v in dict(kinds, own_path=0.0, repeat=0.8,
+                                                                    other_node=0.2).items()})
+    last = verdicts.errors_table({'a': [({}, new), ({}, old)]}).split('first wrong token is the last target')[1]
+    # 100 rows x 0.5 with target 1 right x 0.5 of them wrong at target 2: 25 rows, 80% of them a repeat
+    assert '| a | 25 | 0.00 | 0.00 | 0.80 | 0.00 | 0.00 | 0.20 |' in last
+    assert verdicts.errors_table({'baseline': [({}, {'x': 1})]}) == ''

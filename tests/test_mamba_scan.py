@@ -38,8 +38,9 @@ def assert_close(ref, got, rtol, names):
 
 
 NAMES = ['y', 'dx', 'ddt', 'dA', 'dB', 'dC', 'dD']
-# at T=9, b above 4 rows (scan.CHUNK_STEPS // T) gives several chunks; b=11 a ragged last one of 3 rows
-SHAPES = [(3, 1, 8, 4), (5, 9, 16, 16), (2, 40, 8, 4), (11, 9, 12, 3)]
+# a chunk holds scan.CHUNK_CELLS // (T d n) rows: the small shapes are one chunk, (11, 9, 256, 16) three of 4, 4
+# and 3 rows (the demo's path rows, a ragged last chunk), (3, 40, 128, 16) three of one row
+SHAPES = [(3, 1, 8, 4), (5, 9, 16, 16), (2, 40, 8, 4), (11, 9, 256, 16), (3, 40, 128, 16)]
 
 
 @pytest.mark.parametrize('shape', SHAPES)

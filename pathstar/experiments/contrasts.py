@@ -458,15 +458,15 @@ def claim_lines(record):
                                                             for c in record['claims'])
 
 
-def write_contrast(contrast, rows, scale_name, scale, record):
-    """results/<name>.md and .png; returns the verdict, its claims and the markdown table."""
+def write_contrast(contrast, rows, scale_name, scale, record, errors=''):
+    """results/<name>.md and .png; returns the verdict, its claims and the markdown table (and errors, the
+    error analysis's table, after it)."""
     os.makedirs(scale.results, exist_ok=True)
     table = claim_lines(record) + '\n' + markdown_table(rows, contrast.metrics)
     text = (f"# {contrast.title}\n\nThe paper: {contrast.paper}.\n\n{describe(scale_name, scale)}\n\n{table}\n"
             f"Final evaluation of each run: mean ± sample standard deviation over seeds (each run's value); held-out "
-            f"= held-out paths of each run (in-context: held-out graphs); wall time = all runs together. Written by "
-            f"`python3 reproduce.py"
-            f"{'' if scale_name == 'cpu' else ' --scale ' + scale_name}`.\n")
+            f"= held-out paths of each run (in-context: held-out graphs); wall time = all runs together.\n{errors}\n"
+            f"Written by `python3 reproduce.py{'' if scale_name == 'cpu' else ' --scale ' + scale_name}`.\n")
     write_text(os.path.join(scale.results, f'{contrast.name}.md'), text)
     plot_contrast(os.path.join(scale.results, f'{contrast.name}.png'), contrast, rows)
-    return table
+    return table + errors

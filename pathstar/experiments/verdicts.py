@@ -16,6 +16,7 @@ import numpy as np
 
 from pathstar.experiments import evidence
 from pathstar.experiments.contrasts import CONTRASTS, claim_name
+from pathstar.training.evaluate import ERROR_KINDS
 
 FIRST_HOP, PATH = 'val/accuracy/first_hop', 'val/accuracy/path'
 
@@ -102,6 +103,60 @@ def verdict_table(records):
         claims = '; '.join(f"{claim_name(c)}: {c['verdict']}" for c in r['claims'])
         lines.append(f"| {r['name']} | **{r['verdict']}** | {claims} |")
     return '\n'.join(lines) + f"\n\nThe rule: {evidence.VERDICT_RULE}\n"
+
+
+def pooled(pairs):
+    """sum(w v) / sum(w) over (weight, value) pairs: a rate over all runs' rows from each run's rate and its
+    number of rows; '-' when no run has a row to count."""
+    total = sum(w for w, _ in pairs)
+    return f"{sum(w * v for w, v in pairs) / total:.2f}" if total > 0 else '-'
+
+
+def given_prefix(runs, i):
+    """Target i right over the rows of all runs whose targets before it were right: a run's rows with a right
+    prefix are val_rows times the product of its earlier targets' given-prefix rates."""
+    pairs = []
+    for s in runs:
+        rates = [s.get(f'val/accuracy/token_{j}_given_prefix') for j in range(1, i + 1)]
+        if None not in rates:
+            pairs.append((s['val_rows'] * float(np.prod(rates[:-1])), rates[-1]))
+    return pooled(pairs)
+
+
+def errors_table(arm_runs):
+    """Where each arm's held-out paths go wrong, from its runs' error metrics (evaluate.path_errors), over all
+    its runs' rows: each target's greedy accuracy given that every target before it was right, and the wrong
+    paths split by their first wrong token. '' when no arm has them. arm_runs: {arm label: [(params, summary)]}."""
+    arms = {label: [s for _, s in runs] for label, runs in arm_runs.items()
+            if any('val/errors/other_node' in s for _, s in runs)}
+    if not arms:
+        return ''
+    n = max(int(k.split('_')[1]) for runs in arms.values() for s in runs for k in s
+            if k.startswith('val/accuracy/token_') and k.endswith('_given_prefix'))
+    head = ['arm', *(f'target {i} given a right prefix' for i in range(1, n + 1)),
+            *(f'wrong: {kind.replace("_", " ")}' for kind in ERROR_KINDS)]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+    last = ['| arm | rows wrong first at the last target | ' + ' | '.join(k.replace('_', ' ') for k in ERROR_KINDS)
+            + ' |', '|' + ' --- |' * (2 + len(ERROR_KINDS))]
+    for label, runs in arms.items():
+        cells = [given_prefix(runs, i) for i in range(1, n + 1)]
+        cells += [pooled([(s['val_rows'] * (1 - s[PATH]), s[f'val/errors/{kind}']) for s in runs
+                          if f'val/errors/{kind}' in s]) for kind in ERROR_KINDS]
+        lines.append(f"| {label} | " + ' | '.join(cells) + ' |')
+        runs = [s for s in runs if 'val/errors/last_target/other_node' in s]
+        if runs:  # how many rows first go wrong at the last target, and as what
+            rows = [s['val_rows'] * float(np.prod([s[f'val/accuracy/token_{j}_given_prefix'] for j in range(1, n)]))
+                    * (1 - s[f'val/accuracy/token_{n}_given_prefix']) for s in runs]
+            last.append(f"| {label} | {sum(rows):.0f} | " + ' | '.join(
+                pooled([(w, s[f'val/errors/last_target/{kind}']) for w, s in zip(rows, runs)]) for kind in ERROR_KINDS)
+                + ' |')
+    return ("\nWhere the held-out paths go wrong, over all runs' held-out rows: each target's greedy accuracy over the "
+            "rows whose earlier targets were all right, and the wrong paths split by their first wrong token: a "
+            "non-node token, the leaf the prompt names, the node just reached again (repeat), another node of the "
+            "row's own path, a training path's leaf, another node ('-': no row to count, or runs that predate the "
+            "metric; before 'repeat' was counted apart, own path held it).\n\n" + '\n'.join(lines) + '\n'
+            + ("\nThe rows whose first wrong token is the last target (for forward targets the leaf, which the prompt "
+               "names), split the same way:\n\n" + '\n'.join(last) + '\n' if len(last) > 2 else ''))
 
 
 def merged(path, records):

@@ -16,9 +16,11 @@ import contextlib
 
 import torch
 
-CHUNK_STEPS = 36  # rows x time steps per chunk: 4 rows of the demo's 9-step path rows, whose (4, 9, n, d) float32
-#                  buffer is ~0.6 MB and the 4 of backward ~ one core's L2 (2 MB here); 12 rows of its 3-step edge
-#                  rows. Smaller chunks cost more Python per row, larger ones fall out of cache.
+CHUNK_CELLS = 4 * 9 * 16 * 256  # elements of a (rows, T, n, d) chunk buffer: ~0.6 MB in float32, the 4 buffers
+#                              of backward ~ one core's L2 (2 MB here). At the demo (n=16, d=256) 4 of its 9-step
+#                              path rows and 12 of its 3-step edge rows. Measured on one thread: smaller chunks cost
+#                              more Python per row, larger ones fall out of cache (T=33, d=128: 2 rows 263 ms, 1 row
+#                              373, 4 rows 317).
 
 
 SCAN_THREADS = 1  # intra-op threads for the chunk loop on CPU: its ops are small (~150k elements); measured with
@@ -38,9 +40,10 @@ def _threads(x):
         torch.set_num_threads(n)
 
 
-def _chunk(x):
-    """Rows per chunk: chunking pays on CPU (cache); on a GPU one chunk, the whole batch, is best."""
-    return max(1, CHUNK_STEPS // x.size(1)) if x.device.type == 'cpu' else max(x.size(0), 1)
+def _chunk(x, n):
+    """Rows per chunk of x (b, T, d) with n states: chunking pays on CPU (cache); on a GPU one chunk, the whole
+    batch, is best."""
+    return max(1, CHUNK_CELLS // (x.size(1) * x.size(2) * n)) if x.device.type == 'cpu' else max(x.size(0), 1)
 
 
 class _Buffers:
@@ -97,7 +100,7 @@ def _forward(x, dt, A, B, C):
     """y_t = C_t . h_t (no D x term), chunk by chunk; nothing of size (b, T, n, d) is kept."""
     b, T, d = x.shape
     n = A.size(1)
-    c = min(_chunk(x), b)
+    c = min(_chunk(x, n), b)
     At = A.t().contiguous()  # (n, d): d innermost, like the states
     y = torch.empty_like(x)
     cache = {}
@@ -113,7 +116,7 @@ def _backward(saved, gy):
     x, dt, A, B, C, D = saved
     b, T, d = x.shape
     n = A.size(1)
-    c = min(_chunk(x), b)
+    c = min(_chunk(x, n), b)
     bT = b * T
     At = A.t().contiguous()
     dtx = dt * x

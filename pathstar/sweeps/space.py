@@ -201,7 +201,7 @@ def summary_metric_names(l, geometry=False, gpu=False, path_target='full'):
         names += [f'{split}/{kind}/token_{i}' for kind in ('loss', 'accuracy') for i in range(1, n + 1)]
         names += [f'{split}/accuracy/token_{i}_{how}' for how in ('teacher_forced', 'given_prefix')
                   for i in range(1, n + 1)]
-        names += [f'{split}/errors/{kind}' for kind in ERROR_KINDS]
+        names += [f'{split}/errors/{where}{kind}' for where in ('', 'last_target/') for kind in ERROR_KINDS]
     names += ['train/loss/edge', 'train/accuracy/edge', 'train/loss/edge_all', 'train/accuracy/edge_all',
               'train/accuracy/edge_all_recall']
     names += GEOMETRY_NAMES + GRAPH_GEOMETRY_NAMES if geometry else []

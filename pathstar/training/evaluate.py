@@ -23,9 +23,10 @@ targets before it; token_i_given_prefix is the greedy accuracy of target i over 
 targets before it were all right (0 when none was); errors/<kind> splits the wrong rows by their first
 wrong token (all 0 when none is wrong): a non-node token, the leaf the prompt names, the node just
 reached again (repeat), another node of the row's own path in the wrong place, a training path's leaf,
-or another node. 'repeat' is how held-out paths miss their leaf: the last node before it is the leaf's
-one neighbour, the answer of the leaf's own edge row, so a model that looks up the prompt's leaf in
-its edge memory returns that node instead of the leaf.
+or another node; errors/last_target/<kind> splits the same way the rows whose first wrong token is the
+last target (the leaf, for 'full' targets). 'repeat' is one way held-out paths miss their leaf: the last
+node before it is the leaf's one neighbour, the answer of the leaf's own edge row, so a model that looks
+up the prompt's leaf in its edge memory returns that node instead of the leaf.
 
 Edges: edge is teacher-forced on a fixed sample of edge rows with one right answer;
 edge_all on every edge row (as the official code's edge accuracy: a prompt with
@@ -89,6 +90,10 @@ def path_errors(split, correct, tf_correct, kinds):
     wrong = max((kinds >= 0).sum().item(), 1)  # every kind 0 when no row is wrong
     for k, name in enumerate(ERROR_KINDS):
         metrics[f'{split}/errors/{name}'] = (kinds == k).sum().item() / wrong
+    # the rows whose first wrong token is the last target (the leaf, for 'full' targets), split the same way
+    last = (kinds >= 0) & correct[:, :-1].all(dim=1)
+    for k, name in enumerate(ERROR_KINDS):
+        metrics[f'{split}/errors/last_target/{name}'] = (last & (kinds == k)).sum().item() / max(last.sum().item(), 1)
     return metrics
 
 
