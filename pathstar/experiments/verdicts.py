@@ -145,8 +145,10 @@ def errors_table(arm_runs):
         lines.append(f"| {label} | " + ' | '.join(cells) + ' |')
         runs = [s for s in runs if 'val/errors/last_target/other_node' in s]
         if runs:  # how many rows first go wrong at the last target, and as what
-            rows = [s['val_rows'] * float(np.prod([s[f'val/accuracy/token_{j}_given_prefix'] for j in range(1, n)]))
-                    * (1 - s[f'val/accuracy/token_{n}_given_prefix']) for s in runs]
+            m = max(int(k.split('_')[1]) for k in runs[0] if k.startswith('val/accuracy/token_')
+                    and k.endswith('_given_prefix'))  # this arm's targets
+            rows = [s['val_rows'] * float(np.prod([s[f'val/accuracy/token_{j}_given_prefix'] for j in range(1, m)]))
+                    * (1 - s[f'val/accuracy/token_{m}_given_prefix']) for s in runs]
             last.append(f"| {label} | {sum(rows):.0f} | " + ' | '.join(
                 pooled([(w, s[f'val/errors/last_target/{kind}']) for w, s in zip(rows, runs)]) for kind in ERROR_KINDS)
                 + ' |')
