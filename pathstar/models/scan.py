@@ -54,6 +54,7 @@ class _Buffers:
         self.full = [like.new_empty(c, T, n, d) for _ in range(k)]
         self.steps = [f.unbind(1) for f in self.full]               # per-step (c, n, d) views
         self.mat = [f.view(c * T, n, d) for f in self.full]         # (c T, n, d), for bmm
+        self.matT = [m.transpose(1, 2) for m in self.mat]           # (c T, d, n): v (1, d) @ it sums over d
         self.later = [f[:, 1:] for f in self.full]                  # steps 1..T-1
         self.earlier = [f[:, :-1] for f in self.full]               # steps 0..T-2
 
@@ -128,19 +129,20 @@ def _backward(saved, gy):
     dt1 = dt[:, 1:].contiguous().unsqueeze(2)  # contiguous per chunk: a strided broadcast in addcmul_ is slower
     chunks = zip(*_split(c, dt.unsqueeze(2), dtx.unsqueeze(2), B.unsqueeze(-1), C.unsqueeze(-1), gy.unsqueeze(2),
                          ddt[:, 1:], dt1),
-                 *_split(c * T, gy.view(bT, d, 1), dC.view(bT, n, 1), B.view(bT, 1, n), ddtx.view(bT, 1, d),
-                         dtx.view(bT, d, 1), dB.view(bT, n, 1)))
+                 *_split(c * T, gy.view(bT, 1, d), dC.view(bT, 1, n), B.view(bT, 1, n), ddtx.view(bT, 1, d),
+                         dtx.view(bT, 1, d), dB.view(bT, 1, n)))
     for dtu, dtxu, Bu, Cu, gu, ddt1, dtu1, gm, dCm, Bm, ddtxm, dtxm, dBm in chunks:
         cc = dtu.size(0)
         buf = _buffers(cache, x, 3, cc, T, n, d)
         _states(dtu, dtxu, At, Bu, buf)
-        torch.bmm(buf.mat[1], gm, out=dCm)                           # dC = sum_d h g
+        torch.bmm(gm, buf.matT[1], out=dCm)                          # dC = sum_d h g (a row times h^T: 4x
+        #                                                              faster on CPU than h times a column)
         torch.mul(Cu, gu, out=buf.full[2])                           # lam = dL/dh_t, direct part C g
         dAs, ls = buf.steps[0], buf.steps[2]
         for t in range(T - 2, -1, -1):
             ls[t].addcmul_(dAs[t + 1], ls[t + 1])                    # adjoint, backwards in time
         torch.bmm(Bm, buf.mat[2], out=ddtxm)                         # d(dt x) = sum_n B lam
-        torch.bmm(buf.mat[2], dtxm, out=dBm)                         # dB = sum_d lam dt x
+        torch.bmm(dtxm, buf.matT[2], out=dBm)                        # dB = sum_d lam dt x
         if T > 1:
             p = buf.later[0].mul_(buf.earlier[1]).mul_(buf.later[2])  # dL/d(dt A) = lam_t dA_t h_{t-1}
             torch.sum(torch.mul(p, At, out=buf.later[1]), 2, out=ddt1)  # sum_n p A (h is spent: reused)
