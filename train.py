@@ -426,7 +426,11 @@ def first_step(r, stop):
     the whole forward trace, which a stop drops; any other ending shows them as usual."""
     with warnings.catch_warnings(record=True) as held:  # the filters in force stay as they are
         try:
+            if 'signum' in stop:  # the handler's raise landed in a callback, which ignores it
+                raise KeyboardInterrupt
             train_step(r)
+            if 'signum' in stop:
+                raise KeyboardInterrupt
         except BaseException:
             if 'signum' in stop:
                 raise KeyboardInterrupt from None
@@ -453,12 +457,22 @@ def install_signal_handlers(stop):
         stop['signum'] = signum
         if 'stepped' not in stop:
             raise KeyboardInterrupt
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def unraisable(u, earlier=sys.unraisablehook):
+        # a raise that lands in a weakref callback or __del__ is printed and dropped: first_step raises again
+        if not (issubclass(u.exc_type, KeyboardInterrupt) and 'signum' in stop):
+            earlier(u)
+    handlers = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers['unraisable'], sys.unraisablehook = sys.unraisablehook, unraisable
+    return handlers
 
 
 def restore_signal_handlers(handlers):
     for sig, old in handlers.items():
-        signal.signal(sig, old)
+        if sig == 'unraisable':
+            sys.unraisablehook = old
+        else:
+            signal.signal(sig, old)
 
 
 def main(argv, hook=None):

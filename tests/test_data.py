@@ -375,11 +375,11 @@ def test_a_killed_build_leaves_nothing_that_breaks_the_next_build(tmp_path):
     data_dir = tmp_path / 'data'
     # a build that dies (no cleanup, like SIGKILL) after writing its arrays, before meta.json
     killed = subprocess.run([sys.executable, '-c', (
-        "import os, sys; sys.path.insert(0, sys.argv[1])\n"
-        "from pathstar.data import cache as pc; import pathstar_data as ps\n"
+        "import json, os, sys; sys.path.insert(0, sys.argv[1])\n"
+        "from pathstar.data import cache as pc\n"
         "pc.save_meta = lambda *args: os._exit(9)\n"
-        "ps.load_or_build(dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, data_dir=sys.argv[2]))"),
-        str(ROOT), str(data_dir)], capture_output=True, text=True, timeout=60)
+        "pc.load_or_build(json.loads(sys.argv[2]))"),
+        str(ROOT), child_config(SMALL, data_dir)], capture_output=True, text=True, timeout=60)
     assert killed.returncode == 9
     folder = pc.cache_dir(checked({**SMALL, 'data_dir': str(data_dir)}))
     leftovers = list(data_dir.glob('*.tmp-*'))
@@ -403,25 +403,43 @@ def test_a_stale_temp_folder_with_our_pid_or_an_unfinished_cache_folder_is_rebui
     assert np.array_equal(load(tmp_path).train_rows, fresh['train_rows'])
 
 
-CONCURRENT_BUILDER = """
-import hashlib, json, sys, time
+# The dataset children import the cache layer alone (no torch: a tenth of the start-up) and take the config
+# the test checked, as JSON; each marks itself ready in a folder and waits for all n, so they start together.
+READY = """
+import hashlib, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from pathstar.data import cache as pc
-import pathstar_data as ps
-while time.time() < float(sys.argv[3]):  # start together, after everyone has imported numpy
+cfg, ready, n = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+open(os.path.join(ready, str(os.getpid())), 'w').close()
+deadline = time.time() + 60
+while len(os.listdir(ready)) < n and time.time() < deadline:
     time.sleep(0.002)
-data = ps.load_or_build(dict(graph_d=2000, graph_l=5, data_dir=sys.argv[2]), verbose=False)
+"""
+
+CONCURRENT_BUILDER = READY + """
+data = pc.load_or_build(cfg, verbose=False)
 h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in pc.ARRAYS))
 print(json.dumps(dict(built=data.build_seconds is not None, digest=h.hexdigest())))
 """
 
 
+def child_config(cfg, data_dir):
+    """cfg checked here, for a child that imports only the cache layer."""
+    return json.dumps(checked(dict(cfg, data_dir=str(data_dir))))
+
+
+def started_together(script, cfg, tmp_path, n, *args):
+    ready = tmp_path / 'ready'
+    ready.mkdir()
+    return [subprocess.Popen([sys.executable, '-c', script, str(ROOT), cfg, str(ready), str(n), *map(str, args[i])],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(n)]
+
+
 def test_concurrent_builders_build_once_and_all_get_identical_arrays(tmp_path):
     data_dir = tmp_path / 'data'
-    start_at = str(time.time() + 2.5)
-    procs = [subprocess.Popen([sys.executable, '-c', CONCURRENT_BUILDER, str(ROOT), str(data_dir), start_at],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    procs = started_together(CONCURRENT_BUILDER, child_config(dict(graph_d=2000, graph_l=5), data_dir), tmp_path, 8,
+                             *[()] * 8)
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outputs]
     assert all(err == '' for _, err in outputs)
@@ -626,16 +644,8 @@ def test_rebuilding_leaves_the_arrays_a_process_has_mapped_readable(tmp_path):
     assert rebuilt.build_seconds is not None and digest(rebuilt) == digest(mapped) == fresh
 
 
-CONCURRENT_LOADER = """
-import hashlib, json, sys, time
-sys.path.insert(0, sys.argv[1])
-import numpy as np
-from pathstar.data import cache as pc
-import pathstar_data as ps
-mmap = sys.argv[4] == '1'
-while time.time() < float(sys.argv[3]):
-    time.sleep(0.002)
-data = ps.load_or_build(dict(graph_d=2000, graph_l=5, data_dir=sys.argv[2]), verbose=False, mmap=mmap)
+CONCURRENT_LOADER = READY + """
+data = pc.load_or_build(cfg, verbose=False, mmap=sys.argv[5] == '1')
 h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in pc.ARRAYS))
 print(json.dumps(dict(built=data.build_seconds is not None, digest=h.hexdigest())))
 """
@@ -648,9 +658,7 @@ def test_concurrent_loaders_of_a_damaged_cache_rebuild_it_once_and_all_get_the_r
     good = ps.load_or_build(cfg, verbose=False)
     folder, fresh = Path(good.path), digest(good)
     DAMAGES[damage][0](folder)
-    start_at = str(time.time() + 2.5)
-    procs = [subprocess.Popen([sys.executable, '-c', CONCURRENT_LOADER, str(ROOT), str(data_dir), start_at, str(i % 2)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
+    procs = started_together(CONCURRENT_LOADER, child_config(cfg, data_dir), tmp_path, 6, *[(i % 2,) for i in range(6)])
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outputs]
     results = [json.loads(out) for out, _ in outputs]
@@ -693,7 +701,6 @@ HOLDER = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 from pathstar.data import cache as pc
-import pathstar_data as ps
 with pc.build_lock(sys.argv[2]):
     open(sys.argv[3], 'w').close()
     os.kill(os.getpid(), signal.SIGSTOP)  # a stopped holder: the lock stays held until it is killed
@@ -703,9 +710,8 @@ WAITER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from pathstar.data import cache as pc
-import pathstar_data as ps
 pc.WAIT_NOTICE_SECONDS = 0.3
-data = ps.load_or_build(dict(graph_d=6, graph_l=4, graph_holdout_percentage=0.34, data_dir=sys.argv[2]), verbose=False)
+data = pc.load_or_build(json.loads(sys.argv[2]), verbose=False)
 print(json.dumps(dict(built=data.build_seconds is not None)))
 """
 
@@ -724,7 +730,7 @@ def test_a_builder_waiting_behind_a_stopped_lock_holder_says_whom_it_waits_for(t
         assert Path(folder + '.lock').read_text() == f'{holder.pid} {socket.gethostname()}\n'
         notices = tmp_path / 'waiter.err'
         with open(notices, 'w') as err_file:
-            waiter = subprocess.Popen([sys.executable, '-c', WAITER, str(ROOT), str(data_dir)],
+            waiter = subprocess.Popen([sys.executable, '-c', WAITER, str(ROOT), child_config(SMALL, data_dir)],
                                       stdout=subprocess.PIPE, stderr=err_file, text=True)
         while len(notices.read_text().splitlines()) < 2:  # waiting, and saying so every 0.3 s
             assert waiter.poll() is None and time.time() < deadline + 30, notices.read_text()

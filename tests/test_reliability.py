@@ -250,14 +250,14 @@ def test_kill_9_inside_a_checkpoint_write_keeps_the_previous_checkpoint_and_resu
 
 DATA_CFG = dict(graph_d=300, graph_l=5, graph_holdout_percentage=0.1)
 
-# a dataset builder child: python3 -c BUILDER ROOT DATA_DIR MODE MARKER
+# a dataset builder child: python3 -c BUILDER ROOT CONFIG MODE MARKER, CONFIG checked here, as JSON (the child
+# imports the cache layer alone: no torch, a tenth of the start-up)
 BUILDER = r'''
 import hashlib, json, os, sys, time
-root, data_dir, mode, marker = sys.argv[1:5]
+root, cfg, mode, marker = sys.argv[1:5]
 sys.path.insert(0, root)
 import numpy as np
 from pathstar.data import cache as pc
-import pathstar_data as ps
 if mode == 'hang-in-save':  # the 2nd array file is left half written, then the builder hangs
     real_save, calls = np.save, []
     def save(path, array, *rest, **kw):
@@ -270,10 +270,10 @@ if mode == 'hang-in-save':  # the 2nd array file is left half written, then the 
     np.save = save
 else:  # 'wait': say so, then queue for the lock
     open(marker, 'w').close()
-data = ps.load_or_build(dict(%r, data_dir=data_dir), verbose=False)
+data = pc.load_or_build(json.loads(cfg), verbose=False)
 h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in pc.ARRAYS))
 print(json.dumps(dict(built=data.build_seconds is not None, digest=h.hexdigest())))
-''' % (DATA_CFG,)
+'''
 
 
 def digest(data):
@@ -284,7 +284,8 @@ def test_kill_9_inside_a_dataset_write_lets_the_waiting_builder_take_over_with_a
     data_dir = tmp_path / 'data'
 
     def builder(mode, marker):
-        return subprocess.Popen([sys.executable, '-c', BUILDER, ROOT, str(data_dir), mode, str(tmp_path / marker)],
+        cfg = json.dumps(checked(dict(DATA_CFG, data_dir=str(data_dir))))
+        return subprocess.Popen([sys.executable, '-c', BUILDER, ROOT, cfg, mode, str(tmp_path / marker)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = builder('hang-in-save', 'half-written')
     second = None
@@ -315,18 +316,17 @@ ROUNDS = r'''
 """ROUNDS times: WORKERS forked processes released together by a barrier build one dataset
 in a fresh data_dir (half of them asking for a memory map); report what each got."""
 import hashlib, json, multiprocessing, os, sys
-root, base, rounds, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+root, base, rounds, workers, cfg = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 sys.path.insert(0, root)
 import numpy as np
 from pathstar.data import cache as pc
-import pathstar_data as ps
-CFG = %r
+CFG = json.loads(cfg)  # checked by the test
 
 
 def worker(data_dir, barrier, conn, mmap):
     try:
         barrier.wait(timeout=60)
-        data = ps.load_or_build(dict(CFG, data_dir=data_dir), verbose=False, mmap=mmap)
+        data = pc.load_or_build(dict(CFG, data_dir=data_dir), verbose=False, mmap=mmap)
         h = hashlib.sha256(b''.join(np.ascontiguousarray(getattr(data, n)).tobytes() for n in pc.ARRAYS))
         conn.send(dict(built=data.build_seconds is not None, digest=h.hexdigest(), error=None))
     except BaseException as e:
@@ -339,7 +339,7 @@ for r in range(rounds):
     data_dir = os.path.join(base, f'round{r}', 'data')
     barrier = ctx.Barrier(workers)
     pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
-    procs = [ctx.Process(target=worker, args=(data_dir, barrier, send, i %% 2 == 1))
+    procs = [ctx.Process(target=worker, args=(data_dir, barrier, send, i % 2 == 1))
              for i, (_, send) in enumerate(pipes)]
     for p in procs:
         p.start()
@@ -354,12 +354,13 @@ for r in range(rounds):
             files[os.path.relpath(path, data_dir)] = hashlib.sha256(open(path, 'rb').read()).hexdigest()
     report.append(dict(answers=answers, exitcodes=[p.exitcode for p in procs], files=files))
 print(json.dumps(report))
-''' % (DATA_CFG,)
+'''
 
 
 def test_eight_concurrent_builders_build_once_and_agree_in_each_of_20_rounds(tmp_path):
     rounds, workers = 20, 8
-    run = subprocess.run([sys.executable, '-c', ROUNDS, ROOT, str(tmp_path), str(rounds), str(workers)],
+    cfg = json.dumps(checked(dict(DATA_CFG, data_dir='.')))
+    run = subprocess.run([sys.executable, '-c', ROUNDS, ROOT, str(tmp_path), str(rounds), str(workers), cfg],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stderr == '', run.stderr[-3000:]
     report = json.loads(run.stdout)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 
 import pytest
 
@@ -33,6 +34,23 @@ def test_a_signal_before_the_first_step_stops_at_once_and_the_same_command_runs_
     assert not any(os.path.exists(os.path.join(cfg['out_dir'], f)) for f in checkpoint_files.RUN_FILES)
     summary = train.train(cfg)  # the same command: no "already holds an earlier run" in the way
     assert summary['iter'] == summary['max_iters']
+
+
+def test_a_signal_whose_raise_a_callback_drops_still_stops_before_the_first_step(tmp_path, capsys):
+    """Python prints and drops an exception raised inside a weakref callback: the signal still counts."""
+    cfg, steps, refs = tiny_config(tmp_path, epochs=4), [], []
+
+    def hook(name, run):
+        steps.append(name)
+        if name == 'start':
+            thing = type('Thing', (), {})()
+            refs.append(weakref.ref(thing, lambda ref: os.kill(os.getpid(), signal.SIGINT)))
+            del thing  # the callback runs now, and the handler's KeyboardInterrupt is raised inside it
+    with pytest.raises(train.Interrupted, match='before the first step') as e:
+        train.train(cfg, hook)
+    assert e.value.signum == signal.SIGINT and 'step' not in steps
+    assert 'KeyboardInterrupt' not in capsys.readouterr().err
+    assert not any(os.path.exists(os.path.join(cfg['out_dir'], f)) for f in checkpoint_files.RUN_FILES)
 
 
 def test_ctrl_c_while_torch_compile_builds_the_first_step_is_one_line_and_exit_130(tmp_path):
