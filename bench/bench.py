@@ -21,7 +21,6 @@ import io
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -231,15 +230,10 @@ def startup_stats(timers, start):
 
 
 def peak_memory_mb(torch):
-    """GPU: max_memory_allocated. CPU: this process's peak RSS (VmHWM: unlike ru_maxrss it does
-    not inherit the parent's RSS across fork + exec)."""
+    """GPU: max_memory_allocated. CPU: this process's peak RSS (VmHWM)."""
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         return torch.cuda.max_memory_allocated() / 2 ** 20
-    try:
-        with open('/proc/self/status') as f:
-            return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return bench_data.peak_rss_mb()
 
 
 def child_agent(spec, options):

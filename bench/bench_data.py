@@ -5,7 +5,7 @@ How long a cold build of the path-star dataset takes, and how much memory it nee
     python3 bench/bench_data.py --max_d=100000 --in_context_rows=0 --json bench.json
 
 Each size runs load_or_build in a fresh subprocess, into an empty temp data_dir,
-so its peak RSS (the child's own ru_maxrss) counts only that build and its load.
+so its peak RSS (the child's own VmHWM) counts only that build and its load.
 The last row is the in-context task (pathstar/data/incontext.py): in_context_rows sequences, each
 its own G(5,5), and 10**4 validation graphs. The table comes last.
 """
@@ -20,34 +20,44 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from pathstar.data import inweights  # noqa: E402  (the repo is on sys.path from here)
+from pathstar.data import cache, inweights  # noqa: E402  (the repo is on sys.path from here)
 SIZES = (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6)
 IN_CONTEXT = dict(task='in_context', graph_d=5, graph_l=5, num_val_graphs=10 ** 4)
 
 
-def child(d, data_dir, in_context_rows=0):
-    """Runs in the subprocess: one cold load_or_build, one JSON line on stdout."""
-    import pathstar_data
-    cfg = dict(IN_CONTEXT, num_train_graphs=in_context_rows) if in_context_rows else dict(graph_d=d, graph_l=5)
+def child(cfg):
+    """Runs in the subprocess: one cold load_or_build of a checked config (the parent checks it, so the child's
+    peak RSS is the build's, without torch, which the check imports), one JSON line on stdout."""
     start = time.time()
-    data = pathstar_data.load_or_build(dict(cfg, data_dir=data_dir), verbose=False)
+    data = cache.load_or_build(json.loads(cfg), verbose=False)
     seconds = time.time() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    peak_kb = usage.ru_maxrss  # kilobytes on Linux
     print(json.dumps(dict(
         task=data.meta.get('task', 'in_weights'),
         d=data.meta['d'], nodes=data.meta['num_nodes'], train_rows=len(data.train_rows), val_rows=len(data.val_rows),
         seconds=round(seconds, 3), build_seconds=round(data.build_seconds, 3),
         cpu_seconds=round(usage.ru_utime + usage.ru_stime, 3),  # the whole child, imports too: on a shared
         # machine this says what the build costs when the wall clock says how busy the machine was
-        peak_rss_mb=round(peak_kb / 1024, 1), disk_bytes=inweights.folder_bytes(data.path),
+        peak_rss_mb=round(peak_rss_mb(), 1), disk_bytes=inweights.folder_bytes(data.path),
         dtype=data.meta['dtype'])))
+
+
+def peak_rss_mb():
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's RSS across fork + exec)."""
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def run_one(d, in_context_rows=0):
     with tempfile.TemporaryDirectory(prefix='bench_pathstar_') as data_dir:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', str(d), data_dir,
-                              str(in_context_rows)], capture_output=True, text=True, check=True)
+        cfg = dict(IN_CONTEXT, num_train_graphs=in_context_rows) if in_context_rows else dict(graph_d=d, graph_l=5)
+        from pathstar import validate  # here, not at the top: the child runs this file, and validate imports torch
+        checked = json.dumps(validate.build_config(dict(cfg, data_dir=data_dir)))
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', checked], capture_output=True,
+                             text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -67,10 +77,10 @@ def main():
     parser.add_argument('--json', metavar='PATH', help='also write the results here')
     parser.add_argument('--in_context_rows', type=int, default=10 ** 6,
                         help='in-context G(5,5) sequences to build last (0 = skip)')
-    parser.add_argument('--child', nargs=3, metavar=('D', 'DATA_DIR', 'ROWS'), help=argparse.SUPPRESS)
+    parser.add_argument('--child', metavar='CONFIG_JSON', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(int(args.child[0]), args.child[1], int(args.child[2]))
+        return child(args.child)
     results = []
     for d in [d for d in SIZES if d <= args.max_d]:
         results.append(run_one(d))

@@ -38,14 +38,24 @@ def assert_close(ref, got, rtol, names):
 
 
 NAMES = ['y', 'dx', 'ddt', 'dA', 'dB', 'dC', 'dD']
-# a chunk holds scan.CHUNK_CELLS // (T d n) rows: the small shapes are one chunk, (11, 9, 256, 16) three of 4, 4
-# and 3 rows (the demo's path rows, a ragged last chunk), (3, 40, 128, 16) three of one row
+# on one thread a chunk holds scan.CHUNK_CELLS // (T d n) rows: the small shapes are one chunk, (11, 9, 256, 16)
+# three of 4, 4 and 3 rows (the demo's path rows, a ragged last chunk), (3, 40, 128, 16) three of one row; on two
+# threads (11, 9, 256, 16) is 9 + 2 rows, each step of the recurrence split over both threads
 SHAPES = [(3, 1, 8, 4), (5, 9, 16, 16), (2, 40, 8, 4), (11, 9, 256, 16), (3, 40, 128, 16)]
+
+
+@pytest.fixture(params=[1, 2], ids=['1 thread', '2 threads'])
+def threads(request):
+    """The chunks depend on torch's thread count: both layouts are held to the definition."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize('shape', SHAPES)
 @pytest.mark.parametrize('dt_max', [0.05, 1.0, 10.0])
-def test_float32_matches_loop(shape, dt_max):
+def test_float32_matches_loop(shape, dt_max, threads):
     torch.manual_seed(0)
     ins = inputs(*shape, dt_max, torch.float32, seed=hash((shape, dt_max)) % 1000)
     ref = outputs_and_grads(scan.selective_scan_loop, ins, seed=1)
@@ -55,7 +65,7 @@ def test_float32_matches_loop(shape, dt_max):
 
 @pytest.mark.parametrize('shape', SHAPES)
 @pytest.mark.parametrize('dt_max', [0.05, 1.0, 10.0])
-def test_float64_matches_loop(shape, dt_max):
+def test_float64_matches_loop(shape, dt_max, threads):
     ins = inputs(*shape, dt_max, torch.float64, seed=7)
     ref = outputs_and_grads(scan.selective_scan_loop, ins, seed=2)
     got = outputs_and_grads(scan.selective_scan, ins, seed=2)

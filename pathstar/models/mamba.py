@@ -142,7 +142,7 @@ NOT_APPLICABLE.update(gelu="a Mamba block has no GELU", init="the Mamba init is 
                       dropout="the official Mamba model has no dropout")
 UNUSED = ('n_head',)  # a Mamba block has no heads: a sweep over it repeats runs
 READS = ('compile',)
-SLOW_ON_CPU = False  # the fast scan (scan.py): a step costs about 1.8x a GPT step on a CPU
+SLOW_ON_CPU = False  # the fast scan (scan.py): a step costs 1.5-2x a GPT step on a CPU
 # never torch.compile'd: inductor (CPU, torch 2.13) computes two stacked blocks 12-38% off in grad mode, and
 # the eager fast scan beats blocks compiled one by one (bench/README.md)
 COMPILES = False

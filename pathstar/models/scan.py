@@ -7,43 +7,33 @@ x, dt (b, T, d); A (d, n); B, C (b, T, n); D (d,). selective_scan computes the s
 torch.autograd.Function: it saves only the inputs for backward, works on a few rows of the batch at a
 time in reused (c, T, n, d) buffers that stay in cache (a fresh large buffer per op page-faults), keeps the
 state d-innermost, and in backward recomputes each chunk's states and runs the adjoint recurrence back in
-time. On the CPU demo a Mamba step costs 1.7-1.9x a GPT step this way, against 14x with the loop.
+time. On the CPU demo a Mamba step costs 1.5-1.6x a GPT step this way on one thread and about 2x on two
+(bench/bench.py (d)), against 14x with the loop.
 causal_conv does nn.Conv1d's depthwise causal convolution in d_conv shifted multiply-adds (its CPU
 backward cost as much as the fast scan). tests/test_mamba_scan.py holds both to the definitions, float32
 to 1e-5 and float64 to 1e-12, outputs and every gradient. Imports only torch.
 """
-import contextlib
-
 import torch
 
-CHUNK_CELLS = 4 * 9 * 16 * 256  # elements of a (rows, T, n, d) chunk buffer: ~0.6 MB in float32, the 4 buffers
-#                              of backward ~ one core's L2 (2 MB here). At the demo (n=16, d=256) 4 of its 9-step
-#                              path rows and 12 of its 3-step edge rows. Measured on one thread: smaller chunks cost
-#                              more Python per row, larger ones fall out of cache (T=33, d=128: 2 rows 263 ms, 1 row
-#                              373, 4 rows 317).
-
-
-SCAN_THREADS = 1  # intra-op threads for the chunk loop on CPU: its ops are small (~150k elements); measured with
-#                  2 threads, thread hand-offs made the scan slower than with 1. None: leave the setting alone.
-
-
-@contextlib.contextmanager
-def _threads(x):
-    n = torch.get_num_threads()
-    if x.device.type != 'cpu' or SCAN_THREADS is None or SCAN_THREADS == n:
-        yield
-        return
-    torch.set_num_threads(SCAN_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+CHUNK_CELLS = 4 * 9 * 16 * 256  # elements of a (rows, T, n, d) chunk buffer per thread: ~0.6 MB in float32, the 4
+#                              buffers of backward ~ one core's L2 (2 MB here). At the demo (n=16, d=256) 4 of its
+#                              9-step path rows and 12 of its 3-step edge rows on one thread. Measured on one
+#                              thread: smaller chunks cost more Python per row, larger ones fall out of cache
+#                              (T=33, d=128: 2 rows 263 ms, 1 row 373, 4 rows 317).
+GRAIN = 2 ** 15  # torch splits an elementwise op over its threads only above this many elements
+#                  (at::internal::GRAIN_SIZE): on several threads a chunk is made large enough that each step of
+#                  the recurrence, (rows, n, d), is split too. At the demo on 2 threads: 9 path rows a chunk, and
+#                  the scan 1.3x faster than 4 rows (8 rows, exactly GRAIN, stay on one thread).
 
 
 def _chunk(x, n):
     """Rows per chunk of x (b, T, d) with n states: chunking pays on CPU (cache); on a GPU one chunk, the whole
     batch, is best."""
-    return max(1, CHUNK_CELLS // (x.size(1) * x.size(2) * n)) if x.device.type == 'cpu' else max(x.size(0), 1)
+    if x.device.type != 'cpu':
+        return max(x.size(0), 1)
+    threads, T, d = torch.get_num_threads(), x.size(1), x.size(2)
+    rows = CHUNK_CELLS * threads // (T * d * n)
+    return max(1, rows, GRAIN // (n * d) + 1 if threads > 1 else 1)
 
 
 class _Buffers:
@@ -85,15 +75,14 @@ class SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dt, A, B, C, D):
         x, dt, B, C = (t.contiguous() for t in (x, dt, B, C))
-        with _threads(x):
-            y = _forward(x, dt, A, B, C)
+        y = _forward(x, dt, A, B, C)
         ctx.save_for_backward(x, dt, A, B, C, D)
         return y.addcmul_(x, D)
 
     @staticmethod
     def backward(ctx, gy):
         x = ctx.saved_tensors[0]
-        with torch.autocast(x.device.type, enabled=False), _threads(x):  # autocast off: bmm stays fp32
+        with torch.autocast(x.device.type, enabled=False):  # autocast off: bmm stays fp32
             return _backward(ctx.saved_tensors, gy.to(x.dtype).contiguous())
 
 
