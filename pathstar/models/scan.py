@@ -7,8 +7,8 @@ x, dt (b, T, d); A (d, n); B, C (b, T, n); D (d,). selective_scan computes the s
 torch.autograd.Function: it saves only the inputs for backward, works on a few rows of the batch at a
 time in reused (c, T, n, d) buffers that stay in cache (a fresh large buffer per op page-faults), keeps the
 state d-innermost, and in backward recomputes each chunk's states and runs the adjoint recurrence back in
-time. On the CPU demo a Mamba step costs 1.5-1.6x a GPT step this way on one thread and about 2x on two
-(bench/bench.py (d)), against 14x with the loop.
+time. On the CPU demo a Mamba step costs about 1.5x a GPT step this way on one thread and 1.6-2.1x on two
+(bench/bench.py (d) on a shared 2-core machine), against 14x with the loop.
 causal_conv does nn.Conv1d's depthwise causal convolution in d_conv shifted multiply-adds (its CPU
 backward cost as much as the fast scan). tests/test_mamba_scan.py holds both to the definitions, float32
 to 1e-5 and float64 to 1e-12, outputs and every gradient. Imports only torch.
