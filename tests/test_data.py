@@ -684,6 +684,39 @@ def test_a_file_where_the_cache_folder_belongs_is_one_config_error_and_nothing_i
     assert os.listdir(folder.parent) == [folder.name] and folder.read_text() == 'not a folder\n'
 
 
+RENAMER = """
+import os, sys, time
+folder, until = sys.argv[1], time.time() + float(sys.argv[2])
+print('go', flush=True)
+while time.time() < until:
+    os.rename(folder, folder + '.tmp-damaged-1')
+    os.rename(folder + '.tmp-damaged-1', folder)
+"""
+
+
+def test_a_cache_folder_set_aside_while_it_is_checked_is_never_taken_for_a_file(tmp_path):
+    # another loader renames a damaged folder away (set_aside) while this one checks the place
+    folder = tmp_path / 'data' / 'pathstar_x'
+    folder.mkdir(parents=True)
+    renamer = subprocess.Popen([sys.executable, '-c', RENAMER, str(folder), '1.5'], stdout=subprocess.PIPE, text=True)
+    assert renamer.stdout.readline() == 'go\n'
+    checks = 0
+    while renamer.poll() is None:
+        pc.check_place(str(folder))
+        checks += 1
+    assert renamer.returncode == 0 and checks > 100
+
+
+def test_a_dangling_symlink_where_the_cache_folder_belongs_is_one_config_error(tmp_path):
+    folder = tmp_path / 'data' / 'pathstar_x'
+    folder.parent.mkdir()
+    folder.symlink_to(tmp_path / 'gone')
+    with pytest.raises(UserError, match='is a file where the dataset cache folder belongs'):
+        pc.check_place(str(folder))
+    (tmp_path / 'gone').mkdir()
+    pc.check_place(str(folder))  # a symlink to a folder is a folder
+
+
 def test_a_data_dir_that_is_a_file_or_a_lock_that_is_a_folder_is_one_config_error(tmp_path):
     (tmp_path / 'data').write_text('x\n')
     with pytest.raises(UserError, match=r"^data_dir: '.*/data' is a file, not a folder; move it away"):

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import time
 import zlib
@@ -252,7 +253,11 @@ def check_place(folder):
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise UserError(f"data_dir: {data_dir!r} is a file, not a folder; move it away or set "
                                        f"data_dir to a folder")
-    if os.path.lexists(folder) and not os.path.isdir(folder):
+    try:  # one stat, not exists() then isdir(): a damaged folder set aside in between is no file
+        in_the_way = not stat.S_ISDIR(os.stat(folder).st_mode)
+    except OSError:  # nothing there, or a dangling symlink
+        in_the_way = os.path.islink(folder)
+    if in_the_way:
         raise UserError(f"data_dir: {folder} is a file where the dataset cache folder belongs; "
                                        f"move it away or delete it")
     if os.path.isdir(folder + '.lock'):
