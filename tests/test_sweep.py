@@ -301,7 +301,7 @@ def test_an_agent_killed_mid_trial_leaves_a_trial_that_the_next_agent_fails_and_
     agent = subprocess.Popen([sys.executable, RUN_SWEEP, '--sweep_id', sweep_id, '--count', '1'], cwd=tmp_path,
                              env=sweep_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     study, _ = load(tmp_path, sweep_id)
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while 'agent' not in study.trials[0].user_attrs:  # trial 0 (2000 epochs) claimed and stamped
         assert time.time() < deadline and agent.poll() is None
         time.sleep(0.2)
@@ -454,6 +454,7 @@ case " $* " in *" --create_only "*) echo "Sweep created! ID: abc123"; exit 0 ;; 
 if [ -n "${STUB_SLEEP:-}" ]; then
     sleep "$STUB_SLEEP" &
     trap 'kill $!; echo "stopped ${CUDA_VISIBLE_DEVICES-unset}" >> "$STUB_LOG"; exit 143' TERM
+    echo "trapped ${CUDA_VISIBLE_DEVICES-unset}" >> "$STUB_LOG"
     wait $!
 fi
 echo "agent output on ${CUDA_VISIBLE_DEVICES-cpu}"
@@ -533,13 +534,12 @@ def test_sigterm_stops_the_scripts_own_agents(tmp_path):
     script = subprocess.Popen(['bash', SCRIPT, 'cfg.yaml'], cwd=tmp_path / 'work', env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / 'calls.log'
-    deadline = time.time() + 20
-    while not log.exists() or len(log.read_text().splitlines()) < 3:  # create + 2 agents started
-        assert time.time() < deadline
+    deadline = time.time() + 120
+    while not log.exists() or log.read_text().count('trapped') < 2:  # both agents started, their traps set
+        assert time.time() < deadline and script.poll() is None
         time.sleep(0.1)
-    time.sleep(0.3)  # let the agents install their traps
     script.send_signal(signal.SIGTERM)
-    assert script.wait(timeout=20) != 0
+    assert script.wait(timeout=60) != 0
     assert sorted(line for line in log.read_text().splitlines() if line.startswith('stopped')) == \
         ['stopped 0', 'stopped 1']
 
